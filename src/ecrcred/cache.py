@@ -1,0 +1,330 @@
+"""The token cache: on disk and shared by every execution on the node, plus an in-process layer.
+
+The kubelet execs the plugin once per image, so node boot brings bursts of executions for one
+registry. ``get_or_fetch`` makes that one API call: a lock-free read serves fresh tokens; on a miss
+the caller takes a per-key cross-process lock (``flock``), reads again (another process may just
+have refreshed), and only then fetches and stores.
+
+On disk (``FileCache``): one JSON file per key in a 0700 directory, files 0600, written atomically
+(temp file in the same directory, fsync, rename, fsync of the directory) so a reader never sees
+half a file, even when a writer is killed. File names are digests of the key, which itself holds
+only non-secret parts (registry and a digest of the AWS identity). A file that does not parse, is
+of another format version, or belongs to another key is ignored and rewritten. A directory we
+cannot use degrades to no caching with one warning: the answer is still given.
+
+Standard library only, except ``MemoryCache`` which imports cachetools when built: the cache-hit
+path of ``get-credentials`` must stay cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeGuard
+
+from ecrcred.errors import DeadlineExceeded, SourceError
+from ecrcred.tokens import DEFAULT_REFRESH_MARGIN, Token
+
+if TYPE_CHECKING:
+    from ecrcred.clock import Clock
+    from ecrcred.log import Logger
+
+CACHE_FORMAT = 1
+MAX_CACHE_FILE_BYTES = 64 * 1024
+DEFAULT_CACHE_DIR = "/var/lib/ecrcred/cache"
+
+HIT, MISS, LAST_RESORT = "hit", "miss", "last-resort"
+
+
+class CacheKey(NamedTuple):
+    """What a cached token opens (``registry``) and for whom (``identity``); no secret in either."""
+
+    registry: str
+    identity: str
+
+    @property
+    def digest(self) -> str:
+        raw = f"v{CACHE_FORMAT}\0{self.registry}\0{self.identity}".encode()
+        return hashlib.sha256(raw).hexdigest()[:40]
+
+
+class TokenCache(Protocol):
+    def load(self, key: CacheKey) -> Token | None: ...
+    def store(self, key: CacheKey, token: Token) -> None: ...
+    def lock(self, key: CacheKey) -> contextlib.AbstractContextManager[None]: ...
+
+
+class NullCache:
+    """No caching: every lookup misses. Used with ``--no-cache`` and when the disk is unusable."""
+
+    def load(self, key: CacheKey) -> Token | None:
+        return None
+
+    def store(self, key: CacheKey, token: Token) -> None:
+        return None
+
+    def lock(self, key: CacheKey) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+class FileCache:
+    """Tokens in ``<directory>/<digest>.json``, locked per key with ``<digest>.lock``."""
+
+    def __init__(self, directory: str, clock: Clock, log: Logger,
+                 lock_timeout: float = 25.0) -> None:
+        self.directory = directory
+        self._clock = clock
+        self._log = log
+        self._lock_timeout = lock_timeout
+        self._usable: bool | None = None
+        self._warned = False
+
+    # -- the directory ---------------------------------------------------------------------
+
+    def _ensure_directory(self) -> bool:
+        if self._usable is not None:
+            return self._usable
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            st = os.stat(self.directory)
+            if not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory")
+            if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                os.chmod(self.directory, 0o700)
+            elif st.st_mode & 0o077:
+                self._log.warning(
+                    f"token cache directory {self.directory} is readable by other users and not "
+                    "ours to fix; run: chmod 0700 " + self.directory
+                )
+            if not os.access(self.directory, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "not writable")
+        except OSError as exc:
+            self._degrade(f"cannot use token cache directory {self.directory} ({_reason(exc)})")
+            self._usable = False
+        else:
+            self._usable = True
+        return self._usable
+
+    def _degrade(self, what: str) -> None:
+        if not self._warned:
+            self._warned = True
+            self._log.warning(
+                f"{what}; continuing without a token cache, so every execution calls the "
+                "registry's token API: fix the directory's owner and mode or set --cache-dir "
+                "(ECRCRED_CACHE_DIR)"
+            )
+
+    def path(self, key: CacheKey) -> str:
+        return os.path.join(self.directory, f"{key.digest}.json")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def load(self, key: CacheKey) -> Token | None:
+        path = self.path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._log.debug(f"ignoring token cache file {path}: {_reason(exc)}")
+            return None
+        try:
+            raw = os.read(fd, MAX_CACHE_FILE_BYTES + 1)
+        except OSError as exc:
+            self._log.debug(f"ignoring token cache file {path}: {_reason(exc)}")
+            return None
+        finally:
+            os.close(fd)
+        token, problem = _decode(raw, key)
+        if problem:
+            self._log.debug(f"ignoring token cache file {path}: {problem}; it will be rewritten")
+        return token
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def store(self, key: CacheKey, token: Token) -> None:
+        if not self._ensure_directory():
+            return
+        path = self.path(key)
+        tmp = os.path.join(self.directory, f".{key.digest}.{os.getpid()}.tmp")
+        body = json.dumps({
+            "version": CACHE_FORMAT,
+            "registry": key.registry,
+            "identity": key.identity,
+            "username": token.username,
+            "password": token.password,
+            "expires_at": token.expires_at,
+            "fetched_at": token.fetched_at,
+        }).encode()
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # left by a killed process that had our pid
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(body)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            _fsync_directory(self.directory)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            self._degrade(f"cannot write token cache file {path} ({_reason(exc)})")
+
+    # -- locking ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, key: CacheKey) -> Iterator[None]:
+        if not self._ensure_directory():
+            yield
+            return
+        lock_path = os.path.join(self.directory, f"{key.digest}.lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            self._log.debug(f"cannot open lock file {lock_path} ({_reason(exc)}); going unlocked")
+            yield
+            return
+        try:
+            self._acquire(fd, key)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _acquire(self, fd: int, key: CacheKey) -> None:
+        give_up = self._clock.monotonic() + self._lock_timeout
+        delay = 0.002
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            if self._clock.monotonic() >= give_up:
+                raise DeadlineExceeded(
+                    f"waited {self._lock_timeout:.0f}s for another ecrcred process to refresh "
+                    f"the token for {key.registry}",
+                    hint=f"look for a hung ecrcred process holding {self.directory}/*.lock",
+                )
+            self._clock.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+
+def _decode(raw: bytes, key: CacheKey) -> tuple[Token | None, str]:
+    """A token from a cache file's bytes, or None and why not."""
+    if len(raw) > MAX_CACHE_FILE_BYTES:
+        return None, "file is too large"
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None, "not valid JSON (truncated or corrupt)"
+    if not isinstance(doc, dict):
+        return None, "not a JSON object"
+    if doc.get("version") != CACHE_FORMAT:
+        return None, f"format version {doc.get('version')!r}, expected {CACHE_FORMAT}"
+    if doc.get("registry") != key.registry or doc.get("identity") != key.identity:
+        return None, "written for another registry or identity"
+    username, password = doc.get("username"), doc.get("password")
+    expires_at, fetched_at = doc.get("expires_at"), doc.get("fetched_at")
+    if not (isinstance(username, str) and isinstance(password, str) and password):
+        return None, "missing username or password"
+    if not (_is_number(expires_at) and _is_number(fetched_at)):
+        return None, "missing expiry"
+    return Token(username, password, float(expires_at), float(fetched_at)), ""
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+class MemoryCache:
+    """An in-process layer (cachetools) in front of another cache, for commands that live long.
+
+    Entries leave memory when their token stops being fresh, so memory never serves a stale
+    token; the lock is the inner cache's, so processes still coordinate through the disk.
+    """
+
+    def __init__(self, inner: TokenCache, clock: Clock, maxsize: int = 256,
+                 refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> None:
+        from cachetools import TLRUCache
+
+        self._inner = inner
+
+        def time_to_use(_key: CacheKey, token: Token, _now: float) -> float:
+            return token.expires_at - token.margin(refresh_margin)
+
+        self._memory: TLRUCache[CacheKey, Token] = TLRUCache(
+            maxsize=maxsize, ttu=time_to_use, timer=clock.time
+        )
+
+    def load(self, key: CacheKey) -> Token | None:
+        token = self._memory.get(key)
+        if token is not None:
+            return token
+        token = self._inner.load(key)
+        if token is not None:
+            self._memory[key] = token
+        return token
+
+    def store(self, key: CacheKey, token: Token) -> None:
+        self._memory[key] = token
+        self._inner.store(key, token)
+
+    def lock(self, key: CacheKey) -> contextlib.AbstractContextManager[None]:
+        return self._inner.lock(key)
+
+
+def get_or_fetch(
+    cache: TokenCache,
+    key: CacheKey,
+    fetch: Callable[[], Token],
+    clock: Clock,
+    log: Logger,
+    refresh_margin: float = DEFAULT_REFRESH_MARGIN,
+) -> tuple[Token, str]:
+    """A fresh token for ``key``, fetching at most once across all processes sharing the cache.
+
+    Returns the token and how it was obtained (``hit``, ``miss`` or ``last-resort``). On a source
+    failure, a cached token that is stale but still has minutes to live is served with a warning
+    rather than failing the pull; an expired token never is.
+    """
+    cached = cache.load(key)
+    if cached is not None and cached.is_fresh(clock.time(), refresh_margin):
+        return cached, HIT
+    with cache.lock(key):
+        cached = cache.load(key)
+        now = clock.time()
+        if cached is not None and cached.is_fresh(now, refresh_margin):
+            return cached, HIT  # another process refreshed it while we waited
+        try:
+            token = fetch()
+        except SourceError as exc:
+            if cached is not None and cached.servable_as_last_resort(now):
+                minutes = int((cached.expires_at - now) // 60)
+                log.warning(f"{exc.one_line()}; serving the cached token for {key.registry}, "
+                            f"which expires in {minutes} min")
+                return cached, LAST_RESORT
+            raise
+        cache.store(key, token)
+        return token, MISS

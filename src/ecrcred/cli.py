@@ -1,0 +1,159 @@
+"""The ``ecrcred`` command: argument parsing, wiring of the real collaborators, and the one place
+where errors become stderr lines and exit codes.
+
+Exit codes (also in the README): 0 success; 1 no credentials could be produced; 2 bad flags;
+3 bad request on stdin; 4 bad configuration; 5 our deadline was hit; 6 the container runtime
+failed; 7 the runtime could not pull; 70 a bug in ecrcred (rerun with --debug for a traceback).
+
+stdout carries only the protocol's JSON (or, for human commands, their report); every diagnostic
+goes to stderr as ``ecrcred: <level>: <message>``. With no subcommand and a request on stdin, the
+command behaves as ``get-credentials``, so it can replace the reference plugin in place.
+
+Only cheap modules are imported at the top: a cache hit must not load boto3, pydantic or grpc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import NoReturn
+
+from ecrcred import __version__
+from ecrcred.errors import EXIT_INTERNAL, EXIT_OK, EcrcredError, UsageError
+from ecrcred.log import DEBUG, ERROR, INFO, WARNING, StderrLogger
+from ecrcred.settings import pick
+
+DEFAULT_TIMEOUT = 30.0  # seconds; the kubelet SIGKILLs a plugin after 60
+COMMANDS = frozenset({"get-credentials", "version"})
+LOG_LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}", hint=f"see '{self.prog} --help'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug lines to stderr (env ECRCRED_LOG_LEVEL=debug)")
+    common.add_argument("--debug", action="store_true",
+                        help="on an internal error, print the traceback")
+
+    parser = _Parser(
+        prog="ecrcred",
+        description="Image-pull credentials for Kubernetes nodes: Amazon ECR and private "
+        "registries, for the kubelet and for the sandbox image.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"ecrcred {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    creds = sub.add_parser(
+        "get-credentials", parents=[common],
+        help="kubelet credential provider: a CredentialProviderRequest on stdin, the response "
+        "on stdout",
+        description="Read one CredentialProviderRequest (credentialprovider.kubelet.k8s.io v1, "
+        "v1beta1 or v1alpha1) on stdin and write one CredentialProviderResponse on stdout.",
+    )
+    creds.add_argument("--cache-dir", default=None,
+                       help="token cache directory shared by all executions "
+                       "(env ECRCRED_CACHE_DIR; default /var/lib/ecrcred/cache)")
+    creds.add_argument("--no-cache", action="store_true", default=False,
+                       help="do not read or write the token cache")
+    creds.add_argument("--timeout", default=None,
+                       help="give up after this many seconds, well before the kubelet's 60s "
+                       f"kill (env ECRCRED_TIMEOUT; default {DEFAULT_TIMEOUT:g})")
+
+    sub.add_parser("version", parents=[common], help="print the version and build information")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    env = os.environ if env is None else env
+    log = StderrLogger(level=LOG_LEVELS.get(env.get("ECRCRED_LOG_LEVEL", "").lower(), INFO))
+    debug = "--debug" in argv or env.get("ECRCRED_DEBUG") == "1"
+    try:
+        if not COMMANDS.intersection(argv) and not {"-h", "--help", "--version"} & set(argv):
+            # The kubelet runs a provider with only its configured args: with no subcommand,
+            # behave as get-credentials so ecrcred can replace the reference plugin in place.
+            if sys.stdin.isatty():
+                raise UsageError("no command given",
+                                 hint="run 'ecrcred --help', or pipe a request to get-credentials")
+            argv = ["get-credentials", *argv]
+        args = build_parser().parse_args(argv)
+        if getattr(args, "verbose", False):
+            log.level = DEBUG
+        command = args.command
+        if command == "get-credentials":
+            return _get_credentials(args, env, log)
+        if command == "version":
+            return _version()
+        raise UsageError(f"unknown command {command!r}", hint="see 'ecrcred --help'")
+    except EcrcredError as exc:
+        log.error(exc.one_line())
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one catch-all: a bug must still be one line, no secret
+        if debug:
+            import traceback
+
+            sys.stderr.write(log.scrub(traceback.format_exc()))
+        log.error(
+            f"internal error: {type(exc).__name__}: {exc}; rerun with --debug for a traceback "
+            "and report it [INTERNAL]"
+        )
+        return EXIT_INTERNAL
+
+
+def _get_credentials(args: argparse.Namespace, env: Mapping[str, str], log: StderrLogger) -> int:
+    from ecrcred.cache import DEFAULT_CACHE_DIR, FileCache, NullCache, TokenCache
+    from ecrcred.clock import SystemClock
+    from ecrcred.deadline import deadline
+    from ecrcred.kubelet import MAX_REQUEST_BYTES
+    from ecrcred.provider import run_plugin
+    from ecrcred.sources.ecr import BotoEcrApi, EcrSource
+
+    timeout_setting = pick("--timeout", args.timeout, env, "ECRCRED_TIMEOUT", str(DEFAULT_TIMEOUT))
+    try:
+        timeout = float(timeout_setting.value)
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout <= 55:
+        raise UsageError(f"timeout {timeout_setting.value!r} (from {timeout_setting.origin}) is "
+                         "not a number of seconds between 0 and 55",
+                         hint="the kubelet kills a plugin after 60s")
+    clock = SystemClock()
+    cache: TokenCache
+    if args.no_cache:
+        cache = NullCache()
+    else:
+        cache_dir = pick("--cache-dir", args.cache_dir, env, "ECRCRED_CACHE_DIR", DEFAULT_CACHE_DIR)
+        log.debug(f"token cache {cache_dir.value} (from {cache_dir.origin})")
+        cache = FileCache(cache_dir.value, clock, log, lock_timeout=timeout)
+    sources = [EcrSource(BotoEcrApi(env, timeout=min(10.0, timeout)), env, clock, log)]
+
+    with deadline(timeout, "get-credentials",
+                  hint="check the node's network path to the registry's token API, or raise "
+                  "--timeout (ECRCRED_TIMEOUT)"):
+        raw = sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1)
+        output = run_plugin(raw, sources, cache, clock, log)
+    sys.stdout.buffer.write(output)
+    sys.stdout.buffer.flush()
+    return EXIT_OK
+
+
+def _version() -> int:
+    import platform
+
+    frozen = "pyinstaller" if getattr(sys, "frozen", False) else "python package"
+    sys.stdout.write(f"ecrcred {__version__} ({frozen}, Python {platform.python_version()}, "
+                     f"{platform.machine()})\n")
+    return EXIT_OK

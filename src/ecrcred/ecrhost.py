@@ -1,0 +1,118 @@
+"""Recognizing Amazon ECR registry hosts: every partition, FIPS, dual-stack, and ECR Public.
+
+A host is ECR only when the whole host has an ECR shape: a 12-digit account, a known dkr part, a
+region, and a partition suffix that fits both. ``…amazonaws.com.evil.example`` is not ECR, and an
+image *path* that contains ``public.ecr.aws`` does not make a private image public: only the host
+is looked at. Facts: shared/reference/ecr.md.
+
+Standard library only: this is on the cache-hit path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+PUBLIC_HOSTS = {"public.ecr.aws": False, "ecr-public.aws.com": True}  # host -> dual-stack
+PUBLIC_API_REGION = "us-east-1"  # the ecr-public API exists only there
+
+
+class Partition(NamedTuple):
+    name: str
+    region: re.Pattern[str]
+    dualstack: bool  # whether this suffix is the partition's dual-stack domain
+
+
+_ANY_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"
+
+# suffix -> partition. The region pattern keeps a host from pairing a region with another
+# partition's domain (``cn-north-1`` only under ``.cn``).
+PARTITIONS: dict[str, Partition] = {
+    "amazonaws.com": Partition(
+        "aws", re.compile(r"(?!cn-|us-iso|eu-iso|eusc-)" + _ANY_REGION), dualstack=False
+    ),
+    "amazonaws.com.cn": Partition("aws-cn", re.compile(r"cn-[a-z]+-\d+"), dualstack=False),
+    "amazonaws.eu": Partition("aws-eusc", re.compile(r"eusc-[a-z]+-[a-z]+-\d+"), dualstack=False),
+    "c2s.ic.gov": Partition("aws-iso", re.compile(r"us-iso-[a-z]+-\d+"), dualstack=False),
+    "sc2s.sgov.gov": Partition("aws-iso-b", re.compile(r"us-isob-[a-z]+-\d+"), dualstack=False),
+    "cloud.adc-e.uk": Partition("aws-iso-e", re.compile(r"eu-isoe-[a-z]+-\d+"), dualstack=False),
+    "csp.hci.ic.gov": Partition("aws-iso-f", re.compile(r"us-isof-[a-z]+-\d+"), dualstack=False),
+    "on.aws": Partition(
+        "aws", re.compile(r"(?!cn-|us-iso|eu-iso|eusc-)" + _ANY_REGION), dualstack=True
+    ),
+    "on.amazonwebservices.com.cn": Partition(
+        "aws-cn", re.compile(r"cn-[a-z]+-\d+"), dualstack=True
+    ),
+}
+
+# dkr part -> (fips, dual-stack)
+DKR_PARTS = {
+    "dkr.ecr": (False, False),
+    "dkr.ecr-fips": (True, False),
+    "dkr-ecr": (False, True),
+    "dkr-ecr-fips": (True, True),
+}
+
+_PRIVATE = re.compile(
+    r"(?P<account>\d{12})\.(?P<dkr>dkr\.ecr|dkr\.ecr-fips|dkr-ecr|dkr-ecr-fips)\."
+    r"(?P<region>[a-z0-9-]+)\.(?P<suffix>"
+    + "|".join(re.escape(s) for s in sorted(PARTITIONS, key=len, reverse=True))
+    + r")"
+)
+
+
+class EcrRegistry(NamedTuple):
+    """A registry whose tokens come from ECR (private) or ECR Public."""
+
+    host: str
+    account: str | None  # None for ECR Public
+    region: str
+    partition: str
+    fips: bool
+    dualstack: bool
+
+    @property
+    def public(self) -> bool:
+        return self.account is None
+
+    @property
+    def api(self) -> str:
+        """The botocore service name that issues this registry's tokens."""
+        return "ecr-public" if self.public else "ecr"
+
+
+def parse_ecr_host(host: str) -> EcrRegistry | None:
+    """The ECR registry a host names, or None when the host is not an ECR host."""
+    if host in PUBLIC_HOSTS:
+        return EcrRegistry(
+            host, None, PUBLIC_API_REGION, "aws", fips=False, dualstack=PUBLIC_HOSTS[host]
+        )
+    m = _PRIVATE.fullmatch(host)
+    if m is None:
+        return None
+    partition = PARTITIONS[m["suffix"]]
+    fips, dualstack = DKR_PARTS[m["dkr"]]
+    if dualstack != partition.dualstack or not partition.region.fullmatch(m["region"]):
+        return None
+    return EcrRegistry(host, m["account"], m["region"], partition.name, fips, dualstack)
+
+
+def private_host(account: str, region: str, *, fips: bool = False, dualstack: bool = False) -> str:
+    """The registry host for an account and region (used for custom-domain rules and tests)."""
+    if region.startswith("cn-"):
+        suffix = "on.amazonwebservices.com.cn" if dualstack else "amazonaws.com.cn"
+    elif region.startswith("eusc-"):
+        suffix = "amazonaws.eu"
+    elif region.startswith("us-isob-"):
+        suffix = "sc2s.sgov.gov"
+    elif region.startswith("us-isof-"):
+        suffix = "csp.hci.ic.gov"
+    elif region.startswith("eu-isoe-"):
+        suffix = "cloud.adc-e.uk"
+    elif region.startswith("us-iso-"):
+        suffix = "c2s.ic.gov"
+    else:
+        suffix = "on.aws" if dualstack else "amazonaws.com"
+    dkr = {(False, False): "dkr.ecr", (True, False): "dkr.ecr-fips",
+           (False, True): "dkr-ecr", (True, True): "dkr-ecr-fips"}[(fips, dualstack)]
+    return f"{account}.{dkr}.{region}.{suffix}"

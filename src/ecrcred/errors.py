@@ -1,0 +1,100 @@
+"""The one exception tree of ecrcred, and the exit codes the CLI maps it to.
+
+Every error a user can meet is an ``EcrcredError``: it carries a short ``code`` (stable, for
+searching logs and docs), a message that names the object that failed, and a ``hint`` that says
+what to do next. Messages never contain a secret: the kubelet logs a plugin's whole stderr.
+
+::
+
+    EcrcredError                       exit 1 unless a subclass says otherwise
+    ├── UsageError                     exit 2  bad flags or arguments
+    ├── RequestError                   exit 3  the CredentialProviderRequest on stdin is unusable
+    ├── ConfigError                    exit 4  a config file or setting is invalid
+    ├── DeadlineExceeded               exit 5  our own deadline, well inside the kubelet's kill
+    ├── CredentialError                exit 1  no credentials could be produced for an image
+    │   ├── NoSourceError                      nothing knows this registry
+    │   ├── SourceError                        a source was asked and failed
+    │   │   ├── AwsError                       an AWS API call failed (ECR, ECR Public, STS)
+    │   │   └── TokenDecodeError               the registry token is not what AWS documents
+    └── RuntimeServiceError            exit 6  the container runtime (CRI) failed or is unreachable
+        └── PullError                  exit 7  the runtime could not pull an image
+
+Library code raises these; only ``ecrcred.cli`` catches them, in one place.
+"""
+
+from __future__ import annotations
+
+
+class EcrcredError(Exception):
+    """Base of every error ecrcred reports to a user."""
+
+    code = "ECRCRED_ERROR"
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str = "", code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if code is not None:
+            self.code = code
+
+    def one_line(self) -> str:
+        """The error as the single stderr line the CLI prints (no newlines, no secrets)."""
+        text = self.message
+        if self.hint:
+            text = f"{text}; {self.hint}"
+        return " ".join(f"{text} [{self.code}]".split())
+
+
+class UsageError(EcrcredError):
+    code = "USAGE"
+    exit_code = 2
+
+
+class RequestError(EcrcredError):
+    code = "BAD_REQUEST"
+    exit_code = 3
+
+
+class ConfigError(EcrcredError):
+    code = "BAD_CONFIG"
+    exit_code = 4
+
+
+class DeadlineExceeded(EcrcredError):
+    code = "DEADLINE"
+    exit_code = 5
+
+
+class CredentialError(EcrcredError):
+    code = "NO_CREDENTIALS"
+
+
+class NoSourceError(CredentialError):
+    code = "NO_SOURCE"
+
+
+class SourceError(CredentialError):
+    code = "SOURCE_FAILED"
+
+
+class AwsError(SourceError):
+    code = "AWS_ERROR"
+
+
+class TokenDecodeError(SourceError):
+    code = "BAD_TOKEN"
+
+
+class RuntimeServiceError(EcrcredError):
+    code = "RUNTIME"
+    exit_code = 6
+
+
+class PullError(RuntimeServiceError):
+    code = "PULL_FAILED"
+    exit_code = 7
+
+
+EXIT_OK = 0
+EXIT_INTERNAL = 70  # sysexits EX_SOFTWARE: a bug in ecrcred, reported with a hint to use --debug

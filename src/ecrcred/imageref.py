@@ -1,0 +1,206 @@
+"""Image references and the kubelet's glob matching of images against patterns.
+
+Two jobs that belong together because both read an image string the way the kubelet and
+containerd do:
+
+- ``parse_reference`` normalizes a reference as containerd and the kubelet do (``pause:3.9`` is
+  ``docker.io/library/pause:3.9``) and splits it into host, repository, tag and digest.
+- ``glob_match`` is the kubelet's ``URLsMatchStr``: the rule used for ``matchImages`` and for auth
+  keys in a response. Host parts are matched one by one with Go's ``filepath.Match``, ports must
+  be equal strings, and the path is a plain prefix (so ``*`` in a path is literal).
+
+Standard library only: this is on the cache-hit path.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import NamedTuple
+
+DOCKER_HUB = "docker.io"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+
+
+class ImageRef(NamedTuple):
+    host: str  # "host[:port]", as it appears in auth keys
+    repository: str  # path without host, tag or digest
+    tag: str | None
+    digest: str | None
+
+    @property
+    def name(self) -> str:
+        """``host/repository``: the form the kubelet sends in a request."""
+        return f"{self.host}/{self.repository}"
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def registry_host(image: str) -> str:
+    """The part of an image before the first ``/``: the kubelet's registry cache key."""
+    return image.split("/", 1)[0]
+
+
+def parse_reference(reference: str) -> ImageRef:
+    """Split and normalize an image reference; ValueError if it cannot be one."""
+    ref = reference.strip()
+    if not ref or any(c.isspace() for c in ref) or ref.startswith("/") or ref.endswith("/"):
+        raise ValueError(f"invalid image reference {reference!r}")
+    digest = None
+    if "@" in ref:
+        ref, digest = ref.split("@", 1)
+        if not re.fullmatch(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,}", digest):
+            raise ValueError(f"invalid digest in image reference {reference!r}")
+    first, sep, rest = ref.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        host, path = first, rest
+    else:
+        host, path = DOCKER_HUB, ref
+    tag = None
+    last_slash = path.rfind("/")
+    colon = path.rfind(":")
+    if colon > last_slash:
+        path, tag = path[:colon], path[colon + 1 :]
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag):
+            raise ValueError(f"invalid tag in image reference {reference!r}")
+    if host == DOCKER_HUB and "/" not in path:
+        path = f"library/{path}"
+    if not _REPOSITORY.fullmatch(path):
+        raise ValueError(f"invalid repository name in image reference {reference!r}")
+    if tag is None and digest is None:
+        tag = "latest"
+    return ImageRef(host, path, tag, digest)
+
+
+class _SchemelessURL(NamedTuple):
+    host_parts: tuple[str, ...]
+    port: str
+    path: str
+
+
+def _split(text: str) -> _SchemelessURL | None:
+    """What Go's url.Parse("https://" + text) gives the kubelet, reduced to what it compares."""
+    authority, slash, rest = text.partition("/")
+    path = (slash + rest).split("?", 1)[0].split("#", 1)[0]
+    authority = authority.split("?", 1)[0].split("#", 1)[0]
+    if "@" in authority:  # userinfo is parsed off by url.Parse and not compared
+        authority = authority.rsplit("@", 1)[1]
+    host, port = authority, ""
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end < 0:
+            return None
+        host, after = authority[: end + 1], authority[end + 1 :]
+        if after:
+            if not after.startswith(":"):
+                return None
+            port = after[1:]
+    elif ":" in authority:
+        host, port = authority.rsplit(":", 1)
+    if port and not port.isdigit():
+        return None  # url.Parse: invalid port
+    return _SchemelessURL(tuple(host.split(".")), port, path)
+
+
+@lru_cache(maxsize=256)
+def _go_match_regex(pattern: str) -> re.Pattern[str] | None:
+    """Translate a Go filepath.Match pattern to a regex; None if Go would say ErrBadPattern."""
+    out = []
+    i = 0
+    n = len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\":
+            i += 1
+            if i >= n:
+                return None
+            out.append(re.escape(pattern[i]))
+        elif c == "[":
+            i += 1
+            negate = i < n and pattern[i] == "^"
+            if negate:
+                i += 1
+            items = []
+            first = True
+            while True:
+                if i >= n:
+                    return None
+                if pattern[i] == "]" and not first:
+                    break
+                first = False
+                lo = pattern[i]
+                if lo == "\\":
+                    i += 1
+                    if i >= n:
+                        return None
+                    lo = pattern[i]
+                elif lo in "-]":
+                    return None
+                i += 1
+                hi = lo
+                if i < n and pattern[i] == "-":
+                    i += 1
+                    if i >= n:
+                        return None
+                    hi = pattern[i]
+                    if hi == "\\":
+                        i += 1
+                        if i >= n:
+                            return None
+                        hi = pattern[i]
+                    elif hi in "-]":
+                        return None
+                    i += 1
+                items.append(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}")
+            out.append(f"[{'^' if negate else ''}{''.join(items)}]")
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def glob_match(pattern: str, image: str) -> bool:
+    """True when the kubelet would say ``pattern`` matches ``image`` (matchImages, auth keys).
+
+    A pattern or image that does not parse matches nothing, as in the kubelet.
+    """
+    glob = _split(pattern)
+    target = _split(image)
+    if glob is None or target is None:
+        return False
+    if glob.port != target.port or len(glob.host_parts) != len(target.host_parts):
+        return False
+    if not target.path.startswith(glob.path):
+        return False
+    for glob_part, target_part in zip(glob.host_parts, target.host_parts, strict=True):
+        regex = _go_match_regex(glob_part)
+        if regex is None or not regex.fullmatch(target_part):
+            return False
+    return True
+
+
+def normalize_auth_key(key: str) -> str:
+    """An auth key as the kubelet reads it: ``https://`` and a leading ``/v1/`` or ``/v2/`` gone."""
+    for prefix in ("https://", "http://"):
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
+            break
+    host, slash, path = key.partition("/")
+    if slash:
+        for version in ("v1/", "v2/"):
+            if path.startswith(version) or path + "/" == version:
+                path = path[len(version) :]
+                break
+        key = f"{host}/{path}" if path else host
+    return key

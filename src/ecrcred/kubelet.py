@@ -1,0 +1,175 @@
+"""The kubelet's exec credential provider wire protocol: request parsing and response building.
+
+Pure functions over bytes and dicts, no I/O, and only the standard library: this module sits on
+the cache-hit path, which the kubelet runs once per image at node boot, so it must import nothing
+heavy (see README, "Speed").
+
+The kubelet decodes the response strictly (an unknown or duplicated field rejects it), requires
+the response's apiVersion to equal the request's, and reads ``cacheDuration`` as a Go duration
+string. Facts: shared/reference/kubelet-exec-plugin.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+from ecrcred.errors import RequestError
+
+API_GROUP = "credentialprovider.kubelet.k8s.io"
+API_VERSIONS = (f"{API_GROUP}/v1", f"{API_GROUP}/v1beta1", f"{API_GROUP}/v1alpha1")
+REQUEST_KIND = "CredentialProviderRequest"
+RESPONSE_KIND = "CredentialProviderResponse"
+CACHE_KEY_TYPES = ("Image", "Registry", "Global")
+
+# The kubelet sends one small object; anything near this size is not from the kubelet.
+MAX_REQUEST_BYTES = 1 << 20
+
+_HINT = "the kubelet sends one CredentialProviderRequest as JSON on stdin"
+
+
+class Request(NamedTuple):
+    """One CredentialProviderRequest. The service-account token is never logged or echoed."""
+
+    api_version: str
+    image: str
+    service_account_token: str | None = None
+    service_account_annotations: dict[str, str] | None = None
+
+    def __repr__(self) -> str:  # keep the token out of any debug output
+        token = "<redacted>" if self.service_account_token else None
+        return (
+            f"Request(api_version={self.api_version!r}, image={self.image!r}, "
+            f"service_account_token={token!r}, "
+            f"service_account_annotations={self.service_account_annotations!r})"
+        )
+
+
+class AuthEntry(NamedTuple):
+    username: str
+    password: str
+
+
+class Response(NamedTuple):
+    api_version: str
+    cache_key_type: str
+    cache_duration_seconds: int | None
+    auth: dict[str, AuthEntry]
+
+
+def parse_request(raw: bytes) -> Request:
+    """Parse and check one request; raise RequestError naming what is wrong."""
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise RequestError(
+            f"request on stdin is larger than {MAX_REQUEST_BYTES} bytes", hint=_HINT
+        )
+    if not raw.strip():
+        raise RequestError("no request on stdin (it was empty)", hint=_HINT)
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"request on stdin is not valid JSON ({_json_reason(exc)})",
+                           hint=_HINT) from None
+    if not isinstance(doc, dict):
+        raise RequestError(
+            f"request on stdin is a JSON {type(doc).__name__}, not an object", hint=_HINT
+        )
+    kind = doc.get("kind")
+    if kind != REQUEST_KIND:
+        raise RequestError(f"request kind is {kind!r}, expected {REQUEST_KIND!r}", hint=_HINT)
+    api_version = doc.get("apiVersion")
+    if api_version not in API_VERSIONS:
+        raise RequestError(
+            f"request apiVersion {api_version!r} is not supported",
+            hint="set the provider's apiVersion in the kubelet config to one of "
+            + ", ".join(API_VERSIONS),
+        )
+    image = doc.get("image")
+    if not isinstance(image, str) or not image.strip():
+        raise RequestError("request has no image", hint=_HINT)
+    token = doc.get("serviceAccountToken")
+    if token is not None and not isinstance(token, str):
+        raise RequestError("request serviceAccountToken is not a string", hint=_HINT)
+    annotations = doc.get("serviceAccountAnnotations")
+    if annotations is not None and not (
+        isinstance(annotations, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())
+    ):
+        raise RequestError("request serviceAccountAnnotations is not a map of strings",
+                           hint=_HINT)
+    return Request(api_version, image.strip(), token or None, annotations or None)
+
+
+def _json_reason(exc: Exception) -> str:
+    # json's message quotes no input text, only positions, so it is safe to show.
+    return str(exc).split("\n", 1)[0]
+
+
+def render_response(response: Response) -> bytes:
+    """The bytes to write on stdout: one JSON object, only fields the kubelet knows."""
+    if response.cache_key_type not in CACHE_KEY_TYPES:
+        raise ValueError(f"cacheKeyType {response.cache_key_type!r}")
+    doc: dict[str, object] = {
+        "kind": RESPONSE_KIND,
+        "apiVersion": response.api_version,
+        "cacheKeyType": response.cache_key_type,
+    }
+    if response.cache_duration_seconds is not None:
+        doc["cacheDuration"] = go_duration(response.cache_duration_seconds)
+    doc["auth"] = {
+        key: {"username": entry.username, "password": entry.password}
+        for key, entry in response.auth.items()
+    }
+    return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+
+
+def go_duration(seconds: int) -> str:
+    """Format whole seconds as Go's time.Duration.String() does: ``6h0m0s``, ``5m0s``, ``0s``.
+
+    Negative input is clamped to zero: a negative cacheDuration would be a decode-time surprise
+    for the kubelet and never means anything useful.
+    """
+    seconds = max(0, int(seconds))
+    if seconds == 0:
+        return "0s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_go_duration(text: str) -> float:
+    """Parse a Go duration string (``1h30m``, ``90s``, ``0``) to seconds; ValueError if invalid."""
+    s = text.strip()
+    if s in ("0", "+0", "-0"):
+        return 0.0
+    sign = 1.0
+    if s[:1] in "+-":
+        sign = -1.0 if s[0] == "-" else 1.0
+        s = s[1:]
+    if not s:
+        raise ValueError(f"invalid duration {text!r}")
+    total = 0.0
+    i = 0
+    while i < len(s):
+        j = i
+        while j < len(s) and (s[j].isdigit() or s[j] == "."):
+            j += 1
+        if j == i:
+            raise ValueError(f"invalid duration {text!r}")
+        number = float(s[i:j])
+        k = j
+        while k < len(s) and not (s[k].isdigit() or s[k] == "."):
+            k += 1
+        unit = s[j:k]
+        if unit not in _UNITS:
+            raise ValueError(f"invalid duration {text!r}: unknown unit {unit!r}")
+        total += number * _UNITS[unit]
+        i = k
+    return sign * total

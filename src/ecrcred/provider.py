@@ -1,0 +1,61 @@
+"""``get-credentials``: one kubelet request in, one response out.
+
+``run_plugin`` takes the request bytes and its collaborators and returns the response bytes, so it
+is tested without a process (as ``runPlugin(ctx, r, w, args)`` in cloud-provider-aws). The answer
+uses ``cacheKeyType: Registry``: ECR tokens open a whole registry, so the kubelet may reuse one
+answer for every image of that host, and its ``cacheDuration`` ends when our own cache would
+refresh the token (``tokens.Token.cache_duration``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ecrcred.cache import LAST_RESORT, TokenCache, get_or_fetch
+from ecrcred.errors import NoSourceError
+from ecrcred.imageref import registry_host
+from ecrcred.kubelet import AuthEntry, Request, Response, parse_request, render_response
+from ecrcred.tokens import LAST_RESORT_CACHE_DURATION
+
+if TYPE_CHECKING:
+    from ecrcred.clock import Clock
+    from ecrcred.log import Logger
+    from ecrcred.sources import CredentialSource
+
+
+def run_plugin(raw_request: bytes, sources: Sequence[CredentialSource], cache: TokenCache,
+               clock: Clock, log: Logger) -> bytes:
+    request = parse_request(raw_request)
+    if request.service_account_token:
+        log.add_secret(request.service_account_token)
+    response = get_credentials(request, sources, cache, clock, log)
+    return render_response(response)
+
+
+def get_credentials(request: Request, sources: Sequence[CredentialSource], cache: TokenCache,
+                    clock: Clock, log: Logger) -> Response:
+    for source in sources:
+        lookup = source.lookup(request.image)
+        if lookup is not None:
+            break
+    else:
+        raise NoSourceError(
+            f"no credential source knows the registry of image {request.image} (host "
+            f"{registry_host(request.image)} is not an ECR host)",
+            hint="narrow matchImages in the kubelet's credential provider config to ECR hosts",
+        )
+    token, how = get_or_fetch(cache, lookup.cache_key, lookup.fetch, clock, log)
+    now = clock.time()
+    duration = token.cache_duration(now)
+    if how == LAST_RESORT:
+        # The token is stale but has at least LAST_RESORT_MIN_REMAINING to live: let the kubelet
+        # keep it a minute rather than re-exec us for every image while the API is failing.
+        duration = LAST_RESORT_CACHE_DURATION
+    log.debug(f"{how}: token for {lookup.describe}, kubelet may cache it for {duration}s")
+    return Response(
+        api_version=request.api_version,
+        cache_key_type="Registry",
+        cache_duration_seconds=duration,
+        auth={lookup.auth_key: AuthEntry(token.username, token.password)},
+    )

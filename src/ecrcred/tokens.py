@@ -1,0 +1,82 @@
+"""Registry credentials with a lifetime, and the freshness policy that decides when to refresh.
+
+Freshness is a pure function of a ``now`` passed in (as amazon-ecr-credential-helper's
+``IsValid(now)``), so the policy is tested without sleeping. The rules:
+
+- a token is *fresh* while more than ``refresh_margin`` of its life remains; the caches serve
+  only fresh tokens, so a token is always refreshed ahead of its expiry;
+- the ``cacheDuration`` we tell the kubelet ends exactly when the token stops being fresh, so
+  the kubelet's in-memory cache can never hold a token past its life, and it comes back to us
+  just as our own cache wants a new token;
+- a token that is no longer fresh but not yet expired may be served only as a last resort when
+  the API is failing, with a short cacheDuration; an expired token is never served.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+# ECR tokens live 12 hours. An hour of margin covers a pull that starts just before expiry, a
+# kubelet that re-uses our answer for a while, and modest clock drift.
+DEFAULT_REFRESH_MARGIN = 3600.0
+# When the expiry we are given cannot be trusted (missing, or already past by the registry's own
+# clock, as moto's 2015 dates are), assume this much life from the moment we fetched the token.
+UNTRUSTED_EXPIRY_LIFETIME = 3600.0
+# A stale-but-unexpired token is served on API failure only with at least this much life left.
+LAST_RESORT_MIN_REMAINING = 300.0
+LAST_RESORT_CACHE_DURATION = 60
+
+
+class Token(NamedTuple):
+    """A username/password pair for one registry, valid until ``expires_at`` (epoch seconds)."""
+
+    username: str
+    password: str
+    expires_at: float
+    fetched_at: float
+
+    def __repr__(self) -> str:  # never let a password reach a log through repr()
+        return (
+            f"Token(username={self.username!r}, password=<redacted>, "
+            f"expires_at={self.expires_at!r}, fetched_at={self.fetched_at!r})"
+        )
+
+    @property
+    def lifetime(self) -> float:
+        return self.expires_at - self.fetched_at
+
+    def margin(self, refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> float:
+        """The refresh margin for this token: never more than half its life."""
+        return min(refresh_margin, max(self.lifetime, 0.0) / 2)
+
+    def is_fresh(self, now: float, refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> bool:
+        return now < self.expires_at - self.margin(refresh_margin)
+
+    def is_expired(self, now: float) -> bool:
+        return now >= self.expires_at
+
+    def cache_duration(self, now: float, refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> int:
+        """Whole seconds the kubelet may keep this token: until it stops being fresh, never < 0."""
+        return max(0, int(self.expires_at - self.margin(refresh_margin) - now))
+
+    def servable_as_last_resort(self, now: float) -> bool:
+        return self.expires_at - now >= LAST_RESORT_MIN_REMAINING
+
+
+def token_expiry(
+    fetched_at: float, expires_at: float | None, server_time: float | None
+) -> tuple[float, bool]:
+    """When a freshly fetched token expires on *our* clock, and whether the given expiry held.
+
+    The lifetime is measured on the issuer's clock (``expires_at - server_time``, the response's
+    Date header) and laid onto ours from ``fetched_at``, so a node clock that is off does not
+    shorten or stretch the cache. A missing or already-past expiry is not trusted: the token gets
+    ``UNTRUSTED_EXPIRY_LIFETIME`` and the caller warns.
+    """
+    if expires_at is None:
+        return fetched_at + UNTRUSTED_EXPIRY_LIFETIME, False
+    reference = server_time if server_time is not None else fetched_at
+    lifetime = expires_at - reference
+    if lifetime <= 0:
+        return fetched_at + UNTRUSTED_EXPIRY_LIFETIME, False
+    return fetched_at + lifetime, True

@@ -1,0 +1,118 @@
+"""moto's server as AWS, on 127.0.0.1, with a request counter and injectable faults.
+
+Run as a script: ``python tests/support/aws_server.py [--port 0] [--latency-ms N]``. It prints
+``PORT <n>`` on stdout when it listens. Everything AWS is moto's own backend (ECR, STS, ...);
+this wrapper only adds what tests and benchmarks need around it:
+
+- ``GET /_stand_in/stats``: how many calls each API action received (counted at the server, so a
+  test can prove "exactly one GetAuthorizationToken");
+- ``POST /_stand_in/reset``: zero the counters and clear faults;
+- ``POST /_stand_in/faults`` with JSON ``{"action": "GetAuthorizationToken", "status": 400,
+  "code": "ThrottlingException", "times": 2, "delay_ms": 0}``: answer the next ``times`` calls of
+  that action with that error (or only delay them when status is 0; or answer with ``body``);
+- ``--latency-ms``: a fixed delay on every AWS call, a realistic stand-in for a remote API;
+- ECR Public's ``GetAuthorizationToken``, which moto does not implement, answered in the shape
+  the real service uses (a token of ``AWS:<opaque>`` expiring in 12 hours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+
+class StandIn:
+    def __init__(self, latency_ms: int) -> None:
+        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.latency = latency_ms / 1000
+        self.lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.faults: list[dict[str, Any]] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        if request.path.startswith("/_stand_in/"):
+            return self.control(request)(environ, start_response)
+        target = request.headers.get("X-Amz-Target", "")
+        action = target.rsplit(".", 1)[-1] if target else request.args.get("Action", "")
+        if not action and request.method == "POST":
+            action = request.form.get("Action", "")  # STS query protocol
+        service = target.split(".", 1)[0] if target else ""
+        key = f"{service}.{action}" if service else action
+        with self.lock:
+            self.calls[key] += 1
+            fault = None
+            for f in self.faults:
+                if f["action"] in (action, key) and f["times"] > 0:
+                    f["times"] -= 1
+                    fault = dict(f)
+                    break
+        if self.latency:
+            time.sleep(self.latency)
+        if fault is not None:
+            time.sleep(fault.get("delay_ms", 0) / 1000)
+            if "body" in fault:
+                return Response(json.dumps(fault["body"]), status=fault.get("status") or 200,
+                                content_type="application/x-amz-json-1.1")(environ,
+                                                                           start_response)
+            if fault.get("status"):
+                body = json.dumps({"__type": fault["code"], "message": fault.get("message",
+                                                                                 "injected")})
+                return Response(body, status=fault["status"],
+                                content_type="application/x-amz-json-1.1")(environ,
+                                                                           start_response)
+        if service == "SpencerFrontendService" and action == "GetAuthorizationToken":
+            return self.ecr_public_token()(environ, start_response)
+        return self.moto(environ, start_response)
+
+    def ecr_public_token(self) -> Response:
+        password = base64.urlsafe_b64encode(f"ecr-public-{time.time_ns()}".encode()).decode()
+        token = base64.b64encode(f"AWS:{password}".encode()).decode()
+        body = {"authorizationData": {"authorizationToken": token,
+                                      "expiresAt": time.time() + 12 * 3600}}
+        return Response(json.dumps(body), content_type="application/x-amz-json-1.1")
+
+    def control(self, request: Request) -> Response:
+        if request.path == "/_stand_in/stats":
+            with self.lock:
+                return Response(json.dumps(dict(self.calls)), content_type="application/json")
+        if request.path == "/_stand_in/reset" and request.method == "POST":
+            with self.lock:
+                self.calls.clear()
+                self.faults.clear()
+            return Response("{}", content_type="application/json")
+        if request.path == "/_stand_in/faults" and request.method == "POST":
+            fault = json.loads(request.get_data() or b"{}")
+            fault.setdefault("times", 1)
+            if "body" in fault:
+                fault.setdefault("status", 200)
+            fault.setdefault("status", 400)
+            fault.setdefault("code", "ThrottlingException")
+            with self.lock:
+                self.faults.append(fault)
+            return Response("{}", content_type="application/json")
+        return Response("not found", status=404)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency-ms", type=int, default=0)
+    args = parser.parse_args()
+    server = make_server("127.0.0.1", args.port, StandIn(args.latency_ms), threaded=True)
+    print(f"PORT {server.server_port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
