@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import stat
@@ -41,6 +40,15 @@ DEFAULT_CACHE_DIR = "/var/lib/ecrcred/cache"
 
 HIT, MISS, LAST_RESORT = "hit", "miss", "last-resort"
 
+try:  # the builtin module: hashlib would load OpenSSL, 2-4 ms on every kubelet exec
+    from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - Python builds without it (3.12+ names it _sha2)
+    from hashlib import sha256 as _sha256
+
+
+def sha256_hex(data: bytes) -> str:
+    return str(_sha256(data).hexdigest())
+
 
 class CacheKey(NamedTuple):
     """What a cached token opens (``registry``) and for whom (``identity``); no secret in either."""
@@ -51,7 +59,7 @@ class CacheKey(NamedTuple):
     @property
     def digest(self) -> str:
         raw = f"v{CACHE_FORMAT}\0{self.registry}\0{self.identity}".encode()
-        return hashlib.sha256(raw).hexdigest()[:40]
+        return sha256_hex(raw)[:40]
 
 
 class TokenCache(Protocol):

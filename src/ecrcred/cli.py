@@ -14,30 +14,34 @@ Only cheap modules are imported at the top: a cache hit must not load boto3, pyd
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import NoReturn
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, NoReturn
 
 from ecrcred import __version__
 from ecrcred.errors import EXIT_INTERNAL, EXIT_OK, EcrcredError, UsageError
 from ecrcred.log import DEBUG, ERROR, INFO, WARNING, StderrLogger
 from ecrcred.settings import pick
 
+if TYPE_CHECKING:
+    import argparse
+
 DEFAULT_TIMEOUT = 30.0  # seconds; the kubelet SIGKILLs a plugin after 60
 COMMANDS = frozenset({"get-credentials", "version"})
 LOG_LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr like every other error."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}", hint=f"see '{self.prog} --help'")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    import argparse  # not at the top: the kubelet's fast path never needs it
+
+    class _Parser(argparse.ArgumentParser):
+        """argparse, but a usage error is one line on stderr like every other error."""
+
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(f"{self.prog}: {message}", hint=f"see '{self.prog} --help'")
+
     common = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("-v", "--verbose", action="store_true",
                         help="log debug lines to stderr (env ECRCRED_LOG_LEVEL=debug)")
@@ -86,7 +90,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 raise UsageError("no command given",
                                  hint="run 'ecrcred --help', or pipe a request to get-credentials")
             argv = ["get-credentials", *argv]
-        args = build_parser().parse_args(argv)
+        args = _kubelet_fast_path(argv) or build_parser().parse_args(argv)
         if getattr(args, "verbose", False):
             log.level = DEBUG
         command = args.command
@@ -113,7 +117,17 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_INTERNAL
 
 
-def _get_credentials(args: argparse.Namespace, env: Mapping[str, str], log: StderrLogger) -> int:
+def _kubelet_fast_path(argv: list[str]) -> SimpleNamespace | None:
+    """The kubelet runs ``ecrcred get-credentials`` with no flags, once per image: skip building
+    the argparse parser for that exact argv (it costs more than the rest of a cache hit)."""
+    if argv != ["get-credentials"]:
+        return None
+    return SimpleNamespace(command="get-credentials", cache_dir=None, no_cache=False,
+                              timeout=None)
+
+
+def _get_credentials(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
+                     log: StderrLogger) -> int:
     from ecrcred.cache import DEFAULT_CACHE_DIR, FileCache, NullCache, TokenCache
     from ecrcred.clock import SystemClock
     from ecrcred.deadline import deadline

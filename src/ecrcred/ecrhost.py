@@ -19,29 +19,33 @@ PUBLIC_API_REGION = "us-east-1"  # the ecr-public API exists only there
 
 class Partition(NamedTuple):
     name: str
-    region: re.Pattern[str]
+    region: str  # a regex, compiled only when a host of this partition is checked
     dualstack: bool  # whether this suffix is the partition's dual-stack domain
+    fips: bool = False  # whether ECR has FIPS registry hosts under this suffix
 
 
 _ANY_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"
 
 # suffix -> partition. The region pattern keeps a host from pairing a region with another
-# partition's domain (``cn-north-1`` only under ``.cn``).
+# partition's domain (``cn-north-1`` only under ``.cn``). ECR has FIPS registry hosts only in the
+# commercial and GovCloud regions (IPv4 and dual-stack).
 PARTITIONS: dict[str, Partition] = {
     "amazonaws.com": Partition(
-        "aws", re.compile(r"(?!cn-|us-iso|eu-iso|eusc-)" + _ANY_REGION), dualstack=False
+        "aws", r"(?!cn-|us-iso|eu-iso|eusc-)" + _ANY_REGION, dualstack=False,
+        fips=True,
     ),
-    "amazonaws.com.cn": Partition("aws-cn", re.compile(r"cn-[a-z]+-\d+"), dualstack=False),
-    "amazonaws.eu": Partition("aws-eusc", re.compile(r"eusc-[a-z]+-[a-z]+-\d+"), dualstack=False),
-    "c2s.ic.gov": Partition("aws-iso", re.compile(r"us-iso-[a-z]+-\d+"), dualstack=False),
-    "sc2s.sgov.gov": Partition("aws-iso-b", re.compile(r"us-isob-[a-z]+-\d+"), dualstack=False),
-    "cloud.adc-e.uk": Partition("aws-iso-e", re.compile(r"eu-isoe-[a-z]+-\d+"), dualstack=False),
-    "csp.hci.ic.gov": Partition("aws-iso-f", re.compile(r"us-isof-[a-z]+-\d+"), dualstack=False),
+    "amazonaws.com.cn": Partition("aws-cn", r"cn-[a-z]+-\d+", dualstack=False),
+    "amazonaws.eu": Partition("aws-eusc", r"eusc-[a-z]+-[a-z]+-\d+", dualstack=False),
+    "c2s.ic.gov": Partition("aws-iso", r"us-iso-[a-z]+-\d+", dualstack=False),
+    "sc2s.sgov.gov": Partition("aws-iso-b", r"us-isob-[a-z]+-\d+", dualstack=False),
+    "cloud.adc-e.uk": Partition("aws-iso-e", r"eu-isoe-[a-z]+-\d+", dualstack=False),
+    "csp.hci.ic.gov": Partition("aws-iso-f", r"us-isof-[a-z]+-\d+", dualstack=False),
     "on.aws": Partition(
-        "aws", re.compile(r"(?!cn-|us-iso|eu-iso|eusc-)" + _ANY_REGION), dualstack=True
+        "aws", r"(?!cn-|us-iso|eu-iso|eusc-)" + _ANY_REGION, dualstack=True,
+        fips=True,
     ),
     "on.amazonwebservices.com.cn": Partition(
-        "aws-cn", re.compile(r"cn-[a-z]+-\d+"), dualstack=True
+        "aws-cn", r"cn-[a-z]+-\d+", dualstack=True
     ),
 }
 
@@ -92,7 +96,9 @@ def parse_ecr_host(host: str) -> EcrRegistry | None:
         return None
     partition = PARTITIONS[m["suffix"]]
     fips, dualstack = DKR_PARTS[m["dkr"]]
-    if dualstack != partition.dualstack or not partition.region.fullmatch(m["region"]):
+    if dualstack != partition.dualstack or (fips and not partition.fips):
+        return None
+    if not re.fullmatch(partition.region, m["region"]):
         return None
     return EcrRegistry(host, m["account"], m["region"], partition.name, fips, dualstack)
 

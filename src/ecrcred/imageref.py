@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 DOCKER_HUB = "docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_REPOSITORY = rf"{_COMPONENT}(?:/{_COMPONENT})*"  # compiled on first use, not at import
 
 
 class ImageRef(NamedTuple):
@@ -72,7 +72,7 @@ def parse_reference(reference: str) -> ImageRef:
             raise ValueError(f"invalid tag in image reference {reference!r}")
     if host == DOCKER_HUB and "/" not in path:
         path = f"library/{path}"
-    if not _REPOSITORY.fullmatch(path):
+    if not re.fullmatch(_REPOSITORY, path):
         raise ValueError(f"invalid repository name in image reference {reference!r}")
     if tag is None and digest is None:
         tag = "latest"

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from ecrcred.cache import CacheKey
+from ecrcred.cache import CacheKey, sha256_hex
 from ecrcred.ecrhost import EcrRegistry, parse_ecr_host
 from ecrcred.errors import AwsError, TokenDecodeError
 from ecrcred.imageref import registry_host
@@ -64,7 +63,7 @@ def identity_digest(env: Mapping[str, str], role_arn: str | None = None) -> str:
     """A non-secret digest of who is asking, from the environment alone (no botocore)."""
     parts = [f"{name}={env.get(name, '')}" for name in IDENTITY_ENV]
     parts.append(f"role={role_arn or ''}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return sha256_hex("\n".join(parts).encode())[:16]
 
 
 class EcrSource:

@@ -1,0 +1,151 @@
+"""Benchmark of ``ecrcred get-credentials`` as the kubelet runs it; rerun with ``bench/run``.
+
+What it measures, all on 127.0.0.1 against moto's server as ECR (tests/support/aws_server.py):
+
+- floor: ``bench/floor.py``, a Python program that reads the request and writes a JSON answer,
+  run by the same interpreter: the least any Python plugin can cost per exec;
+- cache hit: ``ecrcred get-credentials`` with a warm token cache;
+- cache miss: the same with an empty cache directory each time (boto3 import, AWS credential
+  resolution, one GetAuthorizationToken, the cache write);
+- burst: N concurrent executions over R registries, as at node boot (the kubelet execs once per
+  image), against a stand-in that adds ``--latency-ms`` to every AWS call; reported with the
+  number of API calls the server counted. ``--no-cache`` models the incumbent plugin, which has
+  no cache of its own and calls the API on every execution.
+
+Floor and hit runs are interleaved so that background load hits both alike. Prints a Markdown
+report on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.aws import AwsStandIn  # noqa: E402
+
+API = "credentialprovider.kubelet.k8s.io/v1"
+
+
+def request(image: str) -> bytes:
+    return json.dumps({"kind": "CredentialProviderRequest", "apiVersion": API,
+                       "image": image}).encode() + b"\n"
+
+
+def run(argv: list[str], stdin: bytes, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(argv, input=stdin, env=env, capture_output=True, check=False)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{argv} failed: {result.stderr.decode()}")
+    return elapsed * 1000
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "n": len(ordered),
+        "median": statistics.median(ordered),
+        "p90": ordered[int(0.9 * (len(ordered) - 1))],
+        "p99": ordered[int(0.99 * (len(ordered) - 1))],
+        "min": ordered[0],
+    }
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), "
+            f"Python {platform.python_version()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--burst", type=int, default=50)
+    parser.add_argument("--registries", type=int, default=5)
+    parser.add_argument("--latency-ms", type=int, default=100)
+    parser.add_argument("--ecrcred", default=str(Path(sys.executable).with_name("ecrcred")),
+                        help="the executable to measure (e.g. the PyInstaller build)")
+    parser.add_argument("--floor", nargs="+", default=[sys.executable, str(ROOT / "bench/floor.py")],
+                        help="the floor program's argv")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="ecrcred-bench-"))
+    aws = AwsStandIn(work)
+    (work / "slow").mkdir()
+    slow = AwsStandIn(work / "slow", args.latency_ms)
+    try:
+        base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **aws.env()}
+        image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/eks/pause"
+        req = request(image)
+        warm = dict(base, ECRCRED_CACHE_DIR=str(work / "warm"))
+        run([args.ecrcred, "get-credentials"], req, warm)  # fill the cache
+
+        floor, hit, miss = [], [], []
+        for i in range(args.runs):
+            floor.append(run(args.floor, req, base))
+            hit.append(run([args.ecrcred, "get-credentials"], req, warm))
+            cold = dict(base, ECRCRED_CACHE_DIR=str(work / f"cold-{i}"))
+            miss.append(run([args.ecrcred, "get-credentials"], req, cold))
+
+        rows = [("floor (bench/floor.py)", summary(floor)), ("cache hit", summary(hit)),
+                ("cache miss", summary(miss))]
+        ratio = statistics.median(hit) / statistics.median(floor)
+
+        bursts = []
+        for label, extra_args in (("ecrcred (shared cache)", []),
+                                  ("no cache: one API call per exec (incumbent model)",
+                                   ["--no-cache"])):
+            slow.reset()
+            env = dict(base, **slow.env(), ECRCRED_CACHE_DIR=str(work / f"burst-{len(bursts)}"))
+            images = [f"{100000000000 + r % args.registries}.dkr.ecr.us-west-2.amazonaws.com/"
+                      f"app-{r}" for r in range(args.burst)]
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.burst) as pool:
+                times = list(pool.map(
+                    lambda img, ea=extra_args, e=env: run(
+                        [args.ecrcred, "get-credentials", *ea], request(img), e), images))
+            total = (time.perf_counter() - started) * 1000
+            bursts.append((label, total, summary(times), slow.calls("GetAuthorizationToken")))
+
+        print(f"Machine: {machine()}; ecrcred: {args.ecrcred}; {args.runs} runs each, "
+              "floor/hit/miss interleaved.\n")
+        print("| execution | runs | median ms | p90 ms | min ms |")
+        print("|---|---|---|---|---|")
+        for name, s in rows:
+            print(f"| {name} | {s['n']} | {s['median']:.1f} | {s['p90']:.1f} | {s['min']:.1f} |")
+        print(f"\nCache hit / floor (medians): **{ratio:.2f}x** (target: within 1.5x).\n")
+        print(f"Burst: {args.burst} concurrent executions over {args.registries} registries, "
+              f"stand-in latency {args.latency_ms} ms per AWS call.\n")
+        print("| plugin | total ms | p50 ms | p99 ms | GetAuthorizationToken calls |")
+        print("|---|---|---|---|---|")
+        for label, total, s, calls in bursts:
+            print(f"| {label} | {total:.0f} | {s['median']:.0f} | {s['p99']:.0f} | {calls} |")
+        return 0
+    finally:
+        aws.stop()
+        slow.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
