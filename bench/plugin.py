@@ -85,7 +85,8 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--ecrcred", default=str(Path(sys.executable).with_name("ecrcred")),
                         help="the executable to measure (e.g. the PyInstaller build)")
-    parser.add_argument("--floor", nargs="+", default=[sys.executable, str(ROOT / "bench/floor.py")],
+    parser.add_argument("--floor", nargs="+",
+                        default=[sys.executable, str(ROOT / "bench/floor.py")],
                         help="the floor program's argv")
     args = parser.parse_args()
 

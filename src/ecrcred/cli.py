@@ -28,8 +28,10 @@ from ecrcred.settings import pick
 if TYPE_CHECKING:
     import argparse
 
+    from ecrcred.cache import TokenCache
+
 DEFAULT_TIMEOUT = 30.0  # seconds; the kubelet SIGKILLs a plugin after 60
-COMMANDS = frozenset({"get-credentials", "version"})
+COMMANDS = frozenset({"get-credentials", "pull-sandbox", "version"})
 LOG_LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
 
 
@@ -73,6 +75,37 @@ def build_parser() -> argparse.ArgumentParser:
                        help="give up after this many seconds, well before the kubelet's 60s "
                        f"kill (env ECRCRED_TIMEOUT; default {DEFAULT_TIMEOUT:g})")
 
+    sandbox = sub.add_parser(
+        "pull-sandbox", parents=[common],
+        help="make sure the sandbox (pause) image is present and pinned, through the CRI",
+        description="Make sure the container runtime has the sandbox image, pulling it through "
+        "the CRI with the same credentials get-credentials gives the kubelet, and pin it so the "
+        "kubelet's image GC keeps it. With --watch, put it back whenever it is removed.",
+    )
+    sandbox.add_argument("--image", default=None,
+                         help="the sandbox image (default: from containerd's config)")
+    sandbox.add_argument("--containerd-config", default=None,
+                         help="containerd config to read the sandbox image from (env "
+                         "ECRCRED_CONTAINERD_CONFIG; default /etc/containerd/config.toml)")
+    sandbox.add_argument("--runtime-endpoint", default=None,
+                         help="CRI socket (env CONTAINER_RUNTIME_ENDPOINT; default "
+                         "unix:///run/containerd/containerd.sock)")
+    sandbox.add_argument("--no-pin", action="store_true", default=False,
+                         help="do not set containerd's pinned label (needed for non-containerd "
+                         "runtimes)")
+    sandbox.add_argument("--watch", action="store_true", default=False,
+                         help="keep running: restore the image after deletion or GC")
+    sandbox.add_argument("--interval", type=float, default=60.0,
+                         help="with --watch: seconds between safety-net checks (default 60)")
+    sandbox.add_argument("--timeout", type=float, default=120.0,
+                         help="seconds a pull may take, retries included (default 120)")
+    sandbox.add_argument("--output", choices=("text", "json"), default="text",
+                         help="one line per action, as text or JSON")
+    sandbox.add_argument("--cache-dir", default=None, help="token cache directory (as "
+                         "get-credentials)")
+    sandbox.add_argument("--no-cache", action="store_true", default=False,
+                         help="do not read or write the token cache")
+
     sub.add_parser("version", parents=[common], help="print the version and build information")
     return parser
 
@@ -96,6 +129,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         command = args.command
         if command == "get-credentials":
             return _get_credentials(args, env, log)
+        if command == "pull-sandbox":
+            return _pull_sandbox(args, env, log)
         if command == "version":
             return _version()
         raise UsageError(f"unknown command {command!r}", hint="see 'ecrcred --help'")
@@ -128,7 +163,6 @@ def _kubelet_fast_path(argv: list[str]) -> SimpleNamespace | None:
 
 def _get_credentials(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
                      log: StderrLogger) -> int:
-    from ecrcred.cache import DEFAULT_CACHE_DIR, FileCache, NullCache, TokenCache
     from ecrcred.clock import SystemClock
     from ecrcred.deadline import deadline
     from ecrcred.kubelet import MAX_REQUEST_BYTES
@@ -145,13 +179,7 @@ def _get_credentials(args: argparse.Namespace | SimpleNamespace, env: Mapping[st
                          "not a number of seconds between 0 and 55",
                          hint="the kubelet kills a plugin after 60s")
     clock = SystemClock()
-    cache: TokenCache
-    if args.no_cache:
-        cache = NullCache()
-    else:
-        cache_dir = pick("--cache-dir", args.cache_dir, env, "ECRCRED_CACHE_DIR", DEFAULT_CACHE_DIR)
-        log.debug(f"token cache {cache_dir.value} (from {cache_dir.origin})")
-        cache = FileCache(cache_dir.value, clock, log, lock_timeout=timeout)
+    cache = _token_cache(args, env, log, lock_timeout=timeout)
     sources = [EcrSource(BotoEcrApi(env, timeout=min(10.0, timeout)), env, clock, log)]
 
     with deadline(timeout, "get-credentials",
@@ -162,6 +190,82 @@ def _get_credentials(args: argparse.Namespace | SimpleNamespace, env: Mapping[st
     sys.stdout.buffer.write(output)
     sys.stdout.buffer.flush()
     return EXIT_OK
+
+
+def _token_cache(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
+                 log: StderrLogger, lock_timeout: float) -> TokenCache:
+    from ecrcred.cache import DEFAULT_CACHE_DIR, FileCache, NullCache
+    from ecrcred.clock import SystemClock
+
+    if args.no_cache:
+        return NullCache()
+    cache_dir = pick("--cache-dir", args.cache_dir, env, "ECRCRED_CACHE_DIR", DEFAULT_CACHE_DIR)
+    log.debug(f"token cache {cache_dir.value} (from {cache_dir.origin})")
+    return FileCache(cache_dir.value, SystemClock(), log, lock_timeout=lock_timeout)
+
+
+def _pull_sandbox(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
+                  log: StderrLogger) -> int:
+    import signal
+    import threading
+
+    from ecrcred import containerd_config
+    from ecrcred.cache import MemoryCache
+    from ecrcred.clock import SystemClock
+    from ecrcred.cri.client import GrpcRuntime, resolve_endpoint
+    from ecrcred.sandbox import (
+        Action,
+        RetryPolicy,
+        SandboxKeeper,
+        credentials_resolver,
+        format_action,
+    )
+    from ecrcred.sources.ecr import BotoEcrApi, EcrSource
+
+    if args.timeout <= 0 or args.interval <= 0:
+        raise UsageError("--timeout and --interval must be positive numbers of seconds")
+    clock = SystemClock()
+    image = args.image
+    if image is None:
+        config = pick("--containerd-config", args.containerd_config, env,
+                      "ECRCRED_CONTAINERD_CONFIG", containerd_config.DEFAULT_CONFIG)
+        found = containerd_config.sandbox_image(config.value)
+        log.debug(f"sandbox image {found.value} from {found.file} (config version "
+                  f"{found.version})")
+        image = found.value
+    cache = _token_cache(args, env, log, lock_timeout=30.0)
+    if args.watch:
+        cache = MemoryCache(cache, clock)
+    sources = [EcrSource(BotoEcrApi(env), env, clock, log)]
+
+    def report(action: Action) -> None:
+        sys.stdout.write(log.scrub(format_action(action, args.output)) + "\n")
+        sys.stdout.flush()
+
+    endpoint = resolve_endpoint(args.runtime_endpoint, env)
+    runtime = GrpcRuntime(endpoint)
+    credentials = credentials_resolver(sources, cache, clock, log)
+    keeper = SandboxKeeper(image, runtime, None if args.no_pin else runtime, credentials, clock,
+                           log, report, RetryPolicy(deadline=args.timeout))
+    try:
+        if not args.watch:
+            keeper.ensure("requested")
+            return EXIT_OK
+        stop = threading.Event()
+
+        def on_signal(_signum: int, _frame: object) -> None:
+            stop.set()
+            keeper.stop_watching()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        log.info(f"watching {keeper.image} through {endpoint} (safety net every "
+                 f"{args.interval:g}s)")
+        keeper.watch(stop, args.interval)
+        log.info("stopped")
+        return EXIT_OK
+    finally:
+        runtime.close()
 
 
 def _version() -> int:

@@ -10,7 +10,7 @@ refresh the token (``tokens.Token.cache_duration``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ecrcred.cache import LAST_RESORT, TokenCache, get_or_fetch
 from ecrcred.errors import NoSourceError
@@ -21,7 +21,8 @@ from ecrcred.tokens import LAST_RESORT_CACHE_DURATION
 if TYPE_CHECKING:
     from ecrcred.clock import Clock
     from ecrcred.log import Logger
-    from ecrcred.sources import CredentialSource
+    from ecrcred.sources import CredentialSource, Lookup
+    from ecrcred.tokens import Token
 
 
 def run_plugin(raw_request: bytes, sources: Sequence[CredentialSource], cache: TokenCache,
@@ -33,19 +34,35 @@ def run_plugin(raw_request: bytes, sources: Sequence[CredentialSource], cache: T
     return render_response(response)
 
 
+class Resolved(NamedTuple):
+    lookup: Lookup
+    token: Token
+    how: str  # cache.HIT, MISS or LAST_RESORT
+
+
+def resolve(image: str, sources: Sequence[CredentialSource], cache: TokenCache, clock: Clock,
+            log: Logger) -> Resolved | None:
+    """Credentials for an image (``host/repository``) from the first source that claims it,
+    through the shared token cache; None when no source knows the registry. ``get-credentials``
+    and ``pull-sandbox`` both come through here, so they always agree."""
+    for source in sources:
+        lookup = source.lookup(image)
+        if lookup is not None:
+            token, how = get_or_fetch(cache, lookup.cache_key, lookup.fetch, clock, log)
+            return Resolved(lookup, token, how)
+    return None
+
+
 def get_credentials(request: Request, sources: Sequence[CredentialSource], cache: TokenCache,
                     clock: Clock, log: Logger) -> Response:
-    for source in sources:
-        lookup = source.lookup(request.image)
-        if lookup is not None:
-            break
-    else:
+    resolved = resolve(request.image, sources, cache, clock, log)
+    if resolved is None:
         raise NoSourceError(
             f"no credential source knows the registry of image {request.image} (host "
             f"{registry_host(request.image)} is not an ECR host)",
             hint="narrow matchImages in the kubelet's credential provider config to ECR hosts",
         )
-    token, how = get_or_fetch(cache, lookup.cache_key, lookup.fetch, clock, log)
+    lookup, token, how = resolved
     now = clock.time()
     duration = token.cache_duration(now)
     if how == LAST_RESORT:

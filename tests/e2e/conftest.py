@@ -3,7 +3,7 @@ to it, and a private containerd whose CRI sandbox image is that ECR name.
 
 Fixtures (all processes stopped by pid and all temp dirs removed at teardown):
 
-- ``registry`` (session): ``Registry`` as user ``ecrcred`` with a random password.
+- ``registry`` (session): ``Registry`` accepting moto's ECR credentials (AWS / the token).
 - ``pause_image`` (session): pushes the test image as ``eks/pause:3.9``; returns its local
   reference ``127.0.0.1:PORT/eks/pause:3.9`` (digest in ``registry.pushed[("eks/pause", "3.9")]``).
 - ``containerd`` (function): a fresh ``Containerd`` with ``sandbox_image = SANDBOX_IMAGE`` and a
@@ -15,7 +15,6 @@ A missing binary fails the test (naming the binary and ``./scripts/test``), neve
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -30,7 +29,10 @@ ECR_HOST = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
 PAUSE_REPO = "eks/pause"
 PAUSE_TAG = "3.9"
 SANDBOX_IMAGE = f"{ECR_HOST}/{PAUSE_REPO}:{PAUSE_TAG}"
-REGISTRY_USER = "ecrcred"
+# The registry stands in for ECR behind a mirror, so it accepts what moto's ECR hands out for
+# account 123456789012: user AWS and that account's fixed token.
+REGISTRY_USER = "AWS"
+REGISTRY_PASSWORD = "123456789012-auth-token"
 
 
 def _require_tools(*names: str) -> None:
@@ -64,7 +66,7 @@ def registry() -> Iterator[Registry]:
     _require_tools(*Registry.TOOLS)
     workdir = _tempdir("ereg-")
     try:
-        reg = Registry(workdir, username=REGISTRY_USER, password=secrets.token_urlsafe(18))
+        reg = Registry(workdir, username=REGISTRY_USER, password=REGISTRY_PASSWORD)
         try:
             yield reg
         finally:

@@ -11,6 +11,9 @@ long, a short directory ``/tmp/ecd-*`` is made instead and removed again by ``st
 ``ctr()`` runs ``ctr --address <sock> -n k8s.io ...`` with ``CONTAINERD_SNAPSHOTTER=native``,
 the snapshotter the CRI plugin is configured with, so images pulled with ``ctr`` unpack the
 same way as CRI pulls (ctr would otherwise unpack into overlayfs).
+
+``extra_config`` is appended to the generated TOML: it may add tables, not repeat one that is
+already written (containerd refuses to start on "duplicated tables").
 """
 
 from __future__ import annotations
@@ -135,10 +138,14 @@ server = {_toml("https://" + upstream_host)}
         t0 = time.monotonic()
         self.process = Process([self.tools["containerd"], "--config", self.config_path],
                                self.log_path)
-        self.process.wait_for(lambda: os.path.exists(self.socket), self.start_timeout,
-                              "containerd (socket)")
-        self.timings["socket"] = time.monotonic() - t0
-        self.process.wait_for(self._answers, self.start_timeout, "containerd (ctr version)")
+        try:
+            self.process.wait_for(lambda: os.path.exists(self.socket), self.start_timeout,
+                                  "containerd (socket)")
+            self.timings["socket"] = time.monotonic() - t0
+            self.process.wait_for(self._answers, self.start_timeout, "containerd (ctr version)")
+        except BaseException:
+            self.stop()  # never leave a half-started containerd (or our short dir) behind
+            raise
         self.timings["start"] = time.monotonic() - t0
 
     def _answers(self) -> bool:

@@ -178,8 +178,10 @@ auth:
                               str(self.workdir / "registry.log"))
             try:
                 process.wait_for(self._answers_401, timeout, "docker-registry")
-            except RuntimeError as e:
+            except BaseException as e:
                 process.stop()
+                if not isinstance(e, RuntimeError):
+                    raise
                 last_error = e
                 if "address already in use" in str(e):
                     continue

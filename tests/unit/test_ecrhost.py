@@ -10,7 +10,8 @@ A = "123456789012"
 
 
 @pytest.mark.parametrize(("host", "region", "fips", "dualstack"), [
-    pytest.param(f"{A}.dkr.ecr.us-west-2.amazonaws.com", "us-west-2", False, False, id="commercial"),
+    pytest.param(f"{A}.dkr.ecr.us-west-2.amazonaws.com", "us-west-2", False, False,
+                 id="commercial"),
     pytest.param(f"{A}.dkr.ecr.ap-southeast-2.amazonaws.com", "ap-southeast-2", False, False,
                  id="commercial-ap"),
     pytest.param(f"{A}.dkr.ecr-fips.us-west-2.amazonaws.com", "us-west-2", True, False, id="fips"),

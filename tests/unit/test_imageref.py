@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ecrcred.imageref import ImageRef, glob_match, normalize_auth_key, parse_reference, registry_host
+from ecrcred.imageref import (
+    ImageRef,
+    glob_match,
+    normalize_auth_key,
+    parse_reference,
+    registry_host,
+)
 
 ECR = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -32,7 +38,8 @@ DIGEST = "sha256:" + "0123456789abcdef" * 4
                  id="ecr-pattern-lookalike"),
     # ports are compared as strings
     pytest.param("registry.io", "registry.io:5000", False, id="no-port-never-matches-a-port"),
-    pytest.param("registry.io", "registry.io:5000/app", False, id="no-port-never-matches-port-path"),
+    pytest.param("registry.io", "registry.io:5000/app", False,
+                 id="no-port-never-matches-port-path"),
     pytest.param("*.registry.io", "a.registry.io:443", False, id="star-no-port-vs-port"),
     pytest.param("registry.io:5000", "registry.io:5000/app", True, id="same-port"),
     pytest.param("registry.io:5000", "registry.io:5001", False, id="other-port"),

@@ -107,7 +107,7 @@ def test_parse_go_duration_accepts_go_syntax(text: str, seconds: float):
     "1H",
 ])
 def test_parse_go_duration_rejects_what_go_rejects(text: str):
-    with pytest.raises(ValueError, match="invalid duration|could not convert"):
+    with pytest.raises(ValueError, match=r"invalid duration|could not convert"):
         parse_go_duration(text)
 
 

@@ -17,7 +17,8 @@ HOUR = 3600.0
 TWELVE_HOURS = 12 * HOUR
 
 
-def ecr_token(lifetime: float = TWELVE_HOURS, password: str = "s3cr3t-password-value") -> Token:
+def ecr_token(lifetime: float = TWELVE_HOURS,
+              password: str = "s3cr3t-password-value") -> Token:  # noqa: S107
     return Token("AWS", password, expires_at=T0 + lifetime, fetched_at=T0)
 
 

@@ -1,0 +1,274 @@
+"""The sandbox keeper: the sandbox (pause) image stays on the node, pinned, at boot and after GC.
+
+The container runtime pulls the sandbox image itself, with no credentials from the kubelet; once
+image garbage collection removes it from a node whose registry needs credentials, every new pod
+fails with 401 until someone intervenes (shared/seeds/001_…). The keeper closes that gap:
+
+- ``ensure``: if the runtime already has the image, nothing to do and no credentials needed.
+  Otherwise resolve credentials exactly as ``get-credentials`` does (same sources, same token
+  cache) and pull *through the CRI*, which also applies containerd's mirror config. Transient
+  failures are retried with exponential backoff and full jitter under a deadline; 401/403/404
+  fail at once, naming the credentials used (never the secret). Then pin it with containerd's
+  label so the kubelet's GC skips it.
+- ``watch``: stay subscribed to containerd's ``/images/delete`` events and put the image back
+  within moments of its removal; reconcile on a period as a safety net; reconnect when the
+  runtime restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from ecrcred.cache import HIT, NullCache
+from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE, Auth
+from ecrcred.errors import (
+    DeadlineExceeded,
+    EcrcredError,
+    PullError,
+    RuntimeServiceError,
+)
+from ecrcred.imageref import parse_reference, registry_host
+from ecrcred.provider import resolve
+
+if TYPE_CHECKING:
+    from ecrcred.cache import TokenCache
+    from ecrcred.clock import Clock
+    from ecrcred.cri.client import ContainerdImages, EventStream, ImageService
+    from ecrcred.log import Logger
+    from ecrcred.sources import CredentialSource
+
+# Words in a runtime's pull error that no retry will fix.
+_PERMANENT = ("401 unauthorized", "403 forbidden", "404 not found", "not found",
+              "unauthorized", "denied", "manifest unknown", "name unknown", "invalid reference")
+
+
+class Credentials(NamedTuple):
+    auth: Auth | None
+    describe: str  # which source, registry, account (never the secret)
+    from_cache: bool
+
+
+class Action(NamedTuple):
+    """One thing the keeper did or found, reported as a line (or a JSON object)."""
+
+    action: str  # present | pulled | pinned | already-pinned | pin-skipped | failed
+    image: str
+    reason: str
+    seconds: float
+    detail: str = ""
+
+
+def format_action(action: Action, output: str) -> str:
+    """One report line: ``pulled: <image> (<reason>, 0.123s) <detail>`` or a JSON object."""
+    if output == "json":
+        return json.dumps(action._asdict())
+    line = f"{action.action}: {action.image} ({action.reason}, {action.seconds:.3f}s)"
+    return f"{line} {action.detail}" if action.detail else line
+
+
+def credentials_resolver(sources: Sequence[CredentialSource], cache: TokenCache, clock: Clock,
+                         log: Logger) -> Callable[[str, bool], Credentials]:
+    """Credentials for an image name exactly as get-credentials finds them; ``fresh`` bypasses
+    the cache for the read (the result is still stored)."""
+
+    def credentials(name: str, fresh: bool) -> Credentials:
+        resolved = resolve(name, sources, NullCache() if fresh else cache, clock, log)
+        if resolved is None:
+            return Credentials(None, f"none: no credential source knows {registry_host(name)}",
+                               from_cache=False)
+        if fresh:
+            cache.store(resolved.lookup.cache_key, resolved.token)
+        log.add_secret(resolved.token.password)
+        return Credentials(Auth(resolved.token.username, resolved.token.password),
+                           resolved.lookup.describe, from_cache=resolved.how == HIT)
+
+    return credentials
+
+
+def is_permanent(error: PullError) -> bool:
+    text = error.message.lower()
+    return any(word in text for word in _PERMANENT)
+
+
+class RetryPolicy(NamedTuple):
+    deadline: float = 120.0  # seconds for the whole pull, retries included
+    first_delay: float = 0.5
+    max_delay: float = 10.0
+    attempt_timeout: float = 60.0
+
+
+class SandboxKeeper:
+    def __init__(
+        self,
+        image: str,
+        runtime: ImageService,
+        containerd: ContainerdImages | None,
+        credentials: Callable[[str, bool], Credentials],
+        clock: Clock,
+        log: Logger,
+        report: Callable[[Action], None],
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - immutable
+        rng: random.Random | None = None,
+    ) -> None:
+        self.reference = parse_reference(image)
+        self.image = str(self.reference)
+        self._runtime = runtime
+        self._containerd = containerd
+        self._credentials = credentials
+        self._clock = clock
+        self._log = log
+        self._report = report
+        self._retry = retry
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self._lock = threading.Lock()
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    def ensure(self, reason: str) -> list[Action]:
+        """The image present (and pinned, given containerd); raises when it cannot be."""
+        with self._lock:
+            started = self._clock.monotonic()
+            actions = []
+            info = self._runtime.image_status(self.image)
+            if info is not None:
+                actions.append(self._act("present", reason, started, info.id))
+            else:
+                ref = self._pull(reason)
+                actions.append(self._act("pulled", reason, started, ref))
+            if self._containerd is not None:
+                actions.append(self._pin(reason))
+            return actions
+
+    def _act(self, action: str, reason: str, started: float, detail: str = "") -> Action:
+        done = Action(action, self.image, reason, round(self._clock.monotonic() - started, 3),
+                      detail)
+        self._report(done)
+        return done
+
+    def _pull(self, reason: str) -> str:
+        creds = self._credentials(self.reference.name, False)
+        give_up = self._clock.monotonic() + self._retry.deadline
+        delay = self._retry.first_delay
+        attempt = 0
+        refreshed = False
+        last: RuntimeServiceError
+        while True:
+            attempt += 1
+            remaining = give_up - self._clock.monotonic()
+            try:
+                return self._runtime.pull_image(
+                    self.image, creds.auth, timeout=max(1.0, min(self._retry.attempt_timeout,
+                                                                 remaining)))
+            except PullError as exc:
+                if is_permanent(exc):
+                    if creds.from_cache and not refreshed:
+                        # A cached token the registry refuses (revoked, or rotated keys): one
+                        # more try with a token fetched now, bypassing the cache.
+                        refreshed = True
+                        creds = self._credentials(self.reference.name, True)
+                        self._log.info(f"pull of {self.image} refused with a cached token; "
+                                       "retrying once with a fresh one")
+                        continue
+                    raise PullError(
+                        f"{exc.message} (credentials: {creds.describe})",
+                        hint=_pull_hint(exc, creds), code=exc.code) from None
+                last = exc
+            except RuntimeServiceError as exc:
+                if exc.code != "RUNTIME_UNREACHABLE":
+                    raise
+                last = exc
+            remaining = give_up - self._clock.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded(
+                    f"pulling {self.image} ({reason}) did not succeed within "
+                    f"{self._retry.deadline:g}s after {attempt} attempts; last error: "
+                    f"{last.message}", hint=last.hint or "check the registry and the runtime")
+            sleep = min(remaining, self._rng.uniform(0, delay))
+            self._log.info(f"pull of {self.image} failed (attempt {attempt}, "
+                           f"{last.message}); retrying in {sleep:.1f}s")
+            self._clock.sleep(sleep)
+            delay = min(delay * 2, self._retry.max_delay)
+
+    def _pin(self, reason: str) -> Action:
+        assert self._containerd is not None  # noqa: S101 - checked by the caller
+        started = self._clock.monotonic()
+        labels = self._containerd.labels(self.image)
+        if labels is None:
+            return self._act("pin-skipped", reason, started,
+                             "containerd has no image record of that name")
+        if labels.get(PINNED_LABEL) == PINNED_VALUE:
+            return self._act("already-pinned", reason, started)
+        self._containerd.set_label(self.image, PINNED_LABEL, PINNED_VALUE)
+        return self._act("pinned", reason, started, f"{PINNED_LABEL}={PINNED_VALUE}")
+
+    # -- watching ----------------------------------------------------------------------------
+
+    def watch(self, stop: threading.Event, interval: float) -> None:
+        """Keep the image until ``stop`` is set: on delete events, and every ``interval``."""
+        if self._containerd is None:
+            raise RuntimeServiceError("--watch needs containerd's event API",
+                                      hint="drop --no-pin/--watch or use containerd",
+                                      code="RUNTIME_UNSUPPORTED")
+        reconciler = threading.Thread(target=self._reconcile_loop, args=(stop, interval),
+                                      name="reconcile", daemon=True)
+        reconciler.start()
+        backoff = 0.2
+        while not stop.is_set():
+            stream: EventStream | None = None
+            try:
+                stream = self._containerd.image_events()
+                self._current_stream = stream
+                if stop.is_set():
+                    break
+                # (Re)subscribed: the image may have gone while we were not listening.
+                self._ensure_logged("subscribed")
+                backoff = 0.2
+                for name in stream:
+                    if stop.is_set():
+                        break
+                    self._log.debug(f"event /images/delete {name}")
+                    # Any delete in k8s.io may be ours under another name (tag, digest, id):
+                    # a status check is cheap and exact.
+                    self._ensure_logged("image deleted")
+                if not stop.is_set():
+                    raise RuntimeServiceError("the runtime closed the event stream")
+            except EcrcredError as exc:
+                if stop.is_set():
+                    break
+                self._log.warning(f"{exc.one_line()}; reconnecting in {backoff:.1f}s")
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        reconciler.join(timeout=5)
+
+    def stop_watching(self) -> None:
+        stream = getattr(self, "_current_stream", None)
+        if stream is not None:
+            stream.cancel()
+
+    def _reconcile_loop(self, stop: threading.Event, interval: float) -> None:
+        while not stop.wait(interval):
+            self._ensure_logged("periodic check")
+
+    def _ensure_logged(self, reason: str) -> None:
+        try:
+            self.ensure(reason)
+        except EcrcredError as exc:
+            self._report(Action("failed", self.image, reason, 0.0, exc.one_line()))
+
+
+def _pull_hint(error: PullError, creds: Credentials) -> str:
+    text = error.message.lower()
+    if creds.auth is None:
+        return ("no credential source knows this registry, so the pull was anonymous; "
+                "add credentials for it")
+    if "401" in text or "unauthorized" in text:
+        return "the registry refused these credentials: check the node's AWS identity or the " \
+               "registry's password"
+    if "403" in text or "denied" in text:
+        return "the credentials are valid but not allowed to pull this repository: check its " \
+               "repository policy"
+    return "check that the image name and tag exist in the registry"

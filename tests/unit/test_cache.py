@@ -1,0 +1,487 @@
+"""The token cache: files on disk, the cross-process lock, the memory layer, and get_or_fetch."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ecrcred.cache import (
+    CACHE_FORMAT,
+    HIT,
+    LAST_RESORT,
+    MAX_CACHE_FILE_BYTES,
+    MISS,
+    CacheKey,
+    FileCache,
+    MemoryCache,
+    NullCache,
+    get_or_fetch,
+)
+from ecrcred.clock import SystemClock
+from ecrcred.errors import AwsError, DeadlineExceeded, SourceError
+from ecrcred.tokens import DEFAULT_REFRESH_MARGIN, Token
+from tests.unit.fakes import T0, CountingFetch, DictCache, FakeClock, RecordingLogger
+
+HOUR = 3600.0
+KEY = CacheKey(registry="ecr:123456789012.dkr.ecr.us-west-2.amazonaws.com",
+               identity="0123456789abcdef")
+OTHER_KEY = CacheKey(registry="ecr:210987654321.dkr.ecr.eu-west-1.amazonaws.com",
+                     identity="0123456789abcdef")
+
+
+def token(password: str = "first-password-value", *, fetched_at: float = T0,  # noqa: S107
+          lifetime: float = 12 * HOUR) -> Token:
+    return Token("AWS", password, expires_at=fetched_at + lifetime, fetched_at=fetched_at)
+
+
+def file_cache(directory: Path, clock: FakeClock | None = None,
+               log: RecordingLogger | None = None, lock_timeout: float = 25.0) -> FileCache:
+    return FileCache(str(directory), clock or FakeClock(), log or RecordingLogger(),
+                     lock_timeout=lock_timeout)
+
+
+def mode(path: str | Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+# -- FileCache: directory, files, round trip ----------------------------------------------------
+
+def test_store_creates_the_directory_0700_and_the_file_0600(tmp_path: Path):
+    directory = tmp_path / "var" / "cache"
+    cache = file_cache(directory)
+    cache.store(KEY, token())
+    assert mode(directory) == 0o700
+    assert mode(cache.path(KEY)) == 0o600
+
+
+def test_store_tightens_an_existing_directory_of_ours_to_0700(tmp_path: Path):
+    directory = tmp_path / "cache"
+    directory.mkdir(mode=0o755)
+    os.chmod(directory, 0o755)  # noqa: S103 - the mode under test
+    file_cache(directory).store(KEY, token())
+    assert mode(directory) == 0o700
+
+
+def test_store_leaves_no_temporary_files(tmp_path: Path):
+    cache = file_cache(tmp_path)
+    cache.store(KEY, token())
+    cache.store(KEY, token("second-password-value"))
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(cache.path(KEY))]
+
+
+def test_a_stored_token_loads_back_equal_in_another_instance(tmp_path: Path):
+    stored = token()
+    file_cache(tmp_path).store(KEY, stored)
+    assert file_cache(tmp_path).load(KEY) == stored
+
+
+def test_store_replaces_the_previous_token_for_the_key(tmp_path: Path):
+    cache = file_cache(tmp_path)
+    cache.store(KEY, token("first-password-value"))
+    cache.store(KEY, token("second-password-value", fetched_at=T0 + 60))
+    loaded = cache.load(KEY)
+    assert loaded is not None
+    assert loaded.password == "second-password-value"
+    assert loaded.fetched_at == T0 + 60
+
+
+def test_each_key_has_its_own_file_named_without_the_registry(tmp_path: Path):
+    cache = file_cache(tmp_path)
+    cache.store(KEY, token("first-password-value"))
+    cache.store(OTHER_KEY, token("other-password-value"))
+    assert cache.path(KEY) != cache.path(OTHER_KEY)
+    assert "amazonaws" not in cache.path(KEY)
+    assert cache.load(KEY).password == "first-password-value"  # type: ignore[union-attr]
+    assert cache.load(OTHER_KEY).password == "other-password-value"  # type: ignore[union-attr]
+
+
+def test_the_identity_is_part_of_the_key(tmp_path: Path):
+    cache = file_cache(tmp_path)
+    cache.store(KEY, token())
+    assert cache.load(CacheKey(KEY.registry, "fedcba9876543210")) is None
+
+
+def test_load_of_a_missing_file_returns_none_without_creating_anything(tmp_path: Path):
+    directory = tmp_path / "cache"
+    assert file_cache(directory).load(KEY) is None
+    assert not directory.exists()
+
+
+def _valid_doc(**changes: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "version": CACHE_FORMAT, "registry": KEY.registry, "identity": KEY.identity,
+        "username": "AWS", "password": "cached-password-value",
+        "expires_at": T0 + 12 * HOUR, "fetched_at": T0,
+    }
+    doc.update(changes)
+    return doc
+
+
+def _as_bytes(doc: object) -> bytes:
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param(b"", id="empty"),
+    pytest.param(b"{not json", id="corrupt"),
+    pytest.param(_as_bytes(_valid_doc())[:-7], id="truncated"),
+    pytest.param(b"\xff\xfe garbage", id="binary"),
+    pytest.param(b"[1, 2]", id="not-an-object"),
+    pytest.param(_as_bytes(_valid_doc(version=CACHE_FORMAT + 1)), id="newer-version"),
+    pytest.param(_as_bytes(_valid_doc(version=None)), id="no-version"),
+    pytest.param(_as_bytes(_valid_doc(registry=OTHER_KEY.registry)), id="other-registry"),
+    pytest.param(_as_bytes(_valid_doc(identity="someone-else")), id="other-identity"),
+    pytest.param(_as_bytes(_valid_doc(password="")), id="empty-password"),
+    pytest.param(_as_bytes(_valid_doc(password=None)), id="no-password"),
+    pytest.param(_as_bytes(_valid_doc(username=7)), id="username-not-string"),
+    pytest.param(_as_bytes(_valid_doc(expires_at="tomorrow")), id="expiry-string"),
+    pytest.param(_as_bytes(_valid_doc(expires_at=True)), id="expiry-bool"),
+    pytest.param(_as_bytes(_valid_doc(fetched_at=None)), id="no-fetched-at"),
+    pytest.param(_as_bytes(_valid_doc(pad="x" * MAX_CACHE_FILE_BYTES)), id="oversize"),
+])
+def test_an_unusable_cache_file_loads_as_none_and_a_later_store_rewrites_it(
+        tmp_path: Path, content: bytes):
+    log = RecordingLogger()
+    cache = file_cache(tmp_path, log=log)
+    Path(cache.path(KEY)).write_bytes(content)
+    assert cache.load(KEY) is None
+    assert any("ignoring token cache file" in line for line in log.at("debug"))
+    assert log.at("warning") == []
+
+    cache.store(KEY, token())
+    assert cache.load(KEY) == token()
+
+
+def test_a_valid_file_written_by_hand_loads(tmp_path: Path):
+    # The counterpart of the table above: the same document, unchanged, is accepted.
+    cache = file_cache(tmp_path)
+    Path(cache.path(KEY)).write_bytes(_as_bytes(_valid_doc()))
+    assert cache.load(KEY) == Token("AWS", "cached-password-value", T0 + 12 * HOUR, T0)
+
+
+def test_load_does_not_follow_a_symlink_planted_at_the_cache_path(tmp_path: Path):
+    cache = file_cache(tmp_path / "cache")
+    cache.store(OTHER_KEY, token())  # creates the directory
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(_as_bytes(_valid_doc()))
+    os.symlink(elsewhere, cache.path(KEY))
+    assert cache.load(KEY) is None
+
+
+# -- FileCache: an unusable directory -----------------------------------------------------------
+
+def test_a_directory_under_a_regular_file_degrades_to_no_cache_with_one_warning(tmp_path: Path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a regular file")
+    log = RecordingLogger()
+    cache = file_cache(blocker / "cache", log=log)
+
+    for _ in range(3):
+        cache.store(KEY, token())
+        with cache.lock(KEY):
+            pass
+        assert cache.load(KEY) is None
+
+    warnings = log.at("warning")
+    assert len(warnings) == 1
+    assert str(blocker / "cache") in warnings[0]
+    assert "--cache-dir" in warnings[0]
+    assert blocker.read_text() == "a regular file"
+
+
+def test_a_second_file_cache_on_the_same_bad_directory_warns_on_its_own(tmp_path: Path):
+    # One warning per process (per FileCache), not one per call.
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    logs = [RecordingLogger(), RecordingLogger()]
+    for log in logs:
+        cache = file_cache(blocker / "cache", log=log)
+        cache.store(KEY, token())
+        cache.store(OTHER_KEY, token())
+    assert [len(log.at("warning")) for log in logs] == [1, 1]
+
+
+# -- FileCache: the lock --------------------------------------------------------------------
+
+_HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from ecrcred.cache import CacheKey, FileCache
+from ecrcred.clock import SystemClock
+from ecrcred.log import StderrLogger
+
+directory, registry, identity, hold, marker = sys.argv[1:6]
+cache = FileCache(directory, SystemClock(), StderrLogger())
+with cache.lock(CacheKey(registry, identity)):
+    print("locked", flush=True)
+    time.sleep(float(hold))
+    Path(marker).write_text("released")
+"""
+
+
+def test_the_lock_is_exclusive_across_processes(tmp_path: Path):
+    directory = tmp_path / "cache"
+    marker = tmp_path / "child-released"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(directory), KEY.registry, KEY.identity, "0.4",
+         str(marker)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "locked\n"
+        started = time.monotonic()
+        with FileCache(str(directory), SystemClock(), RecordingLogger()).lock(KEY):
+            waited = time.monotonic() - started
+            # We got the lock only once the child had finished its critical section.
+            assert marker.read_text() == "released"
+        assert waited >= 0.2
+    finally:
+        child.wait(timeout=10)
+    assert child.returncode == 0
+
+
+def test_the_lock_is_released_when_the_block_ends(tmp_path: Path):
+    clock = FakeClock()
+    first, second = file_cache(tmp_path), file_cache(tmp_path, clock=clock)
+    with first.lock(KEY):
+        pass
+    with second.lock(KEY):
+        pass
+    assert clock.sleeps == []
+
+
+def test_locks_of_different_keys_do_not_wait_for_each_other(tmp_path: Path):
+    clock = FakeClock()
+    holder, other = file_cache(tmp_path), file_cache(tmp_path, clock=clock)
+    with holder.lock(KEY), other.lock(OTHER_KEY):
+        pass
+    assert clock.sleeps == []
+
+
+def test_waiting_for_the_lock_longer_than_the_timeout_raises_deadline_exceeded(tmp_path: Path):
+    clock = FakeClock()
+    holder = file_cache(tmp_path)
+    waiter = file_cache(tmp_path, clock=clock, lock_timeout=2.0)
+    start = clock.monotonic()
+    with holder.lock(KEY), pytest.raises(DeadlineExceeded) as caught, waiter.lock(KEY):
+        pytest.fail("the lock was acquired while another holder had it")
+    assert clock.monotonic() - start >= 2.0
+    assert clock.monotonic() - start < 2.1
+    assert max(clock.sleeps) <= 0.02, "the poll interval stays short"
+    assert KEY.registry in caught.value.message
+    assert ".lock" in caught.value.hint
+    assert caught.value.exit_code == 5
+
+
+def test_the_lock_file_is_0600(tmp_path: Path):
+    cache = file_cache(tmp_path)
+    with cache.lock(KEY):
+        pass
+    (lock_file,) = [name for name in os.listdir(tmp_path) if name.endswith(".lock")]
+    assert mode(tmp_path / lock_file) == 0o600
+
+
+# -- NullCache --------------------------------------------------------------------------------
+
+def test_null_cache_never_returns_what_was_stored():
+    cache = NullCache()
+    cache.store(KEY, token())
+    with cache.lock(KEY):
+        assert cache.load(KEY) is None
+
+
+# -- get_or_fetch -----------------------------------------------------------------------------
+
+def test_get_or_fetch_serves_a_fresh_cached_token_without_locking_or_fetching():
+    cache, fetch = DictCache(), CountingFetch()
+    cache.tokens[KEY] = token()
+    clock = FakeClock(now=T0 + HOUR)
+    assert get_or_fetch(cache, KEY, fetch, clock, RecordingLogger()) == (token(), HIT)
+    assert (fetch.calls, cache.locks, cache.stores) == (0, 0, [])
+
+
+def test_get_or_fetch_on_a_miss_fetches_once_under_the_lock_and_stores():
+    cache, new = DictCache(), token("fetched-password-value")
+    fetch = CountingFetch(new)
+    assert get_or_fetch(cache, KEY, fetch, FakeClock(), RecordingLogger()) == (new, MISS)
+    assert fetch.calls == 1
+    assert cache.locks == 1
+    assert cache.stores == [(KEY, new)]
+
+
+def test_get_or_fetch_replaces_a_stale_token():
+    cache = DictCache()
+    cache.tokens[KEY] = token("stale-password-value")
+    new = token("fetched-password-value", fetched_at=T0 + 11.5 * HOUR)
+    clock = FakeClock(now=T0 + 11.5 * HOUR)
+    assert get_or_fetch(cache, KEY, CountingFetch(new), clock, RecordingLogger()) == (new, MISS)
+    assert cache.tokens[KEY] == new
+
+
+def test_get_or_fetch_reads_again_after_the_lock_and_uses_a_concurrent_refresh():
+    refreshed = token("refreshed-by-another-process", fetched_at=T0 + 11.5 * HOUR)
+
+    def another_process_refreshes(cache: DictCache, key: CacheKey) -> None:
+        cache.tokens[key] = refreshed
+
+    cache = DictCache(on_lock=another_process_refreshes)
+    cache.tokens[KEY] = token("stale-password-value")
+    fetch = CountingFetch()
+    clock = FakeClock(now=T0 + 11.5 * HOUR)
+    assert get_or_fetch(cache, KEY, fetch, clock, RecordingLogger()) == (refreshed, HIT)
+    assert fetch.calls == 0
+    assert cache.stores == []
+    assert cache.loads == 2
+
+
+@pytest.mark.parametrize(("refresh_margin", "how"), [(600.0, HIT), (DEFAULT_REFRESH_MARGIN, MISS)])
+def test_get_or_fetch_honours_the_refresh_margin(refresh_margin: float, how: str):
+    cache = DictCache()
+    cache.tokens[KEY] = token()
+    clock = FakeClock(now=T0 + 11.5 * HOUR)  # 30 minutes left
+    fetch = CountingFetch(token("fetched-password-value", fetched_at=clock.now))
+    _token, result = get_or_fetch(cache, KEY, fetch, clock, RecordingLogger(),
+                                  refresh_margin=refresh_margin)
+    assert result == how
+
+
+@pytest.mark.parametrize("remaining", [30 * 60.0, 300.0])
+def test_get_or_fetch_serves_a_stale_unexpired_token_as_last_resort_when_the_source_fails(
+        remaining: float):
+    cache, log = DictCache(), RecordingLogger()
+    stale = token("stale-password-value")
+    cache.tokens[KEY] = stale
+    clock = FakeClock(now=stale.expires_at - remaining)
+    error = AwsError("ecr:GetAuthorizationToken failed: ThrottlingException",
+                     hint="try again shortly", code="AWS_THROTTLING")
+    result = get_or_fetch(cache, KEY, CountingFetch(error), clock, log)
+    assert result == (stale, LAST_RESORT)
+    assert cache.stores == []
+    (warning,) = log.at("warning")
+    assert "ThrottlingException" in warning
+    assert KEY.registry in warning
+    assert f"expires in {int(remaining // 60)} min" in warning
+    assert "stale-password-value" not in warning
+
+
+@pytest.mark.parametrize(("cached_lifetime_left", "why"), [
+    (299.0, "too close to expiry"),
+    (0.0, "expires now"),
+    (-HOUR, "expired an hour ago"),
+    (None, "nothing cached"),
+])
+def test_get_or_fetch_reraises_the_source_error_when_no_cached_token_is_servable(
+        cached_lifetime_left: float | None, why: str):
+    cache = DictCache()
+    now = T0 + 12 * HOUR
+    if cached_lifetime_left is not None:
+        cache.tokens[KEY] = token(fetched_at=now + cached_lifetime_left - 12 * HOUR)
+    error = SourceError("the source failed")
+    with pytest.raises(SourceError) as caught:
+        get_or_fetch(cache, KEY, CountingFetch(error), FakeClock(now=now), RecordingLogger())
+    assert caught.value is error, why
+
+
+def test_get_or_fetch_does_not_use_last_resort_for_errors_other_than_source_errors():
+    cache = DictCache()
+    stale = token()
+    cache.tokens[KEY] = stale
+    clock = FakeClock(now=stale.expires_at - 1800)
+    with pytest.raises(DeadlineExceeded):
+        get_or_fetch(cache, KEY, CountingFetch(DeadlineExceeded("took too long")), clock,
+                     RecordingLogger())
+
+
+@pytest.mark.parametrize("fetch_fails", [False, True])
+def test_get_or_fetch_never_returns_an_expired_token(fetch_fails: bool):
+    cache = DictCache()
+    expired = token("expired-password-value")
+    cache.tokens[KEY] = expired
+    now = expired.expires_at + 1
+    new = token("fetched-password-value", fetched_at=now)
+    fetch = CountingFetch(SourceError("down") if fetch_fails else new)
+    try:
+        served, _how = get_or_fetch(cache, KEY, fetch, FakeClock(now=now), RecordingLogger())
+    except SourceError:
+        assert fetch_fails
+    else:
+        assert not fetch_fails
+        assert served == new
+        assert not served.is_expired(now)
+
+
+def test_get_or_fetch_over_file_caches_fetches_once_for_two_processes(tmp_path: Path):
+    clock, log = FakeClock(), RecordingLogger()
+    fetch = CountingFetch(token("fetched-password-value"))
+    first = get_or_fetch(file_cache(tmp_path, clock), KEY, fetch, clock, log)
+    second = get_or_fetch(file_cache(tmp_path, clock), KEY, fetch, clock, log)
+    assert first == (token("fetched-password-value"), MISS)
+    assert second == (token("fetched-password-value"), HIT)
+    assert fetch.calls == 1
+
+
+# -- MemoryCache ------------------------------------------------------------------------------
+
+def test_memory_cache_serves_repeated_loads_from_memory():
+    inner, clock = DictCache(), FakeClock()
+    inner.tokens[KEY] = token()
+    cache = MemoryCache(inner, clock)
+    assert cache.load(KEY) == token()
+    assert cache.load(KEY) == token()
+    assert inner.loads == 1
+
+
+def test_memory_cache_store_writes_through_and_is_served_from_memory():
+    inner, clock = DictCache(), FakeClock()
+    cache = MemoryCache(inner, clock)
+    cache.store(KEY, token())
+    assert inner.stores == [(KEY, token())]
+    inner.tokens.clear()
+    assert cache.load(KEY) == token()
+    assert inner.loads == 0
+
+
+def test_memory_cache_drops_an_entry_once_its_token_is_not_fresh():
+    inner, clock = DictCache(), FakeClock()
+    cache = MemoryCache(inner, clock)
+    cache.store(KEY, token())
+    inner.tokens.clear()  # only memory could answer now
+
+    clock.now = T0 + 11 * HOUR - 1  # still fresh
+    assert cache.load(KEY) == token()
+    clock.now = T0 + 11 * HOUR  # the instant it stops being fresh
+    assert not token().is_fresh(clock.now)
+    assert cache.load(KEY) is None
+    assert inner.loads == 1
+
+
+def test_memory_cache_does_not_keep_a_stale_token_it_loaded_from_disk():
+    inner, clock = DictCache(), FakeClock(now=T0 + 11.5 * HOUR)
+    inner.tokens[KEY] = token()
+    cache = MemoryCache(inner, clock)
+    assert cache.load(KEY) == token()  # returned, so get_or_fetch can judge it
+    assert cache.load(KEY) == token()
+    assert inner.loads == 2, "the stale token was not kept in memory"
+
+
+def test_memory_cache_uses_the_refresh_margin_it_was_given():
+    inner, clock = DictCache(), FakeClock(now=T0 + 11.5 * HOUR)
+    cache = MemoryCache(inner, clock, refresh_margin=600)
+    cache.store(KEY, token())
+    inner.tokens.clear()
+    assert cache.load(KEY) == token()
+
+
+def test_memory_cache_locks_through_the_inner_cache():
+    inner = DictCache()
+    with MemoryCache(inner, FakeClock()).lock(KEY):
+        pass
+    assert inner.locks == 1
