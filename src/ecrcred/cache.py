@@ -18,21 +18,25 @@ path of ``get-credentials`` must stay cheap.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import json
 import os
 import stat
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeGuard
 
+from ecrcred._record import Record
 from ecrcred.errors import DeadlineExceeded, SourceError
 from ecrcred.tokens import DEFAULT_REFRESH_MARGIN, Token
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
+
 if TYPE_CHECKING:
-    from ecrcred.clock import Clock
-    from ecrcred.log import Logger
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+    from types import TracebackType
+    from typing import TypeGuard
+
+    from ecrcred.seams import Clock, Logger, TokenCache
 
 CACHE_FORMAT = 1
 MAX_CACHE_FILE_BYTES = 64 * 1024
@@ -50,7 +54,7 @@ def sha256_hex(data: bytes) -> str:
     return str(_sha256(data).hexdigest())
 
 
-class CacheKey(NamedTuple):
+class CacheKey(Record):
     """What a cached token opens (``registry``) and for whom (``identity``); no secret in either."""
 
     registry: str
@@ -62,12 +66,6 @@ class CacheKey(NamedTuple):
         return sha256_hex(raw)[:40]
 
 
-class TokenCache(Protocol):
-    def load(self, key: CacheKey) -> Token | None: ...
-    def store(self, key: CacheKey, token: Token) -> None: ...
-    def lock(self, key: CacheKey) -> contextlib.AbstractContextManager[None]: ...
-
-
 class NullCache:
     """No caching: every lookup misses. Used with ``--no-cache`` and when the disk is unusable."""
 
@@ -77,8 +75,8 @@ class NullCache:
     def store(self, key: CacheKey, token: Token) -> None:
         return None
 
-    def lock(self, key: CacheKey) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
+    def lock(self, key: CacheKey) -> _Lock:
+        return _Lock(None)
 
 
 class FileCache:
@@ -171,8 +169,7 @@ class FileCache:
             "fetched_at": token.fetched_at,
         }).encode()
         try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)  # left by a killed process that had our pid
+            _unlink(tmp)  # left by a killed process that had our pid
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
                 view = memoryview(body)
@@ -184,29 +181,27 @@ class FileCache:
             os.replace(tmp, path)
             _fsync_directory(self.directory)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            _unlink(tmp)
             self._degrade(f"cannot write token cache file {path} ({_reason(exc)})")
 
     # -- locking ---------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def lock(self, key: CacheKey) -> Iterator[None]:
+    def lock(self, key: CacheKey) -> _Lock:
+        """An exclusive ``flock`` on ``<digest>.lock`` while the ``with`` block runs."""
         if not self._ensure_directory():
-            yield
-            return
+            return _Lock(None)
         lock_path = os.path.join(self.directory, f"{key.digest}.lock")
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             self._log.debug(f"cannot open lock file {lock_path} ({_reason(exc)}); going unlocked")
-            yield
-            return
+            return _Lock(None)
         try:
             self._acquire(fd, key)
-            yield
-        finally:
-            os.close(fd)  # closing releases the flock
+        except BaseException:
+            os.close(fd)
+            raise
+        return _Lock(fd)
 
     def _acquire(self, fd: int, key: CacheKey) -> None:
         give_up = self._clock.monotonic() + self._lock_timeout
@@ -248,6 +243,31 @@ def _decode(raw: bytes, key: CacheKey) -> tuple[Token | None, str]:
     if not (_is_number(expires_at) and _is_number(fetched_at)):
         return None, "missing expiry"
     return Token(username, password, float(expires_at), float(fetched_at)), ""
+
+
+class _Lock:
+    """Holds a locked file descriptor until the ``with`` block ends (closing releases the flock).
+
+    A class rather than contextlib: contextlib costs the kubelet's hot path ~2 ms to import."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _unlink(path: str) -> None:
+    try:  # noqa: SIM105 - contextlib.suppress would cost the hot path its import
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _is_number(value: object) -> TypeGuard[float]:
@@ -299,7 +319,7 @@ class MemoryCache:
         self._memory[key] = token
         self._inner.store(key, token)
 
-    def lock(self, key: CacheKey) -> contextlib.AbstractContextManager[None]:
+    def lock(self, key: CacheKey) -> AbstractContextManager[None]:
         return self._inner.lock(key)
 
 

@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, NoReturn
 
 from ecrcred import __version__
 from ecrcred.errors import EXIT_INTERNAL, EXIT_OK, EcrcredError, UsageError
 from ecrcred.log import DEBUG, ERROR, INFO, WARNING, StderrLogger
 from ecrcred.settings import pick
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
+
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Mapping, Sequence
+    from typing import NoReturn
 
-    from ecrcred.cache import TokenCache
+    from ecrcred.seams import TokenCache
 
 DEFAULT_TIMEOUT = 30.0  # seconds; the kubelet SIGKILLs a plugin after 60
 COMMANDS = frozenset({"get-credentials", "pull-sandbox", "version"})

@@ -1,15 +1,8 @@
-"""Time as a seam: wall time for token expiry, monotonic time and sleep for deadlines and waits."""
+"""The real clock (the ``Clock`` seam is in ``seams.py``): wall time, monotonic time, sleep."""
 
 from __future__ import annotations
 
 import time
-from typing import Protocol
-
-
-class Clock(Protocol):
-    def time(self) -> float: ...
-    def monotonic(self) -> float: ...
-    def sleep(self, seconds: float) -> None: ...
 
 
 class SystemClock:

@@ -11,13 +11,14 @@ Standard library only: this is on the cache-hit path.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+
+from ecrcred._record import Record
 
 PUBLIC_HOSTS = {"public.ecr.aws": False, "ecr-public.aws.com": True}  # host -> dual-stack
 PUBLIC_API_REGION = "us-east-1"  # the ecr-public API exists only there
 
 
-class Partition(NamedTuple):
+class Partition(Record):
     name: str
     region: str  # a regex, compiled only when a host of this partition is checked
     dualstack: bool  # whether this suffix is the partition's dual-stack domain
@@ -65,7 +66,7 @@ _PRIVATE = re.compile(
 )
 
 
-class EcrRegistry(NamedTuple):
+class EcrRegistry(Record):
     """A registry whose tokens come from ECR (private) or ECR Public."""
 
     host: str

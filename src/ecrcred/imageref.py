@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import NamedTuple
+
+from ecrcred._record import Record
 
 DOCKER_HUB = "docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = rf"{_COMPONENT}(?:/{_COMPONENT})*"  # compiled on first use, not at import
 
 
-class ImageRef(NamedTuple):
+class ImageRef(Record):
     host: str  # "host[:port]", as it appears in auth keys
     repository: str  # path without host, tag or digest
     tag: str | None
@@ -79,7 +80,7 @@ def parse_reference(reference: str) -> ImageRef:
     return ImageRef(host, path, tag, digest)
 
 
-class _SchemelessURL(NamedTuple):
+class _SchemelessURL(Record):
     host_parts: tuple[str, ...]
     port: str
     path: str

@@ -12,8 +12,8 @@ string. Facts: shared/reference/kubelet-exec-plugin.md.
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
 
+from ecrcred._record import Record
 from ecrcred.errors import RequestError
 
 API_GROUP = "credentialprovider.kubelet.k8s.io"
@@ -28,7 +28,7 @@ MAX_REQUEST_BYTES = 1 << 20
 _HINT = "the kubelet sends one CredentialProviderRequest as JSON on stdin"
 
 
-class Request(NamedTuple):
+class Request(Record):
     """One CredentialProviderRequest. The service-account token is never logged or echoed."""
 
     api_version: str
@@ -45,12 +45,12 @@ class Request(NamedTuple):
         )
 
 
-class AuthEntry(NamedTuple):
+class AuthEntry(Record):
     username: str
     password: str
 
 
-class Response(NamedTuple):
+class Response(Record):
     api_version: str
     cache_key_type: str
     cache_duration_seconds: int | None

@@ -9,18 +9,14 @@ second line of defence behind code that never formats a secret in the first plac
 from __future__ import annotations
 
 import sys
-from typing import Protocol, TextIO
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
+
+if TYPE_CHECKING:
+    from typing import TextIO
 
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 _NAMES = {DEBUG: "debug", INFO: "info", WARNING: "warning", ERROR: "error"}
-
-
-class Logger(Protocol):
-    def debug(self, message: str) -> None: ...
-    def info(self, message: str) -> None: ...
-    def warning(self, message: str) -> None: ...
-    def error(self, message: str) -> None: ...
-    def add_secret(self, secret: str | None) -> None: ...
 
 
 class StderrLogger:

@@ -9,19 +9,20 @@ refresh the token (``tokens.Token.cache_duration``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
-
-from ecrcred.cache import LAST_RESORT, TokenCache, get_or_fetch
+from ecrcred._record import Record
+from ecrcred.cache import LAST_RESORT, get_or_fetch
 from ecrcred.errors import NoSourceError
 from ecrcred.imageref import registry_host
 from ecrcred.kubelet import AuthEntry, Request, Response, parse_request, render_response
 from ecrcred.tokens import LAST_RESORT_CACHE_DURATION
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
+
 if TYPE_CHECKING:
-    from ecrcred.clock import Clock
-    from ecrcred.log import Logger
-    from ecrcred.sources import CredentialSource, Lookup
+    from collections.abc import Sequence
+
+    from ecrcred.seams import Clock, CredentialSource, Logger, TokenCache
+    from ecrcred.sources import Lookup
     from ecrcred.tokens import Token
 
 
@@ -34,7 +35,7 @@ def run_plugin(raw_request: bytes, sources: Sequence[CredentialSource], cache: T
     return render_response(response)
 
 
-class Resolved(NamedTuple):
+class Resolved(Record):
     lookup: Lookup
     token: Token
     how: str  # cache.HIT, MISS or LAST_RESORT

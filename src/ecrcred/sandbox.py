@@ -35,11 +35,8 @@ from ecrcred.imageref import parse_reference, registry_host
 from ecrcred.provider import resolve
 
 if TYPE_CHECKING:
-    from ecrcred.cache import TokenCache
-    from ecrcred.clock import Clock
     from ecrcred.cri.client import ContainerdImages, EventStream, ImageService
-    from ecrcred.log import Logger
-    from ecrcred.sources import CredentialSource
+    from ecrcred.seams import Clock, CredentialSource, Logger, TokenCache
 
 # Words in a runtime's pull error that no retry will fix.
 _PERMANENT = ("401 unauthorized", "403 forbidden", "404 not found", "not found",

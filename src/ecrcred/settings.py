@@ -7,11 +7,15 @@ is it using that directory" is the first question after an incident.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import NamedTuple
+from ecrcred._record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
-class Setting(NamedTuple):
+class Setting(Record):
     value: str
     origin: str  # "flag --cache-dir", "env ECRCRED_CACHE_DIR" or "default"
 

@@ -14,7 +14,7 @@ Freshness is a pure function of a ``now`` passed in (as amazon-ecr-credential-he
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from ecrcred._record import Record
 
 # ECR tokens live 12 hours. An hour of margin covers a pull that starts just before expiry, a
 # kubelet that re-uses our answer for a while, and modest clock drift.
@@ -27,7 +27,7 @@ LAST_RESORT_MIN_REMAINING = 300.0
 LAST_RESORT_CACHE_DURATION = 60
 
 
-class Token(NamedTuple):
+class Token(Record):
     """A username/password pair for one registry, valid until ``expires_at`` (epoch seconds)."""
 
     username: str

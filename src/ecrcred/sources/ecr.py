@@ -15,11 +15,7 @@ Two layers:
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
-
+from ecrcred._record import Record
 from ecrcred.cache import CacheKey, sha256_hex
 from ecrcred.ecrhost import EcrRegistry, parse_ecr_host
 from ecrcred.errors import AwsError, TokenDecodeError
@@ -27,9 +23,13 @@ from ecrcred.imageref import registry_host
 from ecrcred.sources import Lookup
 from ecrcred.tokens import Token, token_expiry
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
+
 if TYPE_CHECKING:
-    from ecrcred.clock import Clock
-    from ecrcred.log import Logger
+    from collections.abc import Mapping
+    from typing import Any
+
+    from ecrcred.seams import Clock, EcrApi, Logger
 
 # The parts of the environment that decide which AWS principal botocore's credential chain will
 # find, and which endpoint it will talk to. Their digest partitions the token cache, so that a
@@ -44,7 +44,7 @@ IDENTITY_ENV = (
 )
 
 
-class AuthorizationData(NamedTuple):
+class AuthorizationData(Record):
     """What the token API returned: base64 ``user:password``, expiry and the server's clock."""
 
     token: str
@@ -53,10 +53,6 @@ class AuthorizationData(NamedTuple):
 
     def __repr__(self) -> str:
         return f"AuthorizationData(token=<redacted>, expires_at={self.expires_at!r})"
-
-
-class EcrApi(Protocol):
-    def get_authorization_token(self, registry: EcrRegistry) -> AuthorizationData: ...
 
 
 def identity_digest(env: Mapping[str, str], role_arn: str | None = None) -> str:
@@ -121,6 +117,9 @@ def describe(registry: EcrRegistry) -> str:
 
 def decode_token(token: str, registry: EcrRegistry) -> tuple[str, str]:
     """Split base64 ``user:password`` at the first colon; TokenDecodeError if it is not that."""
+    import base64  # only on a cache miss
+    import binascii
+
     try:
         decoded = base64.b64decode(token, validate=True).decode("utf-8")
     except (binascii.Error, ValueError):

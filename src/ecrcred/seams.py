@@ -1,0 +1,55 @@
+"""The seams: small Protocols that collaborators are passed in through.
+
+They live together here, away from the modules that use them, because defining a Protocol needs
+``typing`` at run time and the kubelet's cache-hit path must not import it (see ``_record.py``).
+Modules on that path import these names only for type checking; tests and new code may import
+them freely.
+
+- ``Clock``: wall time for token expiry, monotonic time and sleep for deadlines and waits.
+- ``Logger``: levelled diagnostics on stderr, scrubbing registered secrets.
+- ``TokenCache``: load, store and a cross-process lock per key.
+- ``CredentialSource``: claims an image (``Lookup``) or says "not mine" (None).
+- ``EcrApi``: the one AWS call behind ECR and ECR Public tokens.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ecrcred.cache import CacheKey
+    from ecrcred.ecrhost import EcrRegistry
+    from ecrcred.sources import Lookup
+    from ecrcred.sources.ecr import AuthorizationData
+    from ecrcred.tokens import Token
+
+
+class Clock(Protocol):
+    def time(self) -> float: ...
+    def monotonic(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class Logger(Protocol):
+    def debug(self, message: str) -> None: ...
+    def info(self, message: str) -> None: ...
+    def warning(self, message: str) -> None: ...
+    def error(self, message: str) -> None: ...
+    def add_secret(self, secret: str | None) -> None: ...
+
+
+class TokenCache(Protocol):
+    def load(self, key: CacheKey) -> Token | None: ...
+    def store(self, key: CacheKey, token: Token) -> None: ...
+    def lock(self, key: CacheKey) -> AbstractContextManager[None]: ...
+
+
+class CredentialSource(Protocol):
+    name: str
+
+    def lookup(self, image: str) -> Lookup | None: ...
+
+
+class EcrApi(Protocol):
+    def get_authorization_token(self, registry: EcrRegistry) -> AuthorizationData: ...
