@@ -1,0 +1,187 @@
+"""The sandbox keeper with fake runtimes: fast path, retries, permanent errors, pinning."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from ecrcred.cri.client import PINNED_LABEL, Auth, ImageInfo
+from ecrcred.errors import DeadlineExceeded, PullError, RuntimeServiceError
+from ecrcred.sandbox import Action, Credentials, RetryPolicy, SandboxKeeper, format_action
+from tests.unit.fakes import FakeClock, RecordingLogger
+
+IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.9"
+INFO = ImageInfo("sha256:abc", (IMAGE,), (), 1000, False)
+
+
+class FakeRuntime:
+    """ImageService and ContainerdImages in memory; pull outcomes are scripted."""
+
+    def __init__(self, present: bool = False, outcomes: list[Exception | None] | None = None):
+        self.present = present
+        self.outcomes = list(outcomes or [])
+        self.pulls: list[Auth | None] = []
+        self.image_labels: dict[str, str] = {}
+
+    def image_status(self, image):
+        return INFO if self.present else None
+
+    def pull_image(self, image, auth, timeout):
+        self.pulls.append(auth)
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome is not None:
+            raise outcome
+        self.present = True
+        return "sha256:abc"
+
+    def remove_image(self, image):
+        self.present = False
+
+    def labels(self, name):
+        return dict(self.image_labels) if self.present else None
+
+    def set_label(self, name, key, value):
+        self.image_labels[key] = value
+
+    def image_events(self):  # pragma: no cover - not used in these tests
+        raise NotImplementedError
+
+
+class Creds:
+    def __init__(self, from_cache: bool = False):
+        self.calls: list[bool] = []
+        self.from_cache = from_cache
+
+    def __call__(self, name: str, fresh: bool) -> Credentials:
+        self.calls.append(fresh)
+        return Credentials(Auth("AWS", f"password-{len(self.calls)}"), "ECR registry x",
+                           from_cache=self.from_cache and not fresh)
+
+
+def keeper(runtime, creds=None, clock=None, deadline=30.0, pin=True):
+    actions: list[Action] = []
+    k = SandboxKeeper(IMAGE, runtime, runtime if pin else None, creds or Creds(),
+                      clock or FakeClock(), RecordingLogger(), actions.append,
+                      RetryPolicy(deadline=deadline), rng=random.Random(7))
+    return k, actions
+
+
+def test_present_image_needs_no_credentials_and_no_pull():
+    runtime, creds = FakeRuntime(present=True), Creds()
+    k, actions = keeper(runtime, creds)
+    k.ensure("boot")
+    assert creds.calls == [] and runtime.pulls == []
+    assert [a.action for a in actions] == ["present", "pinned"]
+    assert runtime.image_labels == {PINNED_LABEL: "pinned"}
+
+
+def test_pinned_image_is_left_alone():
+    runtime = FakeRuntime(present=True)
+    runtime.image_labels[PINNED_LABEL] = "pinned"
+    k, actions = keeper(runtime)
+    k.ensure("boot")
+    assert [a.action for a in actions] == ["present", "already-pinned"]
+
+
+def test_no_pin_skips_containerd_entirely():
+    runtime = FakeRuntime(present=False)
+    k, actions = keeper(runtime, pin=False)
+    k.ensure("boot")
+    assert [a.action for a in actions] == ["pulled"]
+    assert runtime.image_labels == {}
+
+
+def test_transient_failures_are_retried_with_growing_jittered_delays():
+    transient = PullError("… failed with status code 503 Service Unavailable")
+    runtime = FakeRuntime(outcomes=[transient, transient, transient, None])
+    clock = FakeClock()
+    k, actions = keeper(runtime, clock=clock)
+    k.ensure("boot")
+    assert len(runtime.pulls) == 4
+    assert actions[0].action == "pulled"
+    assert len(clock.sleeps) == 3
+    # full jitter: each sleep lies in [0, cap) with the cap doubling from 0.5 s
+    for sleep, cap in zip(clock.sleeps, (0.5, 1.0, 2.0), strict=True):
+        assert 0 <= sleep <= cap
+
+
+def test_unreachable_runtime_is_retried_too():
+    down = RuntimeServiceError("cannot reach", code="RUNTIME_UNREACHABLE")
+    runtime = FakeRuntime(outcomes=[down, None])
+    k, _ = keeper(runtime)
+    k.ensure("boot")
+    assert len(runtime.pulls) == 2
+
+
+@pytest.mark.parametrize("message", ["401 Unauthorized", "403 Forbidden",
+                                     "manifests 3.9: 404 Not Found"])
+def test_permanent_failures_fail_at_once_naming_the_credentials(message):
+    runtime = FakeRuntime(outcomes=[PullError(f"failed: {message}")] * 5)
+    clock = FakeClock()
+    k, _ = keeper(runtime, clock=clock)
+    with pytest.raises(PullError) as err:
+        k.ensure("boot")
+    assert len(runtime.pulls) == 1 and clock.sleeps == []
+    assert "credentials: ECR registry x" in err.value.message
+    assert "password-1" not in err.value.one_line()
+
+
+def test_a_cached_token_the_registry_refuses_is_replaced_once_by_a_fresh_one():
+    runtime = FakeRuntime(outcomes=[PullError("401 Unauthorized"), None])
+    creds = Creds(from_cache=True)
+    k, actions = keeper(runtime, creds)
+    k.ensure("boot")
+    assert creds.calls == [False, True]
+    assert [a.password for a in runtime.pulls if a] == ["password-1", "password-2"]
+    assert actions[0].action == "pulled"
+
+
+def test_retries_stop_at_the_deadline_with_the_last_error():
+    runtime = FakeRuntime(outcomes=[PullError("503 Service Unavailable")] * 1000)
+    clock = FakeClock()
+    k, _ = keeper(runtime, clock=clock, deadline=20.0)
+    with pytest.raises(DeadlineExceeded) as err:
+        k.ensure("boot")
+    assert "503" in err.value.message and "within 20s" in err.value.message
+    assert clock.mono - 1000.0 <= 20.0 + 1e-6
+
+
+def test_other_runtime_errors_are_not_retried():
+    runtime = FakeRuntime(outcomes=[RuntimeServiceError("boom")])
+    k, _ = keeper(runtime)
+    with pytest.raises(RuntimeServiceError):
+        k.ensure("boot")
+    assert len(runtime.pulls) == 1
+
+
+class FakeStream:
+    def __init__(self, names, runtime, stop):
+        self.names, self.runtime, self.stop, self.cancelled = names, runtime, stop, False
+
+    def __iter__(self):
+        for name in self.names:
+            self.runtime.present = False  # the deletion the event reports
+            yield name
+        self.stop.set()  # end the test after the scripted events
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def test_watch_restores_the_image_on_a_delete_event():
+    runtime = FakeRuntime(present=True)
+    stop = threading.Event()
+    runtime.image_events = lambda: FakeStream([IMAGE], runtime, stop)  # type: ignore[method-assign]
+    k, actions = keeper(runtime)
+    k.watch(stop, interval=3600)
+    assert [a.action for a in actions] == ["present", "pinned", "pulled", "already-pinned"]
+    assert [a.reason for a in actions] == ["subscribed", "subscribed", "image deleted",
+                                           "image deleted"]
+
+
+def test_format_action_text_and_json():
+    action = Action("pulled", IMAGE, "boot", 0.25, "sha256:abc")
+    assert format_action(action, "text") == f"pulled: {IMAGE} (boot, 0.250s) sha256:abc"
+    assert '"action": "pulled"' in format_action(action, "json")
