@@ -196,6 +196,25 @@ def test_a_directory_under_a_regular_file_degrades_to_no_cache_with_one_warning(
     assert blocker.read_text() == "a regular file"
 
 
+def test_write_failures_after_a_good_start_warn_once(tmp_path: Path):
+    directory = tmp_path / "cache"
+    log = RecordingLogger()
+    cache = file_cache(directory, log=log)
+    cache.store(KEY, token())
+    # The directory goes away under us and a regular file takes its name.
+    for name in os.listdir(directory):
+        os.unlink(directory / name)
+    directory.rmdir()
+    directory.write_text("now a file")
+
+    for _ in range(3):
+        cache.store(KEY, token())
+    warnings = log.at("warning")
+    assert len(warnings) == 1
+    assert "cannot write token cache file" in warnings[0]
+    assert directory.read_text() == "now a file"
+
+
 def test_a_second_file_cache_on_the_same_bad_directory_warns_on_its_own(tmp_path: Path):
     # One warning per process (per FileCache), not one per call.
     blocker = tmp_path / "file"
