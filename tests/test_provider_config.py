@@ -58,7 +58,8 @@ def test_the_host_table_is_not_trivially_small():
     hosts = every_ecr_host()
     assert len(hosts) >= 17  # 4 variants commercial x4 regions ... plus every other partition
     assert {ecrhost.parse_ecr_host(h).partition for h in hosts} == {  # type: ignore[union-attr]
-        "aws", "aws-cn", "aws-eusc", "aws-iso", "aws-iso-b", "aws-iso-e", "aws-iso-f"}
+        "aws", "aws-us-gov", "aws-cn", "aws-eusc", "aws-iso", "aws-iso-b", "aws-iso-e",
+        "aws-iso-f"}
 
 
 @pytest.mark.parametrize("host", every_ecr_host())

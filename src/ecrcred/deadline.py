@@ -52,7 +52,10 @@ class deadline:
                  tb: TracebackType | None) -> None:
         if not self._armed:
             return
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        except _Expired:  # fired just as the block finished: its work is done, keep it
+            signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, self._previous)  # type: ignore[arg-type]
         self._armed = False
         if isinstance(exc, _Expired):

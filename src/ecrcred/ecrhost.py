@@ -101,7 +101,10 @@ def parse_ecr_host(host: str) -> EcrRegistry | None:
         return None
     if not re.fullmatch(partition.region, m["region"]):
         return None
-    return EcrRegistry(host, m["account"], m["region"], partition.name, fips, dualstack)
+    name = partition.name
+    if name == "aws" and m["region"].startswith("us-gov-"):
+        name = "aws-us-gov"  # GovCloud shares the commercial domains
+    return EcrRegistry(host, m["account"], m["region"], name, fips, dualstack)
 
 
 def private_host(account: str, region: str, *, fips: bool = False, dualstack: bool = False) -> str:

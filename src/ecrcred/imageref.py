@@ -22,6 +22,8 @@ from ecrcred._record import Record
 DOCKER_HUB = "docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = rf"{_COMPONENT}(?:/{_COMPONENT})*"  # compiled on first use, not at import
+# What Go's url.Parse accepts in a host: unreserved, sub-delims, ':', brackets, '%' escapes.
+_GO_HOST_CHARS = r"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]<>\"%]*"
 
 
 class ImageRef(Record):
@@ -60,8 +62,12 @@ def parse_reference(reference: str) -> ImageRef:
         if not re.fullmatch(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,}", digest):
             raise ValueError(f"invalid digest in image reference {reference!r}")
     first, sep, rest = ref.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
+    # distribution/reference's splitDockerDomain: a first component is a host if it has a dot,
+    # a colon or an upper-case letter, or is "localhost"; index.docker.io is docker.io.
+    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
         host, path = first, rest
+        if host == "index.docker.io":
+            host = DOCKER_HUB
     else:
         host, path = DOCKER_HUB, ref
     tag = None
@@ -93,16 +99,20 @@ def _split(text: str) -> _SchemelessURL | None:
     authority = authority.split("?", 1)[0].split("#", 1)[0]
     if "@" in authority:  # userinfo is parsed off by url.Parse and not compared
         authority = authority.rsplit("@", 1)[1]
+    if not re.fullmatch(_GO_HOST_CHARS, authority):
+        return None  # url.Parse: "invalid character in host name"
     host, port = authority, ""
     if authority.startswith("["):
         end = authority.find("]")
         if end < 0:
             return None
-        host, after = authority[: end + 1], authority[end + 1 :]
+        after = authority[end + 1 :]
         if after:
             if not after.startswith(":"):
                 return None
-            port = after[1:]
+            # net.SplitHostPort drops the brackets only when there is a port; without one the
+            # kubelet compares "[::1]" itself (which, as a glob, is a character class).
+            host, port = authority[1:end], after[1:]
     elif ":" in authority:
         host, port = authority.rsplit(":", 1)
     if port and not port.isdigit():
@@ -110,8 +120,13 @@ def _split(text: str) -> _SchemelessURL | None:
     return _SchemelessURL(tuple(host.split(".")), port, path)
 
 
+def parses_as_url(pattern: str) -> bool:
+    """Whether the kubelet can parse ``pattern`` (after ``https://``) at all."""
+    return _split(pattern) is not None
+
+
 @lru_cache(maxsize=256)
-def _go_match_regex(pattern: str) -> re.Pattern[str] | None:
+def _go_match_regex(pattern: str) -> re.Pattern[str] | None:  # noqa: PLR0915 - a scanner
     """Translate a Go filepath.Match pattern to a regex; None if Go would say ErrBadPattern."""
     out = []
     i = 0
@@ -168,7 +183,10 @@ def _go_match_regex(pattern: str) -> re.Pattern[str] | None:
         else:
             out.append(re.escape(c))
         i += 1
-    return re.compile("".join(out), re.DOTALL)
+    try:
+        return re.compile("".join(out), re.DOTALL)
+    except re.error:  # e.g. a reversed range [c-a]: valid in Go, and it matches nothing
+        return re.compile(r"(?!)")
 
 
 def glob_match(pattern: str, image: str) -> bool:
@@ -200,7 +218,7 @@ def normalize_auth_key(key: str) -> str:
     host, slash, path = key.partition("/")
     if slash:
         for version in ("v1/", "v2/"):
-            if path.startswith(version) or path + "/" == version:
+            if path.startswith(version):  # only with the slash, as keyring.go does
                 path = path[len(version) :]
                 break
         key = f"{host}/{path}" if path else host

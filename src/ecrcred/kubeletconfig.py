@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from ecrcred.imageref import glob_match
+from ecrcred.imageref import glob_match, parses_as_url
 from ecrcred.kubelet import API_VERSIONS, parse_go_duration
 
 CONFIG_API_VERSIONS = ("kubelet.config.k8s.io/v1", "kubelet.config.k8s.io/v1beta1",
@@ -29,7 +29,6 @@ _QUALIFIED = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 )
-_HOST_CHARS = re.compile(r"[A-Za-z0-9.\-_~%!$&'()*+,;=:\[\]?^\\]*")
 
 
 class Provider(NamedTuple):
@@ -107,7 +106,7 @@ def _validate_provider(p: Any, names: set[str], token_attributes_enabled: bool) 
         errors.append("matchImages: at least one entry is required")
     else:
         for j, pattern in enumerate(match_images):
-            if not isinstance(pattern, str) or not _parses_as_url(pattern):
+            if not isinstance(pattern, str) or not parses_as_url(pattern):
                 errors.append(f"matchImages[{j}] {pattern!r}: does not parse as a URL")
     duration = p.get("defaultCacheDuration")
     try:
@@ -166,16 +165,6 @@ def _validate_token_attributes(t: Any, api_version: Any, enabled: bool) -> list[
             errors.append("tokenAttributes.requiredServiceAccountAnnotationKeys: needs "
                           "requireServiceAccount: true")
     return errors
-
-
-def _parses_as_url(pattern: str) -> bool:
-    authority = pattern.split("/", 1)[0]
-    if not authority or not _HOST_CHARS.fullmatch(authority):
-        return False
-    if authority.count(":") == 1 and not authority.startswith("["):
-        port = authority.split(":", 1)[1]
-        return port == "" or port.isdigit()
-    return True
 
 
 def providers(doc: Any) -> list[Provider]:

@@ -174,3 +174,37 @@ def test_parse_reference_rejects_invalid_references(reference: str):
 ])
 def test_registry_host_is_the_part_before_the_first_slash(image: str, host: str):
     assert registry_host(image) == host
+
+
+# -- found by review against the kubelet's and containerd's own code ------------------------
+
+
+@pytest.mark.parametrize(("pattern", "image", "expected"), [
+    ("registry[c-a].io", "registryb.io/x", False),  # reversed range: valid in Go, never matches
+    ("x[^a].registry.io", "xb.registry.io/x", False),  # '^' is not allowed in a Go URL host
+    ("reg\\istry.io", "registry.io/x", False),  # nor is '\\'
+    ("[::1]:5000", "[::1]:5000/x", True),  # brackets dropped when there is a port
+    ("[::1]", "[::1]/x", False),  # ... and kept (a character class) when there is none
+])
+def test_glob_match_agrees_with_go_on_edge_patterns(pattern, image, expected):
+    assert glob_match(pattern, image) is expected
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    ("registry.io/v2", "registry.io/v2"),
+    ("registry.io/v1", "registry.io/v1"),
+    ("registry.io/v2/", "registry.io"),
+    ("https://registry.io/v2/team", "registry.io/team"),
+])
+def test_normalize_auth_key_strips_versions_only_with_the_slash(key, expected):
+    assert normalize_auth_key(key) == expected
+
+
+@pytest.mark.parametrize(("reference", "host", "repository"), [
+    ("index.docker.io/busybox", "docker.io", "library/busybox"),
+    ("index.docker.io/team/app", "docker.io", "team/app"),
+    ("Registry/app", "Registry", "app"),  # an upper-case first component is a host
+])
+def test_parse_reference_normalizes_legacy_and_uppercase_hosts(reference, host, repository):
+    ref = parse_reference(reference)
+    assert (ref.host, ref.repository) == (host, repository)

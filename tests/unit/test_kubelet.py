@@ -293,3 +293,9 @@ def test_render_response_gives_each_auth_entry_only_username_and_password():
         "mirror.example.com:5000/docker-hub": {"username": "AWS", "password": "other"},
     }
 
+
+
+@pytest.mark.parametrize("text", ["", "   ", "+", "-"])
+def test_parse_go_duration_rejects_empty_and_bare_signs_with_value_error(text):
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_go_duration(text)

@@ -66,6 +66,8 @@ def test_a_correct_config_has_no_errors():
     ("providers.0.defaultCacheDuration", DELETE, "defaultCacheDuration"),
     ("providers.0.defaultCacheDuration", "-1h", "defaultCacheDuration"),
     ("providers.0.defaultCacheDuration", "twelve hours", "not a Go duration"),
+    ("providers.0.defaultCacheDuration", "", "defaultCacheDuration"),
+    ("providers.0.matchImages", ["x[^a].registry.io"], "does not parse"),
     ("providers.0.args", "get-credentials", "args"),
     ("providers.0.env", [{"name": "", "value": "x"}], "env"),
     ("providers.0.env", [{"name": "A", "value": "x", "extra": 1}], "env"),

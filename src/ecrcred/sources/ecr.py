@@ -150,7 +150,7 @@ class BotoEcrApi:
 
             retries: dict[str, Any] = {}
             if "AWS_RETRY_MODE" not in self._env and "AWS_MAX_ATTEMPTS" not in self._env:
-                retries = {"mode": "standard", "max_attempts": 4}
+                retries = {"mode": "standard", "total_max_attempts": 4}
             config = Config(  # type: ignore[call-arg]  # user_agent_appid: botocore>=1.32
                 region_name=registry.region,
                 connect_timeout=min(5.0, self._timeout),
