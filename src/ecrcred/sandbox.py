@@ -122,6 +122,7 @@ class SandboxKeeper:
         self._retry = retry
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
         self._lock = threading.Lock()
+        self._current_stream: EventStream | None = None
 
     # -- one pass ----------------------------------------------------------------------------
 
@@ -215,7 +216,6 @@ class SandboxKeeper:
         reconciler.start()
         backoff = 0.2
         while not stop.is_set():
-            stream: EventStream | None = None
             try:
                 stream = self._containerd.image_events()
                 self._current_stream = stream
@@ -242,9 +242,8 @@ class SandboxKeeper:
         reconciler.join(timeout=5)
 
     def stop_watching(self) -> None:
-        stream = getattr(self, "_current_stream", None)
-        if stream is not None:
-            stream.cancel()
+        if self._current_stream is not None:
+            self._current_stream.cancel()
 
     def _reconcile_loop(self, stop: threading.Event, interval: float) -> None:
         while not stop.wait(interval):
