@@ -25,6 +25,7 @@ import os
 import stat
 
 from ecrcred._record import Record
+from ecrcred.deadline import Expired
 from ecrcred.errors import DeadlineExceeded, SourceError
 from ecrcred.tokens import DEFAULT_REFRESH_MARGIN, Token
 
@@ -183,6 +184,9 @@ class FileCache:
         except OSError as exc:
             _unlink(tmp)
             self._degrade(f"cannot write token cache file {path} ({_reason(exc)})")
+        except BaseException:  # e.g. our deadline mid-write: leave no copy of the password
+            _unlink(tmp)
+            raise
 
     # -- locking ---------------------------------------------------------------------------
 
@@ -300,7 +304,7 @@ class MemoryCache:
         self._inner = inner
 
         def time_to_use(_key: CacheKey, token: Token, _now: float) -> float:
-            return token.expires_at - token.margin(refresh_margin)
+            return token.fresh_until(refresh_margin)
 
         self._memory: TLRUCache[CacheKey, Token] = TLRUCache(
             maxsize=maxsize, ttu=time_to_use, timer=clock.time
@@ -347,11 +351,15 @@ def get_or_fetch(
             return cached, HIT  # another process refreshed it while we waited
         try:
             token = fetch()
-        except SourceError as exc:
+        except (SourceError, Expired) as exc:
+            # Expired: our own deadline hit while the API hung. A token that is still valid is
+            # a better answer than none; without one, the deadline's message goes out.
             if cached is not None and cached.servable_as_last_resort(now):
+                why = (exc.one_line() if isinstance(exc, SourceError)
+                       else "the token API did not answer within our deadline")
                 minutes = int((cached.expires_at - now) // 60)
-                log.warning(f"{exc.one_line()}; serving the cached token for {key.registry}, "
-                            f"which expires in {minutes} min")
+                log.warning(f"{why}; serving the cached token for {key.registry}, which "
+                            f"expires in {minutes} min")
                 return cached, LAST_RESORT
             raise
         cache.store(key, token)

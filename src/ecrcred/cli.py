@@ -181,7 +181,8 @@ def _get_credentials(args: argparse.Namespace | SimpleNamespace, env: Mapping[st
                          "not a number of seconds between 0 and 55",
                          hint="the kubelet kills a plugin after 60s")
     clock = SystemClock()
-    cache = _token_cache(args, env, log, lock_timeout=timeout)
+    # The lock wait ends before the deadline, so its own message (who holds it) can be seen.
+    cache = _token_cache(args, env, log, lock_timeout=timeout * 0.8)
     sources = [EcrSource(BotoEcrApi(env, timeout=min(10.0, timeout)), env, clock, log)]
 
     with deadline(timeout, "get-credentials",
@@ -245,15 +246,16 @@ def _pull_sandbox(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, 
         sys.stdout.flush()
 
     endpoint = resolve_endpoint(args.runtime_endpoint, env)
-    runtime = GrpcRuntime(endpoint)
     credentials = credentials_resolver(sources, cache, clock, log)
-    keeper = SandboxKeeper(image, runtime, None if args.no_pin else runtime, credentials, clock,
-                           log, report, RetryPolicy(deadline=args.timeout))
+    stop = threading.Event()
+    runtime = GrpcRuntime(endpoint)
     try:
+        keeper = SandboxKeeper(image, runtime, None if args.no_pin else runtime, credentials,
+                               clock, log, report, RetryPolicy(deadline=args.timeout),
+                               stop=stop if args.watch else None)
         if not args.watch:
             keeper.ensure("requested")
             return EXIT_OK
-        stop = threading.Event()
 
         def on_signal(_signum: int, _frame: object) -> None:
             stop.set()

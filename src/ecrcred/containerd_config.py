@@ -98,13 +98,17 @@ def load(path: str = DEFAULT_CONFIG) -> ContainerdConfig:
         if not isinstance(version, int) or version not in _SANDBOX_KEYS:
             raise ConfigError(f"containerd config {current} has version {version!r}",
                               hint="ecrcred reads config versions 1, 2 and 3")
-        plugins = doc.get("plugins") or {}
+        plugins = doc.get("plugins")
+        if not isinstance(plugins, dict):
+            plugins = {}
         plugin, key = _SANDBOX_KEYS[version]
         value = _dig(plugins.get(plugin), key)
         if isinstance(value, str) and value:
             sandbox = Found(value, current, version)
         plugin, key = _REGISTRY_KEYS[version]
-        registry = _dig(plugins.get(plugin), key) or {}
+        registry = _dig(plugins.get(plugin), key)
+        if not isinstance(registry, dict):
+            registry = {}
         if isinstance(registry.get("config_path"), str) and registry["config_path"]:
             config_path = Found(registry["config_path"], current, version)
         if isinstance(registry.get("mirrors"), dict) and registry["mirrors"]:

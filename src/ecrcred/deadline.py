@@ -4,9 +4,9 @@ A wall-clock alarm (``SIGALRM``) raises ``DeadlineExceeded`` in the main thread 
 inside botocore's retries, a socket read, or a wait for another process's lock. That is the only
 way to bound code we do not own without threads, and a CLI process owns its signals.
 
-The alarm raises ``_Expired``, a ``BaseException`` like KeyboardInterrupt, because libraries
+The alarm raises ``Expired``, a ``BaseException`` like KeyboardInterrupt, because libraries
 catch ``Exception`` broadly: botocore wraps any exception from a socket read into a retryable
-``HTTPClientError``, which would turn our deadline into one more retry. ``_Expired`` passes through
+``HTTPClientError``, which would turn our deadline into one more retry. ``Expired`` passes through
 them and becomes a ``DeadlineExceeded`` when it leaves the ``deadline`` block.
 """
 
@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from types import FrameType, TracebackType
 
 
-class _Expired(BaseException):
-    """The alarm fired; converted to DeadlineExceeded at the edge of the block."""
+class Expired(BaseException):
+    """The alarm fired; converted to DeadlineExceeded at the edge of the block. Code that can
+    still give a useful answer when time is up (a cached token) may catch it."""
 
 
 class deadline:
@@ -54,14 +55,14 @@ class deadline:
             return
         try:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        except _Expired:  # fired just as the block finished: its work is done, keep it
+        except Expired:  # fired just as the block finished: its work is done, keep it
             signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, self._previous)  # type: ignore[arg-type]
         self._armed = False
-        if isinstance(exc, _Expired):
+        if isinstance(exc, Expired):
             raise DeadlineExceeded(f"{self.what} did not finish within {self.seconds:g}s",
                                    hint=self.hint) from None
 
 
 def _on_alarm(_signum: int, _frame: FrameType | None) -> None:
-    raise _Expired
+    raise Expired

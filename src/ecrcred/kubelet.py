@@ -49,6 +49,9 @@ class AuthEntry(Record):
     username: str
     password: str
 
+    def __repr__(self) -> str:  # never let a password reach a log through repr()
+        return f"AuthEntry(username={self.username!r}, password=<redacted>)"
+
 
 class Response(Record):
     api_version: str

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from ecrcred.cache import HIT, NullCache
 from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE, Auth
 from ecrcred.errors import (
+    ConfigError,
     DeadlineExceeded,
     EcrcredError,
     PullError,
@@ -110,8 +111,15 @@ class SandboxKeeper:
         report: Callable[[Action], None],
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - immutable
         rng: random.Random | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
-        self.reference = parse_reference(image)
+        try:
+            self.reference = parse_reference(image)
+        except ValueError:
+            raise ConfigError(f"sandbox image {image!r} is not a valid image reference",
+                              hint="check --image or the sandbox image in containerd's config"
+                              ) from None
+        self._stop = stop  # set by SIGTERM under --watch: retries end at once
         self.image = str(self.reference)
         self._runtime = runtime
         self._containerd = containerd
@@ -155,6 +163,8 @@ class SandboxKeeper:
         refreshed = False
         last: RuntimeServiceError
         while True:
+            if self._stop is not None and self._stop.is_set():
+                raise RuntimeServiceError(f"stopped while pulling {self.image}", code="STOPPED")
             attempt += 1
             remaining = give_up - self._clock.monotonic()
             try:
@@ -188,7 +198,10 @@ class SandboxKeeper:
             sleep = min(remaining, self._rng.uniform(0, delay))
             self._log.info(f"pull of {self.image} failed (attempt {attempt}, "
                            f"{last.message}); retrying in {sleep:.1f}s")
-            self._clock.sleep(sleep)
+            if self._stop is not None:
+                self._stop.wait(sleep)
+            else:
+                self._clock.sleep(sleep)
             delay = min(delay * 2, self._retry.max_delay)
 
     def _pin(self, reason: str) -> Action:
@@ -250,10 +263,14 @@ class SandboxKeeper:
             self._ensure_logged("periodic check")
 
     def _ensure_logged(self, reason: str) -> None:
+        """One watch pass; whatever fails is reported and the watch goes on."""
         try:
             self.ensure(reason)
         except EcrcredError as exc:
             self._report(Action("failed", self.image, reason, 0.0, exc.one_line()))
+        except Exception as exc:  # noqa: BLE001 - a bug must not end the safety net silently
+            self._report(Action("failed", self.image, reason, 0.0,
+                                f"internal error: {type(exc).__name__}: {exc} [INTERNAL]"))
 
 
 def _pull_hint(error: PullError, creds: Credentials) -> str:

@@ -49,15 +49,19 @@ class Token(Record):
         """The refresh margin for this token: never more than half its life."""
         return min(refresh_margin, max(self.lifetime, 0.0) / 2)
 
+    def fresh_until(self, refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> float:
+        """The moment this token stops being served from a cache."""
+        return self.expires_at - self.margin(refresh_margin)
+
     def is_fresh(self, now: float, refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> bool:
-        return now < self.expires_at - self.margin(refresh_margin)
+        return now < self.fresh_until(refresh_margin)
 
     def is_expired(self, now: float) -> bool:
         return now >= self.expires_at
 
     def cache_duration(self, now: float, refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> int:
         """Whole seconds the kubelet may keep this token: until it stops being fresh, never < 0."""
-        return max(0, int(self.expires_at - self.margin(refresh_margin) - now))
+        return max(0, int(self.fresh_until(refresh_margin) - now))
 
     def servable_as_last_resort(self, now: float) -> bool:
         return self.expires_at - now >= LAST_RESORT_MIN_REMAINING

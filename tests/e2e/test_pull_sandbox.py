@@ -144,3 +144,15 @@ def test_watch_restores_the_image_after_deletion_and_survives_a_containerd_resta
         assert watcher.popen.wait(10) == 0
     finally:
         watcher.stop()
+
+
+@pytest.mark.parametrize("image", ["Foo Bar", "registry.io/UPPER/case:1", "x@sha256:nothex"])
+def test_invalid_image_reference_is_a_config_error_not_a_crash(ecrcred_bin, node_env, image,
+                                                               tmp_path):
+    result = subprocess.run(
+        [ecrcred_bin, "pull-sandbox", "--image", image, "--runtime-endpoint",
+         f"unix://{tmp_path}/no.sock"], env=node_env, capture_output=True, timeout=60,
+        check=False)
+    assert result.returncode == 4, result.stderr.decode()
+    err = result.stderr.decode().strip()
+    assert len(err.splitlines()) == 1 and "not a valid image reference" in err

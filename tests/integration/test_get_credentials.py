@@ -267,3 +267,21 @@ def test_password_of_cached_token_is_not_in_any_file_name(ecrcred_bin, kubelet_e
     names = " ".join(os.listdir(kubelet_env["ECRCRED_CACHE_DIR"]))
     assert "auth-token" not in names and "123456789012" not in names
     assert base64.b64encode(MOTO_PASSWORD.encode()).decode() not in names
+
+
+def test_stale_but_valid_token_is_served_when_the_api_hangs_past_our_deadline(
+        ecrcred_bin, kubelet_env, aws):
+    exec_provider(ecrcred_bin, request(f"{ECR}/app"), kubelet_env)
+    (cache_file,) = Path(kubelet_env["ECRCRED_CACHE_DIR"]).glob("*.json")
+    doc = json.loads(cache_file.read_bytes())
+    now = time.time()
+    doc.update(fetched_at=now - 11.5 * 3600, expires_at=now + 1800)
+    cache_file.write_text(json.dumps(doc))
+    aws.fault(status=0, delay_ms=8000, times=10)
+    started = time.monotonic()
+    result = exec_provider(ecrcred_bin, request(f"{ECR}/app"),
+                           dict(kubelet_env, ECRCRED_TIMEOUT="1.5"))
+    assert time.monotonic() - started < 6
+    assert result.returncode == 0, result.stderr.decode()
+    assert check_response(result.stdout, request(f"{ECR}/app"))["cacheDuration"] == "1m0s"
+    assert "did not answer within our deadline" in result.stderr.decode()

@@ -80,3 +80,10 @@ def test_missing_file_says_how_to_proceed(tmp_path):
     with pytest.raises(ConfigError) as err:
         containerd_config.load(str(tmp_path / "absent.toml"))
     assert "--image" in err.value.hint
+
+
+def test_a_registry_key_that_is_not_a_table_is_ignored(tmp_path):
+    text = ('version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = "r/p:1"\n'
+            'registry = "oops"\n')
+    config = containerd_config.load(write(tmp_path / "c.toml", text))
+    assert config.sandbox_image is not None and config.config_path is None

@@ -299,3 +299,9 @@ def test_render_response_gives_each_auth_entry_only_username_and_password():
 def test_parse_go_duration_rejects_empty_and_bare_signs_with_value_error(text):
     with pytest.raises(ValueError, match="invalid duration"):
         parse_go_duration(text)
+
+
+def test_auth_entry_repr_hides_the_password():
+    from ecrcred.kubelet import AuthEntry
+
+    assert "s3cret-value" not in repr(AuthEntry("AWS", "s3cret-value"))

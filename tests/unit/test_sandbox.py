@@ -185,3 +185,25 @@ def test_format_action_text_and_json():
     action = Action("pulled", IMAGE, "boot", 0.25, "sha256:abc")
     assert format_action(action, "text") == f"pulled: {IMAGE} (boot, 0.250s) sha256:abc"
     assert '"action": "pulled"' in format_action(action, "json")
+
+
+def test_a_stop_request_ends_pull_retries_at_once():
+    runtime = FakeRuntime(outcomes=[PullError("503 Service Unavailable")] * 100)
+    stop = threading.Event()
+    actions: list[Action] = []
+    k = SandboxKeeper(IMAGE, runtime, None, Creds(), FakeClock(), RecordingLogger(),
+                      actions.append, RetryPolicy(deadline=300), rng=random.Random(1), stop=stop)
+    stop.set()
+    with pytest.raises(RuntimeServiceError) as err:
+        k.ensure("periodic check")
+    assert err.value.code == "STOPPED" and runtime.pulls == []
+
+
+def test_an_unexpected_error_in_a_watch_pass_is_reported_and_the_watch_goes_on():
+    class Broken(FakeRuntime):
+        def image_status(self, image):
+            raise KeyError("authorizationData")
+
+    k, actions = keeper(Broken())
+    k._ensure_logged("periodic check")
+    assert actions[0].action == "failed" and "INTERNAL" in actions[0].detail

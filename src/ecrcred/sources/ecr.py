@@ -99,8 +99,9 @@ class EcrSource:
         if not trusted:
             self._log.warning(
                 f"{registry.api} returned a token for {registry.host} whose expiry is missing or "
-                "already past by the registry's own clock; caching it for one hour only (a "
-                "stand-in such as moto does this; on real AWS check the node's clock)"
+                "already past by the registry's own clock; trusting it for one hour only, so "
+                "it is refreshed after 30 minutes (moto does this; on real AWS check the node's "
+                "clock)"
             )
         self._log.add_secret(password)
         return Token(username, password, expires_at, fetched_at)
@@ -170,7 +171,6 @@ class BotoEcrApi:
             ClientError,
             EndpointConnectionError,
             NoCredentialsError,
-            NoRegionError,
         )
 
         what = f"{registry.api}:GetAuthorizationToken for {describe(registry)}"
@@ -178,7 +178,7 @@ class BotoEcrApi:
             client = self._client(registry)
             if registry.public:
                 reply = client.get_authorization_token()
-                items = [reply["authorizationData"]]
+                items = [reply["authorizationData"]] if reply.get("authorizationData") else []
             else:
                 reply = client.get_authorization_token(registryIds=[registry.account])
                 items = reply.get("authorizationData") or []
@@ -195,8 +195,6 @@ class BotoEcrApi:
                 hint="check the node's network path to the ECR API (VPC endpoint, proxy, DNS)",
                 code="AWS_UNREACHABLE",
             ) from None
-        except NoRegionError:
-            raise AwsError(f"{what} failed: no region", code="AWS_NO_REGION") from None
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = error.get("Code", "Unknown")
