@@ -139,7 +139,10 @@ def test_watch_restores_the_image_after_deletion_and_survives_a_containerd_resta
                 # the watcher resubscribes and reconciles on its own
                 assert wait_until(lambda: log.read_text().count("(subscribed") >= 2, 15), \
                     watcher.log_tail()
-        assert pinned_label(containerd) == "io.cri-containerd.pinned=pinned"
+        # the pin follows the pull by a few milliseconds: wait for it, do not race it
+        assert wait_until(
+            lambda: pinned_label(containerd) == "io.cri-containerd.pinned=pinned", 5), \
+            watcher.log_tail()
         os.kill(watcher.pid, signal.SIGTERM)
         assert watcher.popen.wait(10) == 0
     finally:
