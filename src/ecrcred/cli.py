@@ -61,24 +61,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ecrcred {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    cache_opts = _Parser(add_help=False)
+    cache_opts.add_argument("--cache-dir", default=None,
+                            help="token cache directory shared by all executions "
+                            "(env ECRCRED_CACHE_DIR; default /var/lib/ecrcred/cache)")
+    cache_opts.add_argument("--no-cache", action="store_true", default=False,
+                            help="do not read or write the token cache")
+
     creds = sub.add_parser(
-        "get-credentials", parents=[common],
+        "get-credentials", parents=[common, cache_opts],
         help="kubelet credential provider: a CredentialProviderRequest on stdin, the response "
         "on stdout",
         description="Read one CredentialProviderRequest (credentialprovider.kubelet.k8s.io v1, "
         "v1beta1 or v1alpha1) on stdin and write one CredentialProviderResponse on stdout.",
     )
-    creds.add_argument("--cache-dir", default=None,
-                       help="token cache directory shared by all executions "
-                       "(env ECRCRED_CACHE_DIR; default /var/lib/ecrcred/cache)")
-    creds.add_argument("--no-cache", action="store_true", default=False,
-                       help="do not read or write the token cache")
     creds.add_argument("--timeout", default=None,
                        help="give up after this many seconds, well before the kubelet's 60s "
                        f"kill (env ECRCRED_TIMEOUT; default {DEFAULT_TIMEOUT:g})")
 
     sandbox = sub.add_parser(
-        "pull-sandbox", parents=[common],
+        "pull-sandbox", parents=[common, cache_opts],
         help="make sure the sandbox (pause) image is present and pinned, through the CRI",
         description="Make sure the container runtime has the sandbox image, pulling it through "
         "the CRI with the same credentials get-credentials gives the kubelet, and pin it so the "
@@ -103,10 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seconds a pull may take, retries included (default 120)")
     sandbox.add_argument("--output", choices=("text", "json"), default="text",
                          help="one line per action, as text or JSON")
-    sandbox.add_argument("--cache-dir", default=None, help="token cache directory (as "
-                         "get-credentials)")
-    sandbox.add_argument("--no-cache", action="store_true", default=False,
-                         help="do not read or write the token cache")
 
     sub.add_parser("version", parents=[common], help="print the version and build information")
     return parser

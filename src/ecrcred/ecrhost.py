@@ -108,21 +108,11 @@ def parse_ecr_host(host: str) -> EcrRegistry | None:
 
 
 def private_host(account: str, region: str, *, fips: bool = False, dualstack: bool = False) -> str:
-    """The registry host for an account and region (used for custom-domain rules and tests)."""
-    if region.startswith("cn-"):
-        suffix = "on.amazonwebservices.com.cn" if dualstack else "amazonaws.com.cn"
-    elif region.startswith("eusc-"):
-        suffix = "amazonaws.eu"
-    elif region.startswith("us-isob-"):
-        suffix = "sc2s.sgov.gov"
-    elif region.startswith("us-isof-"):
-        suffix = "csp.hci.ic.gov"
-    elif region.startswith("eu-isoe-"):
-        suffix = "cloud.adc-e.uk"
-    elif region.startswith("us-iso-"):
-        suffix = "c2s.ic.gov"
-    else:
-        suffix = "on.aws" if dualstack else "amazonaws.com"
-    dkr = {(False, False): "dkr.ecr", (True, False): "dkr.ecr-fips",
-           (False, True): "dkr-ecr", (True, True): "dkr-ecr-fips"}[(fips, dualstack)]
-    return f"{account}.{dkr}.{region}.{suffix}"
+    """The registry host for an account and region, derived from the same tables that
+    ``parse_ecr_host`` reads (used for custom-domain rules and tests)."""
+    dkr = next(part for part, flags in DKR_PARTS.items() if flags == (fips, dualstack))
+    for suffix, partition in PARTITIONS.items():
+        if partition.dualstack == dualstack and re.fullmatch(partition.region, region):
+            return f"{account}.{dkr}.{region}.{suffix}"
+    variant = " (dual-stack)" if dualstack else ""
+    raise ValueError(f"no ECR domain for region {region!r}{variant}")
