@@ -67,6 +67,28 @@ class CacheKey(Record):
         return sha256_hex(raw)[:40]
 
 
+def write_atomic(directory: str, name: str, body: bytes) -> None:
+    """Write ``directory/name`` (mode 0600) so that a reader sees the old file or the whole new
+    one, never part of it, even if we are killed mid-write: temp file in the same directory,
+    fsync, rename, fsync of the directory. Raises OSError; leaves no temp file behind."""
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    try:
+        _unlink(tmp)  # left by a killed process that had our pid
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, os.path.join(directory, name))
+        _fsync_directory(directory)
+    except BaseException:  # OSError, or our deadline mid-write: leave no copy of a password
+        _unlink(tmp)
+        raise
+
+
 class NullCache:
     """No caching: every lookup misses. Used with ``--no-cache`` and when the disk is unusable."""
 
@@ -159,7 +181,6 @@ class FileCache:
         if not self._ensure_directory():
             return
         path = self.path(key)
-        tmp = os.path.join(self.directory, f".{key.digest}.{os.getpid()}.tmp")
         body = json.dumps({
             "version": CACHE_FORMAT,
             "registry": key.registry,
@@ -170,23 +191,9 @@ class FileCache:
             "fetched_at": token.fetched_at,
         }).encode()
         try:
-            _unlink(tmp)  # left by a killed process that had our pid
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                view = memoryview(body)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            _fsync_directory(self.directory)
+            write_atomic(self.directory, os.path.basename(path), body)
         except OSError as exc:
-            _unlink(tmp)
             self._degrade(f"cannot write token cache file {path} ({_reason(exc)})")
-        except BaseException:  # e.g. our deadline mid-write: leave no copy of the password
-            _unlink(tmp)
-            raise
 
     # -- locking ---------------------------------------------------------------------------
 

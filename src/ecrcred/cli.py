@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import NoReturn
 
-    from ecrcred.seams import TokenCache
+    from ecrcred.seams import Clock, CredentialSource, TokenCache
 
 DEFAULT_TIMEOUT = 30.0  # seconds; the kubelet SIGKILLs a plugin after 60
 COMMANDS = frozenset({"get-credentials", "pull-sandbox", "version"})
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     cache_opts = _Parser(add_help=False)
+    cache_opts.add_argument("--config", default=None,
+                            help="ecrcred config: registry rules and credential sources (env "
+                            "ECRCRED_CONFIG; default /etc/ecrcred/config.yaml; none: ECR only)")
     cache_opts.add_argument("--cache-dir", default=None,
                             help="token cache directory shared by all executions "
                             "(env ECRCRED_CACHE_DIR; default /var/lib/ecrcred/cache)")
@@ -157,8 +160,8 @@ def _kubelet_fast_path(argv: list[str]) -> SimpleNamespace | None:
     the argparse parser for that exact argv (it costs more than the rest of a cache hit)."""
     if argv != ["get-credentials"]:
         return None
-    return SimpleNamespace(command="get-credentials", cache_dir=None, no_cache=False,
-                              timeout=None)
+    return SimpleNamespace(command="get-credentials", config=None, cache_dir=None,
+                           no_cache=False, timeout=None)
 
 
 def _get_credentials(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
@@ -167,7 +170,6 @@ def _get_credentials(args: argparse.Namespace | SimpleNamespace, env: Mapping[st
     from ecrcred.deadline import deadline
     from ecrcred.kubelet import MAX_REQUEST_BYTES
     from ecrcred.provider import run_plugin
-    from ecrcred.sources.ecr import BotoEcrApi, EcrSource
 
     timeout_setting = pick("--timeout", args.timeout, env, "ECRCRED_TIMEOUT", str(DEFAULT_TIMEOUT))
     try:
@@ -180,12 +182,12 @@ def _get_credentials(args: argparse.Namespace | SimpleNamespace, env: Mapping[st
                          hint="the kubelet kills a plugin after 60s")
     clock = SystemClock()
     # The lock wait ends before the deadline, so its own message (who holds it) can be seen.
-    cache = _token_cache(args, env, log, lock_timeout=timeout * 0.8)
-    sources = [EcrSource(BotoEcrApi(env, timeout=min(10.0, timeout)), env, clock, log)]
+    cache, state_dir = _token_cache(args, env, log, lock_timeout=timeout * 0.8)
 
     with deadline(timeout, "get-credentials",
                   hint="check the node's network path to the registry's token API, or raise "
                   "--timeout (ECRCRED_TIMEOUT)"):
+        sources = _sources(args, env, log, clock, state_dir, aws_timeout=min(10.0, timeout))
         raw = sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1)
         output = run_plugin(raw, sources, cache, clock, log)
     sys.stdout.buffer.write(output)
@@ -194,15 +196,34 @@ def _get_credentials(args: argparse.Namespace | SimpleNamespace, env: Mapping[st
 
 
 def _token_cache(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
-                 log: StderrLogger, lock_timeout: float) -> TokenCache:
+                 log: StderrLogger, lock_timeout: float) -> tuple[TokenCache, str | None]:
+    """The token cache, and its directory (also where the compiled config is kept)."""
     from ecrcred.cache import DEFAULT_CACHE_DIR, FileCache, NullCache
     from ecrcred.clock import SystemClock
 
     if args.no_cache:
-        return NullCache()
+        return NullCache(), None
     cache_dir = pick("--cache-dir", args.cache_dir, env, "ECRCRED_CACHE_DIR", DEFAULT_CACHE_DIR)
     log.debug(f"token cache {cache_dir.value} (from {cache_dir.origin})")
-    return FileCache(cache_dir.value, SystemClock(), log, lock_timeout=lock_timeout)
+    cache = FileCache(cache_dir.value, SystemClock(), log, lock_timeout=lock_timeout)
+    return cache, cache_dir.value
+
+
+def _sources(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
+             log: StderrLogger, clock: Clock, state_dir: str | None,
+             aws_timeout: float) -> list[CredentialSource]:
+    """The one source both commands ask: the config's rules, then ECR hosts."""
+    from ecrcred.config.load import config_setting, load_config
+    from ecrcred.router import Router, SourceFactory
+
+    config = load_config(config_setting(args.config, env), state_dir, log)
+    log.debug(config.describe())
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the kubelet's working directory was removed under it
+        cwd = "/"
+    factory = SourceFactory(config, env, clock, log, cwd=cwd, aws_timeout=aws_timeout)
+    return [Router(factory, log)]
 
 
 def _pull_sandbox(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
@@ -221,7 +242,6 @@ def _pull_sandbox(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, 
         credentials_resolver,
         format_action,
     )
-    from ecrcred.sources.ecr import BotoEcrApi, EcrSource
 
     if args.timeout <= 0 or args.interval <= 0:
         raise UsageError("--timeout and --interval must be positive numbers of seconds")
@@ -234,10 +254,10 @@ def _pull_sandbox(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, 
         log.debug(f"sandbox image {found.value} from {found.file} (config version "
                   f"{found.version})")
         image = found.value
-    cache = _token_cache(args, env, log, lock_timeout=30.0)
+    cache, state_dir = _token_cache(args, env, log, lock_timeout=30.0)
     if args.watch:
         cache = MemoryCache(cache, clock)
-    sources = [EcrSource(BotoEcrApi(env), env, clock, log)]
+    sources = _sources(args, env, log, clock, state_dir, aws_timeout=10.0)
 
     def report(action: Action) -> None:
         sys.stdout.write(log.scrub(format_action(action, args.output)) + "\n")

@@ -15,7 +15,12 @@ what to do next. Messages never contain a secret: the kubelet logs a plugin's wh
     │   ├── NoSourceError                      nothing knows this registry
     │   ├── SourceError                        a source was asked and failed
     │   │   ├── AwsError                       an AWS API call failed (ECR, ECR Public, STS)
-    │   │   └── TokenDecodeError               the registry token is not what AWS documents
+    │   │   ├── TokenDecodeError               the registry token is not what AWS documents
+    │   │   ├── SecretFileError                a password file or variable is missing/unreadable
+    │   │   ├── DockerConfigError              a docker config file exists but is unusable
+    │   │   ├── HelperNotInstalled             docker-credential-<name> is not on PATH
+    │   │   └── HelperFailed                   the helper failed, timed out or answered garbage
+    │   └── IdentityDenied                     a pod identity was required and none applied
     └── RuntimeServiceError            exit 6  the container runtime (CRI) failed or is unreachable
         └── PullError                  exit 7  the runtime could not pull an image
 
@@ -84,6 +89,26 @@ class AwsError(SourceError):
 
 class TokenDecodeError(SourceError):
     code = "BAD_TOKEN"
+
+
+class SecretFileError(SourceError):
+    code = "SECRET_UNREADABLE"
+
+
+class DockerConfigError(SourceError):
+    code = "DOCKER_CONFIG"
+
+
+class HelperNotInstalled(SourceError):
+    code = "HELPER_NOT_INSTALLED"
+
+
+class HelperFailed(SourceError):
+    code = "HELPER_FAILED"
+
+
+class IdentityDenied(CredentialError):
+    code = "IDENTITY_DENIED"
 
 
 class RuntimeServiceError(EcrcredError):

@@ -209,6 +209,20 @@ def glob_match(pattern: str, image: str) -> bool:
     return True
 
 
+def glob_specificity(pattern: str) -> tuple[int, int, int]:
+    """How specific a (matching) pattern is, for "the most specific rule wins": a host without
+    wildcards first, then more literal characters in the host, then a longer path prefix."""
+    host, _, path = pattern.partition("/")
+    literal = sum(1 for c in host if c not in "*?[]\\")
+    exact = int(literal == len(host))
+    return exact, literal, len(path.rstrip("/"))
+
+
+def glob_host_match(pattern: str, image: str) -> bool:
+    """Whether ``pattern``'s host and port (its path ignored) match the image's registry host."""
+    return glob_match(pattern.split("/", 1)[0], image.split("/", 1)[0])
+
+
 def normalize_auth_key(key: str) -> str:
     """An auth key as the kubelet reads it: ``https://`` and a leading ``/v1/`` or ``/v2/`` gone."""
     for prefix in ("https://", "http://"):

@@ -1,10 +1,14 @@
 """``get-credentials``: one kubelet request in, one response out.
 
 ``run_plugin`` takes the request bytes and its collaborators and returns the response bytes, so it
-is tested without a process (as ``runPlugin(ctx, r, w, args)`` in cloud-provider-aws). The answer
-uses ``cacheKeyType: Registry``: ECR tokens open a whole registry, so the kubelet may reuse one
-answer for every image of that host, and its ``cacheDuration`` ends when our own cache would
-refresh the token (``tokens.Token.cache_duration``).
+is tested without a process (as ``runPlugin(ctx, r, w, args)`` in cloud-provider-aws).
+
+The answer is keyed by registry (``cacheKeyType: Registry``): a token opens a whole registry, so
+the kubelet may reuse one answer for every image of that host. Only when a path-scoped rule or
+docker config key could give another image of the host other credentials is it keyed by image,
+with the image itself as the auth key. Its ``cacheDuration`` ends when our own cache would
+refresh the token (``tokens.Token.cache_duration``), or, for secrets that are not tokens (static,
+docker config, helpers), after the rule's ``cacheDuration``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from ecrcred.cache import LAST_RESORT, get_or_fetch
 from ecrcred.errors import NoSourceError
 from ecrcred.imageref import registry_host
 from ecrcred.kubelet import AuthEntry, Request, Response, parse_request, render_response
+from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Pod
 from ecrcred.tokens import LAST_RESORT_CACHE_DURATION
+
+DIRECT = "direct"  # a source whose answer is never cached by us (static, docker config, helper)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
@@ -29,8 +36,6 @@ if TYPE_CHECKING:
 def run_plugin(raw_request: bytes, sources: Sequence[CredentialSource], cache: TokenCache,
                clock: Clock, log: Logger) -> bytes:
     request = parse_request(raw_request)
-    if request.service_account_token:
-        log.add_secret(request.service_account_token)
     response = get_credentials(request, sources, cache, clock, log)
     return render_response(response)
 
@@ -38,42 +43,65 @@ def run_plugin(raw_request: bytes, sources: Sequence[CredentialSource], cache: T
 class Resolved(Record):
     lookup: Lookup
     token: Token
-    how: str  # cache.HIT, MISS or LAST_RESORT
+    how: str  # cache.HIT, MISS, LAST_RESORT or DIRECT
 
 
 def resolve(image: str, sources: Sequence[CredentialSource], cache: TokenCache, clock: Clock,
-            log: Logger) -> Resolved | None:
+            log: Logger, pod: Pod | None = None) -> Resolved | None:
     """Credentials for an image (``host/repository``) from the first source that claims it,
     through the shared token cache; None when no source knows the registry. ``get-credentials``
     and ``pull-sandbox`` both come through here, so they always agree."""
     for source in sources:
-        lookup = source.lookup(image)
-        if lookup is not None:
-            token, how = get_or_fetch(cache, lookup.cache_key, lookup.fetch, clock, log)
-            return Resolved(lookup, token, how)
+        lookup = source.lookup(image, pod)
+        if lookup is None:
+            continue
+        if lookup.cache_key is None:
+            return Resolved(lookup, lookup.fetch(), DIRECT)
+        token, how = get_or_fetch(cache, lookup.cache_key, lookup.fetch, clock, log)
+        return Resolved(lookup, token, how)
     return None
 
 
 def get_credentials(request: Request, sources: Sequence[CredentialSource], cache: TokenCache,
                     clock: Clock, log: Logger) -> Response:
-    resolved = resolve(request.image, sources, cache, clock, log)
+    pod = None
+    if request.service_account_token:
+        log.add_secret(request.service_account_token)
+        pod = Pod(request.service_account_token, request.service_account_annotations or {})
+    resolved = resolve(request.image, sources, cache, clock, log, pod)
     if resolved is None:
         raise NoSourceError(
             f"no credential source knows the registry of image {request.image} (host "
-            f"{registry_host(request.image)} is not an ECR host)",
-            hint="narrow matchImages in the kubelet's credential provider config to ECR hosts",
+            f"{registry_host(request.image)} is not an ECR host and no rule of the ecrcred "
+            "config matches it)",
+            hint="add a rule for it to the ecrcred config, or narrow matchImages in the "
+            "kubelet's credential provider config",
         )
     lookup, token, how = resolved
+    if pod is not None and token.password == pod.token:
+        # The kubelet rejects such an answer (1.34+); never hand a pod's own token back.
+        raise NoSourceError(f"the credentials for {lookup.describe} are the pod's own "
+                            "service-account token", hint="check the rule's source",
+                            code="TOKEN_ECHO")
     now = clock.time()
-    duration = token.cache_duration(now)
+    if lookup.cache_key is None:
+        duration = lookup.cache_duration or DEFAULT_UNCACHED_DURATION
+    else:
+        duration = token.cache_duration(now)
+        if lookup.cache_duration is not None:
+            duration = min(duration, lookup.cache_duration)
     if how == LAST_RESORT:
         # The token is stale but has at least LAST_RESORT_MIN_REMAINING to live: let the kubelet
         # keep it a minute rather than re-exec us for every image while the API is failing.
         duration = LAST_RESORT_CACHE_DURATION
     log.debug(f"{how}: token for {lookup.describe}, kubelet may cache it for {duration}s")
+    # Keyed by image, the auth key is the image itself: it matches by path prefix, and nothing
+    # wider can leak to a sibling path.
+    key_type, auth_key = ("Image", request.image) if lookup.per_image else ("Registry",
+                                                                          lookup.auth_key)
     return Response(
         api_version=request.api_version,
-        cache_key_type="Registry",
+        cache_key_type=key_type,
         cache_duration_seconds=duration,
-        auth={lookup.auth_key: AuthEntry(token.username, token.password)},
+        auth={auth_key: AuthEntry(token.username, token.password)},
     )

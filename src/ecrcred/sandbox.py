@@ -78,7 +78,7 @@ def credentials_resolver(sources: Sequence[CredentialSource], cache: TokenCache,
         if resolved is None:
             return Credentials(None, f"none: no credential source knows {registry_host(name)}",
                                from_cache=False)
-        if fresh:
+        if fresh and resolved.lookup.cache_key is not None:
             cache.store(resolved.lookup.cache_key, resolved.token)
         log.add_secret(resolved.token.password)
         return Credentials(Auth(resolved.token.username, resolved.token.password),

@@ -9,7 +9,9 @@ them freely.
 - ``Logger``: levelled diagnostics on stderr, scrubbing registered secrets.
 - ``TokenCache``: load, store and a cross-process lock per key.
 - ``CredentialSource``: claims an image (``Lookup``) or says "not mine" (None).
-- ``EcrApi``: the one AWS call behind ECR and ECR Public tokens.
+- ``EcrApi``: the one AWS call behind ECR and ECR Public tokens, as some AWS identity.
+- ``StsApi``: the two STS calls that give that identity (a role, or the pod's role).
+- ``Runner``: runs a program without a shell, with a timeout (credential helpers).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from ecrcred.cache import CacheKey
     from ecrcred.ecrhost import EcrRegistry
-    from ecrcred.sources import Lookup
-    from ecrcred.sources.ecr import AuthorizationData
+    from ecrcred.sources import Lookup, Pod
+    from ecrcred.sources.aws import AuthorizationData, AwsCredentials
     from ecrcred.tokens import Token
 
 
@@ -48,8 +52,33 @@ class TokenCache(Protocol):
 class CredentialSource(Protocol):
     name: str
 
-    def lookup(self, image: str) -> Lookup | None: ...
+    def lookup(self, image: str, pod: Pod | None) -> Lookup | None: ...
 
 
 class EcrApi(Protocol):
-    def get_authorization_token(self, registry: EcrRegistry) -> AuthorizationData: ...
+    def get_authorization_token(self, registry: EcrRegistry,
+                                credentials: AwsCredentials | None) -> AuthorizationData:
+        """The token for a registry, as ``credentials`` (None: the node's own chain)."""
+        ...
+
+
+class StsApi(Protocol):
+    def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
+                    region: str, partition: str) -> AwsCredentials: ...
+
+    def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
+                                      region: str, partition: str) -> AwsCredentials: ...
+
+
+class RunResult(Protocol):
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+class Runner(Protocol):
+    def run(self, argv: Sequence[str], stdin: bytes, timeout: float,
+            env: Mapping[str, str]) -> RunResult:
+        """Run ``argv`` (no shell). Raises FileNotFoundError when the program does not exist
+        and subprocess.TimeoutExpired after killing it when it outlives ``timeout``."""
+        ...

@@ -152,14 +152,25 @@ def test_bad_stdin_gets_one_clear_line_and_exit_3(ecrcred_bin, kubelet_env, aws,
     assert aws.calls("GetAuthorizationToken") == 0
 
 
-def test_service_account_fields_are_accepted_and_never_echoed(ecrcred_bin, kubelet_env):
+def test_service_account_token_is_used_for_the_pods_role_and_never_echoed(
+        ecrcred_bin, kubelet_env, aws):
     sa_token = "eyJhbGciOiJSUzI1NiJ9.service-account-token-for-test.sig"
+    role = "arn:aws:iam::123456789012:role/pull"
     req = request(f"{ECR}/app", serviceAccountToken=sa_token,
-                  serviceAccountAnnotations={"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"})
+                  serviceAccountAnnotations={"eks.amazonaws.com/role-arn": role})
     result = exec_provider(ecrcred_bin, req, dict(kubelet_env, ECRCRED_LOG_LEVEL="debug"))
     assert result.returncode == 0, result.stderr.decode()
     check_response(result.stdout, req)
     assert sa_token.encode() not in result.stdout + result.stderr
+    assert aws.calls("AssumeRoleWithWebIdentity") == 1
+
+
+def test_a_malformed_role_annotation_is_refused_naming_it(ecrcred_bin, kubelet_env, aws):
+    req = request(f"{ECR}/app", serviceAccountToken="a.b.c",
+                  serviceAccountAnnotations={"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"})
+    result = exec_provider(ecrcred_bin, req, kubelet_env)
+    assert_clean_failure(result, 1, "eks.amazonaws.com/role-arn", "BAD_ROLE")
+    assert aws.calls("GetAuthorizationToken") == 0
 
 
 def test_throttling_is_retried_inside_the_deadline(ecrcred_bin, kubelet_env, aws):

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import sys
 import threading
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import parse_qs
 
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
@@ -40,13 +42,18 @@ class StandIn:
         self.faults: list[dict[str, Any]] = []
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # Read the body once and hand moto a fresh copy: parsing the STS query form below would
+        # otherwise consume wsgi.input, and moto would wait for a body that never comes.
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
         request = Request(environ)
         if request.path.startswith("/_stand_in/"):
             return self.control(request)(environ, start_response)
         target = request.headers.get("X-Amz-Target", "")
         action = target.rsplit(".", 1)[-1] if target else request.args.get("Action", "")
         if not action and request.method == "POST":
-            action = request.form.get("Action", "")  # STS query protocol
+            action = parse_qs(body.decode("latin-1")).get("Action", [""])[0]  # STS query protocol
+            environ["wsgi.input"] = io.BytesIO(body)
         service = target.split(".", 1)[0] if target else ""
         key = f"{service}.{action}" if service else action
         with self.lock:

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from ecrcred.cache import CacheKey
-from ecrcred.sources import Lookup
+from ecrcred.sources import Lookup, Pod
 from ecrcred.tokens import Token
 
 # 2023-11-14T22:13:20Z: a fixed "now" far from any epoch edge.
@@ -115,7 +115,7 @@ class FakeSource:
         self._fetch = fetch
         self.asked: list[str] = []
 
-    def lookup(self, image: str) -> Lookup | None:
+    def lookup(self, image: str, pod: Pod | None = None) -> Lookup | None:
         self.asked.append(image)
         host = image.split("/", 1)[0]
         if host not in self._hosts:

@@ -12,10 +12,9 @@ from botocore.stub import Stubber
 
 from ecrcred.ecrhost import EcrRegistry, parse_ecr_host
 from ecrcred.errors import AwsError, TokenDecodeError
+from ecrcred.sources.aws import AuthorizationData, AwsCredentials, BotoEcrApi
 from ecrcred.sources.ecr import (
     IDENTITY_ENV,
-    AuthorizationData,
-    BotoEcrApi,
     EcrSource,
     decode_token,
     identity_digest,
@@ -46,9 +45,12 @@ class FakeEcrApi:
     def __init__(self, *replies: AuthorizationData | Exception) -> None:
         self._replies = list(replies)
         self.asked: list[EcrRegistry] = []
+        self.as_who: list[AwsCredentials | None] = []
 
-    def get_authorization_token(self, registry: EcrRegistry) -> AuthorizationData:
+    def get_authorization_token(self, registry: EcrRegistry,
+                                credentials: AwsCredentials | None = None) -> AuthorizationData:
         self.asked.append(registry)
+        self.as_who.append(credentials)
         reply = self._replies.pop(0)
         if isinstance(reply, Exception):
             raise reply
@@ -300,22 +302,22 @@ def boto_api() -> BotoEcrApi:
 ])
 def test_boto_client_uses_the_registry_region_and_its_fips_or_dualstack_endpoint(
         boto_api: BotoEcrApi, host: str, endpoint: str, region: str):
-    client = boto_api._client(registry(host))
+    client = boto_api._client(registry(host), None)
     assert client.meta.endpoint_url == endpoint
     assert client.meta.region_name == region
 
 
 def test_boto_clients_are_reused_per_service_and_region(boto_api: BotoEcrApi):
-    first = boto_api._client(registry(HOST))
-    same_region = boto_api._client(registry("210987654321.dkr.ecr.us-west-2.amazonaws.com"))
-    other_region = boto_api._client(registry(f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"))
+    first = boto_api._client(registry(HOST), None)
+    same_region = boto_api._client(registry("210987654321.dkr.ecr.us-west-2.amazonaws.com"), None)
+    other_region = boto_api._client(registry(f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"), None)
     assert first is same_region
     assert first is not other_region
 
 
 def test_boto_client_uses_standard_retries_unless_the_environment_sets_them(
         boto_api: BotoEcrApi):
-    retries = boto_api._client(registry()).meta.config.retries
+    retries = boto_api._client(registry(), None).meta.config.retries
     assert retries["mode"] == "standard"
 
 
@@ -326,7 +328,7 @@ DATE_HEADER = "Tue, 14 Nov 2023 22:13:20 GMT"  # T0
 
 
 def test_boto_api_reads_token_expiry_and_server_date(boto_api: BotoEcrApi):
-    client = boto_api._client(registry())
+    client = boto_api._client(registry(), None)
     with Stubber(client) as stub:
         stub.add_response(
             "get_authorization_token",
@@ -341,7 +343,7 @@ def test_boto_api_reads_token_expiry_and_server_date(boto_api: BotoEcrApi):
 
 def test_boto_api_calls_ecr_public_without_registry_ids(boto_api: BotoEcrApi):
     public = registry("public.ecr.aws")
-    client = boto_api._client(public)
+    client = boto_api._client(public, None)
     with Stubber(client) as stub:
         stub.add_response(
             "get_authorization_token",
@@ -362,7 +364,7 @@ def test_boto_api_calls_ecr_public_without_registry_ids(boto_api: BotoEcrApi):
 ])
 def test_boto_api_turns_client_errors_into_aws_errors_with_a_hint(
         boto_api: BotoEcrApi, code: str, our_code: str, hint: str):
-    client = boto_api._client(registry())
+    client = boto_api._client(registry(), None)
     with Stubber(client) as stub:
         stub.add_client_error("get_authorization_token", code, "the service said no")
         with pytest.raises(AwsError) as caught:
@@ -374,7 +376,7 @@ def test_boto_api_turns_client_errors_into_aws_errors_with_a_hint(
 
 
 def test_boto_api_reports_an_empty_reply(boto_api: BotoEcrApi):
-    client = boto_api._client(registry())
+    client = boto_api._client(registry(), None)
     with Stubber(client) as stub:
         stub.add_response("get_authorization_token", {"authorizationData": []})
         with pytest.raises(AwsError) as caught:

@@ -1,9 +1,15 @@
-"""Credential sources: each knows one kind of registry and how to get a token for it.
+"""Credential sources: each knows one kind of registry and how to get credentials for it.
 
-A source answers ``lookup(image)`` with ``None`` ("not mine") or a ``Lookup``: the auth key the
-response should carry, the cache key, and a ``fetch`` that raises a named ``SourceError`` on
-failure. Sources are tried in order; the first that claims an image answers for it. (The
-``CredentialSource`` Protocol is in ``seams.py``.)
+A source answers ``lookup(image, pod)`` with ``None`` ("not mine / nothing found") or a
+``Lookup``: the auth key the response should carry, the cache key, and a ``fetch`` that raises a
+named ``SourceError`` on failure. Which source is asked for an image is decided by the config's
+rules (``ecrcred.config.rules``); with no config file only the ECR source is asked.
+
+The sources, one module each: ``ecr`` (ECR and ECR Public, optionally through an assumed role or
+the pod's own identity), ``static`` (a username and a password from a file or the environment),
+``dockerconfig`` (docker ``config.json`` / ``.dockercfg`` files, in the kubelet's search order),
+``helper`` (``docker-credential-<name>`` programs). The ``CredentialSource`` Protocol is in
+``seams.py``.
 """
 
 from __future__ import annotations
@@ -13,15 +19,36 @@ from ecrcred._record import Record
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from ecrcred.cache import CacheKey
     from ecrcred.tokens import Token
 
+# How long the kubelet may keep an answer that did not come from a token API (static passwords,
+# docker config files, credential helpers): short, so that a rotated secret is picked up soon,
+# and long enough that a burst of pulls costs one execution.
+DEFAULT_UNCACHED_DURATION = 300
+
+
+class Pod(Record):
+    """What the kubelet tells us of the pod (KEP-4412): its service-account token and the
+    annotations the provider config asked for. The token is a secret: never logged, never
+    written to disk, never answered as a password."""
+
+    token: str
+    annotations: Mapping[str, str]
+
+    def __repr__(self) -> str:
+        return f"Pod(token=<redacted>, annotations={dict(self.annotations)!r})"
+
 
 class Lookup(Record):
     auth_key: str  # the key in the response's auth map (a registry host, or a mirror's)
-    cache_key: CacheKey
+    cache_key: CacheKey | None  # None: never stored in the token cache (the secret lives elsewhere)
     fetch: Callable[[], Token]
-    describe: str  # for messages: which registry, account, role (never a secret)
-
+    describe: str  # for messages: which registry, account, role, file (never a secret)
+    # Seconds the kubelet may keep the answer; None: the token's own freshness decides.
+    cache_duration: int | None = None
+    # True when the answer holds only for images under a path of the host (a rule or a docker
+    # config key with a path): the response is then keyed by image, not by registry.
+    per_image: bool = False

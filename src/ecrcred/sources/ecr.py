@@ -1,35 +1,44 @@
-"""The ECR credential source: tokens from ``ecr:GetAuthorizationToken`` and ECR Public's.
+"""The ECR source: tokens from ``ecr:GetAuthorizationToken`` and ECR Public's, as the right AWS
+identity.
 
-Two layers:
+It turns an image into a registry (from the host name, or from a rule's account and region for
+a custom domain or proxy in front of ECR), picks *who* asks (the node's own credential chain, a
+role the node assumes first, or the pod's role through its service-account token), and builds
+the cache key from both, so a token is only ever served to the identity it was issued to. The
+AWS calls themselves are behind the ``EcrApi`` and ``StsApi`` seams (``sources.aws``).
 
-- ``EcrApi`` is the one-method seam to AWS (as in cloud-provider-aws's plugin). ``BotoEcrApi``
-  implements it with boto3, imported only when a token must really be fetched, so the cache-hit
-  path never pays for botocore. It calls the API in the registry's own region, with
-  ``registryIds`` for the registry's account, through the FIPS or dual-stack endpoint when the
-  host is one, and ECR Public through ``ecr-public`` in us-east-1. It honours the standard AWS
-  environment: credential chain, retry mode and attempts, ``AWS_ENDPOINT_URL_ECR`` and
-  ``AWS_ENDPOINT_URL_ECR_PUBLIC``; it never needs HOME.
-- ``EcrSource`` turns an image into a cache key and a fetch: decoding the token and laying its
-  expiry onto our clock (``tokens.token_expiry``).
+Per-pod identity (KEP-4412), when the request carries a service-account token: the role comes
+from the first non-empty annotation in ``podIdentity.roleAnnotations``, else
+``podIdentity.roleArn``, else ``AWS_ECR_ROLE_ARN`` (the reference plugin's variable); with none,
+``podIdentity.fallback`` decides: ``node`` uses the node's identity, ``deny`` refuses. Tokens for
+a pod role are cached per (role, token issuer, service account): the kubelet, not the pod, mints
+the token, so its subject says which service account the role was assumed for; a token whose
+claims cannot be read is keyed by its digest, which shares nothing. The token itself is never
+logged, stored or answered.
 """
 
 from __future__ import annotations
 
 from ecrcred._record import Record
 from ecrcred.cache import CacheKey, sha256_hex
-from ecrcred.ecrhost import EcrRegistry, parse_ecr_host
-from ecrcred.errors import AwsError, TokenDecodeError
+from ecrcred.config.rules import DEFAULT_POD_IDENTITY
+from ecrcred.ecrhost import parse_ecr_host, private_host
+from ecrcred.errors import ConfigError, CredentialError, IdentityDenied, TokenDecodeError
 from ecrcred.imageref import registry_host
 from ecrcred.sources import Lookup
+from ecrcred.sources.aws import describe
 from ecrcred.tokens import Token, token_expiry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import Any
+    from collections.abc import Callable, Mapping
 
-    from ecrcred.seams import Clock, EcrApi, Logger
+    from ecrcred.config.rules import PodIdentityPolicy
+    from ecrcred.ecrhost import EcrRegistry
+    from ecrcred.seams import Clock, EcrApi, Logger, StsApi
+    from ecrcred.sources import Pod
+    from ecrcred.sources.aws import AwsCredentials
 
 # The parts of the environment that decide which AWS principal botocore's credential chain will
 # find, and which endpoint it will talk to. Their digest partitions the token cache, so that a
@@ -42,58 +51,170 @@ IDENTITY_ENV = (
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL_ECR_PUBLIC",
     "AWS_ENDPOINT_URL_STS",
 )
+ROLE_ENV = "AWS_ECR_ROLE_ARN"
 
 
-class AuthorizationData(Record):
-    """What the token API returned: base64 ``user:password``, expiry and the server's clock."""
+class EcrOptions(Record):
+    """A rule's ``ecr:`` options (``config.schema.EcrOptions``, compiled)."""
 
-    token: str
-    expires_at: float | None
-    server_time: float | None
+    region: str | None = None
+    account: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+    session_name: str = "ecrcred"
+    fips: bool | None = None
+    dualstack: bool | None = None
 
-    def __repr__(self) -> str:
-        return f"AuthorizationData(token=<redacted>, expires_at={self.expires_at!r})"
+
+class Principal(Record):
+    """Who asks for the token: ``key`` partitions the cache (no secret in it), ``describe`` is
+    for messages, ``credentials`` gets the AWS credentials (None: the node's own chain)."""
+
+    key: str
+    describe: str
+    credentials: Callable[[EcrRegistry], AwsCredentials | None]
 
 
-def identity_digest(env: Mapping[str, str], role_arn: str | None = None) -> str:
-    """A non-secret digest of who is asking, from the environment alone (no botocore)."""
+def _node(_registry: EcrRegistry) -> None:
+    return None
+
+
+NODE = Principal("", "the node's AWS identity", _node)
+
+
+def identity_digest(env: Mapping[str, str], principal: str = "") -> str:
+    """A non-secret digest of who is asking, from the environment and the principal key alone
+    (no botocore)."""
     parts = [f"{name}={env.get(name, '')}" for name in IDENTITY_ENV]
-    parts.append(f"role={role_arn or ''}")
+    parts.append(f"principal={principal}")
     return sha256_hex("\n".join(parts).encode())[:16]
 
 
 class EcrSource:
-    """Credentials for ECR and ECR Public hosts, recognized from the image's host alone."""
+    """Credentials for ECR and ECR Public hosts, and for hosts a rule maps onto an ECR registry."""
 
     name = "ecr"
 
-    def __init__(self, api: EcrApi, env: Mapping[str, str], clock: Clock, log: Logger) -> None:
+    def __init__(self, api: EcrApi, env: Mapping[str, str], clock: Clock, log: Logger, *,
+                 sts: StsApi | None = None, options: EcrOptions | None = None,
+                 pod_policy: PodIdentityPolicy = DEFAULT_POD_IDENTITY) -> None:
         self._api = api
+        self._sts = sts
         self._env = env
         self._clock = clock
         self._log = log
+        self._options = options or EcrOptions()
+        self._policy = pod_policy
 
-    def lookup(self, image: str) -> Lookup | None:
-        registry = parse_ecr_host(registry_host(image))
+    def lookup(self, image: str, pod: Pod | None = None) -> Lookup | None:
+        host = registry_host(image)
+        registry = self.registry_for(host)
         if registry is None:
             return None
-        return self.lookup_registry(registry, auth_key=registry.host)
+        return self.lookup_registry(registry, auth_key=host, pod=pod)
 
-    def lookup_registry(self, registry: EcrRegistry, auth_key: str) -> Lookup:
+    def registry_for(self, host: str) -> EcrRegistry | None:
+        """The registry whose tokens open ``host``: the host's own, with a rule's overrides."""
+        o = self._options
+        parsed = parse_ecr_host(host)
+        if parsed is not None and parsed.public:
+            return parsed
+        account = o.account or (parsed.account if parsed else None)
+        region = o.region or (parsed.region if parsed else None)
+        if account is None or region is None:
+            return None
+        fips = o.fips if o.fips is not None else bool(parsed and parsed.fips)
+        dualstack = o.dualstack if o.dualstack is not None else bool(parsed and parsed.dualstack)
+        if parsed is not None and (account, region, fips, dualstack) == (
+                parsed.account, parsed.region, parsed.fips, parsed.dualstack):
+            return parsed
+        try:
+            target = parse_ecr_host(private_host(account, region, fips=fips, dualstack=dualstack))
+        except ValueError as exc:
+            raise ConfigError(f"ECR options for {host}: {exc}",
+                              hint="check region, fips and dualstack in the ecrcred config",
+                              ) from None
+        if target is None:
+            raise ConfigError(f"ECR options for {host}: no {'FIPS ' if fips else ''}ECR endpoint "
+                              f"in region {region}", hint="check region and fips in the config")
+        return target
+
+    def lookup_registry(self, registry: EcrRegistry, auth_key: str,
+                        pod: Pod | None = None) -> Lookup:
+        principal = self.principal(pod)
         key = CacheKey(
             registry=f"{registry.api}:{registry.host}",
-            identity=identity_digest(self._env),
+            identity=identity_digest(self._env, principal.key),
         )
+        what = describe(registry)
+        if principal is not NODE:
+            what = f"{what} as {principal.describe}"
         return Lookup(
             auth_key=auth_key,
             cache_key=key,
-            fetch=lambda: self.fetch(registry),
-            describe=describe(registry),
+            fetch=lambda: self.fetch(registry, principal),
+            describe=what,
         )
 
-    def fetch(self, registry: EcrRegistry) -> Token:
+    def principal(self, pod: Pod | None) -> Principal:
+        if pod is not None:
+            role = self._pod_role(pod)
+            if role is not None:
+                return self._web_identity(role, pod.token)
+            if self._policy.fallback == "deny":
+                raise IdentityDenied(
+                    "the pod's service account names no ECR role (annotations "
+                    f"{', '.join(self._policy.role_annotations)}) and podIdentity.fallback is deny",
+                    hint="annotate the service account with a role ARN, or set podIdentity.roleArn "
+                    "or fallback: node in the ecrcred config")
+        o = self._options
+        if o.role_arn is None:
+            return NODE
+        sts = self._need_sts()
+        external = sha256_hex(o.external_id.encode())[:12] if o.external_id else ""
+        return Principal(
+            key=f"assume\0{o.role_arn}\0{external}\0{o.session_name}",
+            describe=f"role {o.role_arn} (assumed by the node)",
+            credentials=lambda r: sts.assume_role(o.role_arn or "", o.session_name,
+                                                  o.external_id, r.region, r.partition),
+        )
+
+    def _pod_role(self, pod: Pod) -> str | None:
+        for name in self._policy.role_annotations:
+            value = pod.annotations.get(name, "").strip()
+            if value:
+                if not _is_role_arn(value):
+                    raise CredentialError(
+                        f"annotation {name} of the pod's service account is not an IAM role "
+                        f"ARN: {value[:200]!r}",
+                        hint="use arn:<partition>:iam::<account>:role/<name>", code="BAD_ROLE")
+                return value
+        return self._policy.role_arn or self._env.get(ROLE_ENV) or None
+
+    def _web_identity(self, role: str, token: str) -> Principal:
+        sts = self._need_sts()
+        subject = token_subject(token)
+        session = self._policy.session_name
+        return Principal(
+            key=f"web\0{role}\0{subject}",
+            describe=f"role {role} for {subject_label(subject)}",
+            credentials=lambda r: sts.assume_role_with_web_identity(role, session, token,
+                                                                    r.region, r.partition),
+        )
+
+    def _need_sts(self) -> StsApi:
+        if self._sts is None:
+            raise ConfigError("a role is configured but no STS client was given",
+                              hint="this is a bug in ecrcred's wiring; report it")
+        return self._sts
+
+    def fetch(self, registry: EcrRegistry, principal: Principal = NODE) -> Token:
+        credentials = principal.credentials(registry)
+        if credentials is not None:
+            self._log.add_secret(credentials.secret_access_key)
+            self._log.add_secret(credentials.session_token)
         fetched_at = self._clock.time()
-        data = self._api.get_authorization_token(registry)
+        data = self._api.get_authorization_token(registry, credentials)
         username, password = decode_token(data.token, registry)
         expires_at, trusted = token_expiry(fetched_at, data.expires_at, data.server_time)
         if not trusted:
@@ -107,13 +228,35 @@ class EcrSource:
         return Token(username, password, expires_at, fetched_at)
 
 
-def describe(registry: EcrRegistry) -> str:
-    if registry.public:
-        return f"ECR Public registry {registry.host}"
-    variant = " ".join(v for v, on in (("FIPS", registry.fips), ("dual-stack", registry.dualstack))
-                       if on)
-    return (f"ECR registry {registry.host} (account {registry.account}, region "
-            f"{registry.region}{', ' + variant if variant else ''})")
+def _is_role_arn(value: str) -> bool:
+    import re
+
+    return re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", value) is not None
+
+
+def token_subject(token: str) -> str:
+    """``iss <issuer> sub <subject>`` from a service-account JWT's claims (read, not verified:
+    the kubelet minted it and hands it to us directly); a digest when they cannot be read."""
+    import base64
+    import json
+
+    parts = token.split(".")
+    if len(parts) == 3:  # header.payload.signature
+        try:
+            payload = parts[1] + "=" * (-len(parts[1]) % 4)
+            claims = json.loads(base64.urlsafe_b64decode(payload))
+            iss, sub = claims.get("iss"), claims.get("sub")
+            if isinstance(iss, str) and isinstance(sub, str) and sub:
+                return f"iss {iss} sub {sub}"
+        except (ValueError, TypeError, AttributeError):
+            pass
+    return f"token-digest {sha256_hex(token.encode())[:32]}"
+
+
+def subject_label(subject: str) -> str:
+    if subject.startswith("iss "):
+        return subject.rsplit(" sub ", 1)[1]
+    return "a service account whose token has no readable subject"
 
 
 def decode_token(token: str, registry: EcrRegistry) -> tuple[str, str]:
@@ -133,122 +276,3 @@ def decode_token(token: str, registry: EcrRegistry) -> tuple[str, str]:
             hint="this is not a token ECR issues; check AWS_ENDPOINT_URL_ECR and any proxy",
         )
     return username, password
-
-
-class BotoEcrApi:
-    """``EcrApi`` over boto3, one client per (service, region, FIPS, dual-stack)."""
-
-    def __init__(self, env: Mapping[str, str], timeout: float = 10.0) -> None:
-        self._env = env
-        self._timeout = timeout
-        self._clients: dict[tuple[str, str, bool, bool], Any] = {}
-
-    def _client(self, registry: EcrRegistry) -> Any:
-        key = (registry.api, registry.region, registry.fips, registry.dualstack)
-        if key not in self._clients:
-            import boto3.session
-            from botocore.config import Config
-
-            retries: dict[str, Any] = {}
-            if "AWS_RETRY_MODE" not in self._env and "AWS_MAX_ATTEMPTS" not in self._env:
-                retries = {"mode": "standard", "total_max_attempts": 4}
-            config = Config(  # type: ignore[call-arg]  # user_agent_appid: botocore>=1.32
-                region_name=registry.region,
-                connect_timeout=min(5.0, self._timeout),
-                read_timeout=self._timeout,
-                retries=retries or None,  # type: ignore[arg-type]
-                use_fips_endpoint=registry.fips,
-                use_dualstack_endpoint=registry.dualstack,
-                user_agent_appid="ecrcred",
-            )
-            session = boto3.session.Session()
-            self._clients[key] = session.client(registry.api, config=config)  # type: ignore[call-overload]
-        return self._clients[key]
-
-    def get_authorization_token(self, registry: EcrRegistry) -> AuthorizationData:
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-            EndpointConnectionError,
-            NoCredentialsError,
-        )
-
-        what = f"{registry.api}:GetAuthorizationToken for {describe(registry)}"
-        try:
-            client = self._client(registry)
-            if registry.public:
-                reply = client.get_authorization_token()
-                items = [reply["authorizationData"]] if reply.get("authorizationData") else []
-            else:
-                reply = client.get_authorization_token(registryIds=[registry.account])
-                items = reply.get("authorizationData") or []
-        except NoCredentialsError:
-            raise AwsError(
-                f"{what} failed: no AWS credentials were found",
-                hint="give the node an instance role, or set AWS_* credentials in the kubelet "
-                "provider's env (HOME is not used)",
-                code="AWS_NO_CREDENTIALS",
-            ) from None
-        except EndpointConnectionError as exc:
-            raise AwsError(
-                f"{what} failed: cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}",
-                hint="check the node's network path to the ECR API (VPC endpoint, proxy, DNS)",
-                code="AWS_UNREACHABLE",
-            ) from None
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = error.get("Code", "Unknown")
-            raise AwsError(
-                f"{what} failed: {code}: {error.get('Message', '')}".rstrip(": "),
-                hint=_client_error_hint(code, registry),
-                code=f"AWS_{_upper_snake(code)}",
-            ) from None
-        except BotoCoreError as exc:
-            raise AwsError(f"{what} failed: {exc}", hint="retry; if it persists run ecrcred "
-                           "with --debug", code="AWS_CLIENT") from None
-        if not items or not items[0].get("authorizationToken"):
-            raise AwsError(f"{what} returned no authorization data",
-                           hint="check that the registry id is right", code="AWS_EMPTY")
-        item = items[0]
-        expires = item.get("expiresAt")
-        headers = reply.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        return AuthorizationData(
-            token=item["authorizationToken"],
-            expires_at=expires.timestamp() if expires is not None else None,
-            server_time=_http_date(headers.get("date")),
-        )
-
-
-def _client_error_hint(code: str, registry: EcrRegistry) -> str:
-    if code in ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation"):
-        action = ("ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken"
-                  if registry.public else "ecr:GetAuthorizationToken")
-        return f"allow {action} for the node's AWS identity"
-    if code in ("UnrecognizedClientException", "InvalidSignatureException",
-                "ExpiredTokenException", "InvalidClientTokenId"):
-        return "the node's AWS credentials are invalid or expired; check the credential chain"
-    if code in ("ThrottlingException", "TooManyRequestsException"):
-        return "the API is throttling; it was retried, try again shortly"
-    if code == "InvalidParameterException":
-        return f"check that account {registry.account} and region {registry.region} exist"
-    return "run with --debug for details"
-
-
-def _upper_snake(code: str) -> str:
-    out = []
-    for i, ch in enumerate(code.removesuffix("Exception")):
-        if ch.isupper() and i:
-            out.append("_")
-        out.append(ch.upper())
-    return "".join(out) or "UNKNOWN"
-
-
-def _http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    from email.utils import parsedate_to_datetime
-
-    try:
-        return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None

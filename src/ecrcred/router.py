@@ -1,0 +1,174 @@
+"""Which source answers for an image: the config's rules, mirrors, and the built-in ECR fallback.
+
+The ``Router`` is the one ``CredentialSource`` that ``get-credentials`` and ``pull-sandbox`` ask.
+It walks the matching rules from the most specific (``config.rules.candidates``); the first
+source that has something answers. A ``mirrorOf`` rule resolves its target registry through the
+same rules and answers with the target's credentials under the mirror's own host. After the
+rules, ECR and ECR Public hosts are answered by the ECR source, so a config never has to list
+them.
+
+It also decides the answer's scope: when a rule with a path could match this host, the answer is
+keyed by image, because a registry-keyed answer would be reused by the kubelet for sibling paths.
+
+Sources are built on first use, so an execution imports only the modules of the sources it asks.
+"""
+
+from __future__ import annotations
+
+from ecrcred.config.rules import candidates, path_scoped
+from ecrcred.errors import ConfigError
+from ecrcred.imageref import registry_host
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ecrcred.config.rules import Config, Rule
+    from ecrcred.seams import Clock, CredentialSource, EcrApi, Logger, Runner, StsApi
+    from ecrcred.sources import Lookup, Pod
+    from ecrcred.sources.ecr import EcrSource
+
+MAX_MIRROR_HOPS = 4
+
+
+class SourceFactory:
+    """Builds each rule's source once, with the real collaborators (boto3 clients, subprocess
+    runner) created only when a source first needs them. Tests pass their own ``ecr_api``,
+    ``sts_api`` and ``runner``."""
+
+    def __init__(self, config: Config, env: Mapping[str, str], clock: Clock, log: Logger, *,
+                 cwd: str, aws_timeout: float = 10.0, ecr_api: EcrApi | None = None,
+                 sts_api: StsApi | None = None, runner: Runner | None = None) -> None:
+        self.config = config
+        self._env = env
+        self._clock = clock
+        self._log = log
+        self._cwd = cwd
+        self._aws_timeout = aws_timeout
+        self._ecr_api = ecr_api
+        self._sts_api = sts_api
+        self._runner = runner
+        self._sources: dict[int, CredentialSource] = {}
+        self._default_ecr: EcrSource | None = None
+
+    def _apis(self) -> tuple[EcrApi, StsApi]:
+        if self._ecr_api is None or self._sts_api is None:
+            from ecrcred.sources.aws import BotoEcrApi, BotoStsApi
+
+            self._ecr_api = self._ecr_api or BotoEcrApi(self._env, self._aws_timeout)
+            self._sts_api = self._sts_api or BotoStsApi(self._env, self._aws_timeout)
+        return self._ecr_api, self._sts_api
+
+    def _ecr(self, options: Mapping[str, object] | None) -> EcrSource:
+        from ecrcred.sources.ecr import EcrOptions, EcrSource
+
+        api, sts = self._apis()
+        return EcrSource(api, self._env, self._clock, self._log, sts=sts,
+                         options=EcrOptions(**options) if options else None,  # type: ignore[arg-type]
+                         pod_policy=self.config.pod_identity)
+
+    def default_ecr(self) -> EcrSource:
+        if self._default_ecr is None:
+            self._default_ecr = self._ecr(None)
+        return self._default_ecr
+
+    def helper(self, name: str, timeout: float = 5.0,
+               cache_duration: int | None = None) -> CredentialSource:
+        from ecrcred.sources import DEFAULT_UNCACHED_DURATION
+        from ecrcred.sources.helper import HelperSource, SubprocessRunner
+
+        if self._runner is None:
+            self._runner = SubprocessRunner()
+        return HelperSource(name, self._runner, self._env, self._clock, self._log,
+                            timeout=timeout,
+                            cache_duration=cache_duration or DEFAULT_UNCACHED_DURATION)
+
+    def source(self, rule: Rule) -> CredentialSource:
+        if rule.position not in self._sources:
+            self._sources[rule.position] = self._build(rule)
+        return self._sources[rule.position]
+
+    def _build(self, rule: Rule) -> CredentialSource:
+        from ecrcred.sources import DEFAULT_UNCACHED_DURATION
+
+        o = rule.options
+        duration = rule.cache_duration or DEFAULT_UNCACHED_DURATION
+        if rule.source == "ecr":
+            return self._ecr(o)
+        if rule.source == "static":
+            from ecrcred.sources.static import StaticSource
+
+            return StaticSource(o["username"], password_file=o["password_file"],
+                                password_env=o["password_env"], env=self._env, clock=self._clock,
+                                log=self._log, cache_duration=duration)
+        if rule.source == "dockerConfig":
+            from ecrcred.sources.dockerconfig import DockerConfigSource
+
+            return DockerConfigSource(
+                o["paths"], root_dir=o["kubelet_root_dir"], cwd=self._cwd,
+                home=self._env.get("HOME") or None,
+                helpers=lambda name: self.helper(name, cache_duration=duration),
+                clock=self._clock, log=self._log, cache_duration=duration)
+        if rule.source == "credentialHelper":
+            return self.helper(o["name"], timeout=float(o["timeout"]), cache_duration=duration)
+        raise ConfigError(f"{rule.name}: unknown source {rule.source!r}",
+                          hint="this config was compiled by another ecrcred version; touch it")
+
+
+class Router:
+    """The config's rules as one ``CredentialSource``."""
+
+    name = "router"
+
+    def __init__(self, factory: SourceFactory, log: Logger) -> None:
+        self._factory = factory
+        self._config = factory.config
+        self._log = log
+
+    def lookup(self, image: str, pod: Pod | None = None) -> Lookup | None:
+        return self._lookup(image, pod, hops=0)
+
+    def _lookup(self, image: str, pod: Pod | None, hops: int) -> Lookup | None:
+        for rule in candidates(self._config, image):
+            found = self._ask(rule, image, pod, hops)
+            if found is not None:
+                self._log.debug(f"{image}: {rule.name} answers")
+                return self._scoped(found, rule, image)
+            self._log.debug(f"{image}: {rule.name} has nothing; trying the next rule")
+        found = self._factory.default_ecr().lookup(image, pod)
+        if found is not None:
+            return self._scoped(found, None, image)
+        return None
+
+    def _ask(self, rule: Rule, image: str, pod: Pod | None, hops: int) -> Lookup | None:
+        host = registry_host(image)
+        if rule.source == "mirrorOf":
+            if hops >= MAX_MIRROR_HOPS:
+                raise ConfigError(f"{rule.name}: mirrors lead to each other more than "
+                                  f"{MAX_MIRROR_HOPS} times from {host}",
+                                  hint="a mirrorOf target must not be another mirror's host")
+            target_base = str(rule.options["target"]).rstrip("/")
+            repository = image.split("/", 1)[1] if "/" in image else ""
+            target = f"{target_base}/{repository}" if repository else target_base
+            found = self._lookup(target, pod, hops + 1)
+            if found is None:
+                raise ConfigError(
+                    f"{rule.name}: nothing gives credentials for the mirror target "
+                    f"{registry_host(target)}",
+                    hint="point mirrorOf at an ECR registry or add a rule for the target")
+            return found._replace(auth_key=host,
+                                  describe=f"{found.describe}, handed to mirror {host}")
+        found = self._factory.source(rule).lookup(image, pod)
+        if found is None and rule.source == "ecr":
+            raise ConfigError(
+                f"{rule.name} matches {host}, which is not an ECR host name",
+                hint="set ecr.account and ecr.region to say which ECR registry it fronts")
+        return found
+
+    def _scoped(self, found: Lookup, rule: Rule | None, image: str) -> Lookup:
+        duration = found.cache_duration
+        if rule is not None and rule.cache_duration is not None:
+            duration = rule.cache_duration
+        return found._replace(cache_duration=duration,
+                              per_image=found.per_image or path_scoped(self._config, image))

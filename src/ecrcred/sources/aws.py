@@ -1,0 +1,250 @@
+"""The boto3 adapters behind the ``EcrApi`` and ``StsApi`` seams, and their error mapping.
+
+boto3 is imported only when a token must really be fetched, so the cache-hit path never pays for
+botocore. Every botocore failure becomes an ``AwsError`` that names the call and the registry or
+role and says what to check; secrets (keys, tokens, session tokens) never reach a message.
+Clients honour the standard AWS environment: credential chain, retry mode and attempts,
+``AWS_ENDPOINT_URL_ECR``, ``AWS_ENDPOINT_URL_ECR_PUBLIC``, ``AWS_ENDPOINT_URL_STS``; they never
+need HOME.
+"""
+
+from __future__ import annotations
+
+from ecrcred._record import Record
+from ecrcred.errors import AwsError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+    from ecrcred.ecrhost import EcrRegistry
+
+
+class AuthorizationData(Record):
+    """What the token API returned: base64 ``user:password``, expiry and the server's clock."""
+
+    token: str
+    expires_at: float | None
+    server_time: float | None
+
+    def __repr__(self) -> str:
+        return f"AuthorizationData(token=<redacted>, expires_at={self.expires_at!r})"
+
+
+class AwsCredentials(Record):
+    """Temporary AWS credentials from STS (an assumed role): held in memory only."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expiration: float | None
+
+    def __repr__(self) -> str:
+        return f"AwsCredentials(access_key_id={self.access_key_id!r}, secret=<redacted>)"
+
+
+def describe(registry: EcrRegistry) -> str:
+    if registry.public:
+        return f"ECR Public registry {registry.host}"
+    variant = " ".join(v for v, on in (("FIPS", registry.fips), ("dual-stack", registry.dualstack))
+                       if on)
+    return (f"ECR registry {registry.host} (account {registry.account}, region "
+            f"{registry.region}{', ' + variant if variant else ''})")
+
+
+def _config(env: Mapping[str, str], timeout: float, region: str, *, fips: bool = False,
+            dualstack: bool = False) -> Any:
+    from botocore.config import Config
+
+    retries: dict[str, Any] = {}
+    if "AWS_RETRY_MODE" not in env and "AWS_MAX_ATTEMPTS" not in env:
+        retries = {"mode": "standard", "total_max_attempts": 4}
+    return Config(  # type: ignore[call-arg]  # user_agent_appid: botocore>=1.32
+        region_name=region,
+        connect_timeout=min(5.0, timeout),
+        read_timeout=timeout,
+        retries=retries or None,  # type: ignore[arg-type]
+        use_fips_endpoint=fips,
+        use_dualstack_endpoint=dualstack,
+        user_agent_appid="ecrcred",
+    )
+
+
+def _session(credentials: AwsCredentials | None) -> Any:
+    import boto3.session
+
+    if credentials is None:
+        return boto3.session.Session()
+    return boto3.session.Session(aws_access_key_id=credentials.access_key_id,
+                                 aws_secret_access_key=credentials.secret_access_key,
+                                 aws_session_token=credentials.session_token)
+
+
+def call_aws(what: str, call: Callable[[], Any], hint: Callable[[str], str]) -> Any:
+    """Run one botocore call; turn its failures into an AwsError about ``what``."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+    )
+
+    try:
+        return call()
+    except NoCredentialsError:
+        raise AwsError(
+            f"{what} failed: no AWS credentials were found",
+            hint="give the node an instance role, or set AWS_* credentials in the kubelet "
+            "provider's env (HOME is not used)",
+            code="AWS_NO_CREDENTIALS",
+        ) from None
+    except EndpointConnectionError as exc:
+        raise AwsError(
+            f"{what} failed: cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}",
+            hint="check the node's network path to the AWS API (VPC endpoint, proxy, DNS)",
+            code="AWS_UNREACHABLE",
+        ) from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "Unknown")
+        raise AwsError(
+            f"{what} failed: {code}: {error.get('Message', '')}".rstrip(": "),
+            hint=hint(code),
+            code=f"AWS_{_upper_snake(code)}",
+        ) from None
+    except BotoCoreError as exc:
+        raise AwsError(f"{what} failed: {exc}", hint="retry; if it persists run ecrcred "
+                       "with --debug", code="AWS_CLIENT") from None
+
+
+class BotoEcrApi:
+    """``EcrApi`` over boto3, one client per (service, region, FIPS, dual-stack, identity)."""
+
+    def __init__(self, env: Mapping[str, str], timeout: float = 10.0) -> None:
+        self._env = env
+        self._timeout = timeout
+        self._clients: dict[tuple[str, str, bool, bool, str], Any] = {}
+
+    def _client(self, registry: EcrRegistry, credentials: AwsCredentials | None) -> Any:
+        key = (registry.api, registry.region, registry.fips, registry.dualstack,
+               credentials.access_key_id if credentials else "")
+        if key not in self._clients:
+            config = _config(self._env, self._timeout, registry.region, fips=registry.fips,
+                             dualstack=registry.dualstack)
+            self._clients[key] = _session(credentials).client(registry.api, config=config)
+        return self._clients[key]
+
+    def get_authorization_token(self, registry: EcrRegistry,
+                                credentials: AwsCredentials | None = None) -> AuthorizationData:
+        what = f"{registry.api}:GetAuthorizationToken for {describe(registry)}"
+
+        def call() -> Any:
+            client = self._client(registry, credentials)
+            if registry.public:
+                return client.get_authorization_token()
+            return client.get_authorization_token(registryIds=[registry.account])
+
+        reply = call_aws(what, call, lambda code: _client_error_hint(code, registry))
+        if registry.public:
+            items = [reply["authorizationData"]] if reply.get("authorizationData") else []
+        else:
+            items = reply.get("authorizationData") or []
+        if not items or not items[0].get("authorizationToken"):
+            raise AwsError(f"{what} returned no authorization data",
+                           hint="check that the registry id is right", code="AWS_EMPTY")
+        item = items[0]
+        expires = item.get("expiresAt")
+        headers = reply.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        return AuthorizationData(
+            token=item["authorizationToken"],
+            expires_at=expires.timestamp() if expires is not None else None,
+            server_time=_http_date(headers.get("date")),
+        )
+
+
+class BotoStsApi:
+    """``StsApi`` over boto3: the regional STS endpoint of the registry's region (so a China or
+    GovCloud registry is reached through its own partition), the standard retries."""
+
+    def __init__(self, env: Mapping[str, str], timeout: float = 10.0) -> None:
+        self._env = env
+        self._timeout = timeout
+
+    def _client(self, region: str) -> Any:
+        return _session(None).client("sts", config=_config(self._env, self._timeout, region))
+
+    def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
+                    region: str, partition: str) -> AwsCredentials:
+        kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": session_name}
+        if external_id:
+            kwargs["ExternalId"] = external_id
+        reply = call_aws(f"sts:AssumeRole of {role_arn}",
+                         lambda: self._client(region).assume_role(**kwargs),
+                         lambda code: _sts_hint(code, role_arn, "the node's AWS identity"))
+        return _credentials(reply)
+
+    def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
+                                      region: str, partition: str) -> AwsCredentials:
+        reply = call_aws(
+            f"sts:AssumeRoleWithWebIdentity of {role_arn}",
+            lambda: self._client(region).assume_role_with_web_identity(
+                RoleArn=role_arn, RoleSessionName=session_name, WebIdentityToken=token),
+            lambda code: _sts_hint(code, role_arn, "the pod's service account"))
+        return _credentials(reply)
+
+
+def _credentials(reply: Any) -> AwsCredentials:
+    c = reply.get("Credentials") or {}
+    if not c.get("AccessKeyId") or not c.get("SecretAccessKey"):
+        raise AwsError("STS returned no credentials", hint="check AWS_ENDPOINT_URL_STS and any "
+                       "proxy", code="AWS_EMPTY")
+    expiration = c.get("Expiration")
+    return AwsCredentials(c["AccessKeyId"], c["SecretAccessKey"], c.get("SessionToken", ""),
+                          expiration.timestamp() if expiration is not None else None)
+
+
+def _sts_hint(code: str, role_arn: str, who: str) -> str:
+    if code in ("AccessDenied", "AccessDeniedException"):
+        return (f"the role's trust policy must allow {who} to assume {role_arn} (and the "
+                "external id must match, if the policy requires one)")
+    if code in ("InvalidIdentityToken", "IDPRejectedClaim", "ExpiredTokenException"):
+        return ("the cluster's OIDC provider must be registered in IAM and the token's audience "
+                "(tokenAttributes.serviceAccountTokenAudience) accepted by the role")
+    return "run with --debug for details"
+
+
+def _client_error_hint(code: str, registry: EcrRegistry) -> str:
+    if code in ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation"):
+        action = ("ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken"
+                  if registry.public else "ecr:GetAuthorizationToken")
+        return f"allow {action} for the node's AWS identity"
+    if code in ("UnrecognizedClientException", "InvalidSignatureException",
+                "ExpiredTokenException", "InvalidClientTokenId"):
+        return "the node's AWS credentials are invalid or expired; check the credential chain"
+    if code in ("ThrottlingException", "TooManyRequestsException"):
+        return "the API is throttling; it was retried, try again shortly"
+    if code == "InvalidParameterException":
+        return f"check that account {registry.account} and region {registry.region} exist"
+    return "run with --debug for details"
+
+
+def _upper_snake(code: str) -> str:
+    out = []
+    for i, ch in enumerate(code.removesuffix("Exception")):
+        if ch.isupper() and i:
+            out.append("_")
+        out.append(ch.upper())
+    return "".join(out) or "UNKNOWN"
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None

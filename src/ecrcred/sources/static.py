@@ -1,0 +1,100 @@
+"""The static source: a fixed username with a password read from a file or an environment variable.
+
+For registries without a token API (Harbor robot accounts, a registry behind htpasswd, Artifactory
+tokens). The password is read at every lookup, never kept: each kubelet execution is a fresh
+process, and a long-running ``pull-sandbox --watch`` must see a rotated secret as soon as the file
+changes. It is never copied into the token cache either (``cache_key`` None): the file is already
+where the secret lives, and the kubelet is told to keep the answer only for the rule's
+``cacheDuration`` (5 minutes by default), so a rotation reaches the kubelet within that time.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from ecrcred.errors import SecretFileError
+from ecrcred.imageref import registry_host
+from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Lookup
+from ecrcred.tokens import Token
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ecrcred.seams import Clock, Logger
+    from ecrcred.sources import Pod
+
+MAX_SECRET_BYTES = 64 * 1024
+
+
+class StaticSource:
+    name = "static"
+
+    def __init__(self, username: str, *, password_file: str | None, password_env: str | None,
+                 env: Mapping[str, str], clock: Clock, log: Logger,
+                 cache_duration: int = DEFAULT_UNCACHED_DURATION) -> None:
+        if (password_file is None) == (password_env is None):
+            raise ValueError("exactly one of password_file and password_env")
+        self._username = username
+        self._file = password_file
+        self._env_name = password_env
+        self._env = env
+        self._clock = clock
+        self._log = log
+        self._duration = cache_duration
+
+    @property
+    def origin(self) -> str:
+        return f"file {self._file}" if self._file else f"environment variable {self._env_name}"
+
+    def lookup(self, image: str, pod: Pod | None) -> Lookup:
+        password = self._read_password()
+        self._log.add_secret(password)
+        now = self._clock.time()
+        token = Token(self._username, password, now + self._duration, now)
+        host = registry_host(image)
+        return Lookup(
+            auth_key=host,
+            cache_key=None,
+            fetch=lambda: token,
+            describe=f"static credentials for {host} (user {self._username}, password from "
+            f"{self.origin})",
+            cache_duration=self._duration,
+        )
+
+    def _read_password(self) -> str:
+        if self._env_name is not None:
+            value = self._env.get(self._env_name, "")
+            if not value:
+                raise SecretFileError(
+                    f"environment variable {self._env_name} (the password for user "
+                    f"{self._username}) is not set or empty",
+                    hint="set it in the provider's env in the kubelet's credential provider "
+                    "config, or in the unit's Environment=")
+            return value
+        path = self._file
+        assert path is not None  # noqa: S101 - the constructor guarantees one of the two
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SecretFileError(
+                f"cannot read password file {path} for user {self._username}: {exc.strerror}",
+                hint="create it (mode 0600) or fix passwordFile in the ecrcred config") from None
+        try:
+            st = os.fstat(fd)
+            raw = os.read(fd, MAX_SECRET_BYTES + 1)
+        finally:
+            os.close(fd)
+        if st.st_mode & 0o077:
+            self._log.warning(
+                f"password file {path} is accessible to other users (mode "
+                f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 0600 {path}")
+        # One trailing newline is what `echo secret > file` leaves; it is not part of a password.
+        password = raw.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
+        if not password or len(raw) > MAX_SECRET_BYTES:
+            raise SecretFileError(f"password file {path} for user {self._username} is "
+                                  f"{'empty' if not password else 'too large'}",
+                                  hint="write the password alone into the file")
+        return password
