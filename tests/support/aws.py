@@ -58,6 +58,10 @@ class AwsStandIn:
             fault.update(body=body, status=200)
         self._call("/_stand_in/faults", fault)
 
+    def tokens_per_caller(self) -> None:
+        """ECR tokens name the access key they were issued to (``AWS:token-for-<key id>``)."""
+        self._call("/_stand_in/config", {"token_per_caller": True})
+
     def env(self) -> dict[str, str]:
         """What a node's kubelet environment would carry to reach this stand-in as AWS."""
         return {

@@ -12,7 +12,10 @@ this wrapper only adds what tests and benchmarks need around it:
   that action with that error (or only delay them when status is 0; or answer with ``body``);
 - ``--latency-ms``: a fixed delay on every AWS call, a realistic stand-in for a remote API;
 - ECR Public's ``GetAuthorizationToken``, which moto does not implement, answered in the shape
-  the real service uses (a token of ``AWS:<opaque>`` expiring in 12 hours).
+  the real service uses (a token of ``AWS:<opaque>`` expiring in 12 hours);
+- ``POST /_stand_in/config`` with ``{"token_per_caller": true}``: ECR tokens then carry the
+  caller's access key id (``AWS:token-for-<key id>``, 12 hours), so a test can tell which
+  identity a token was issued to (moto gives every caller the same token). Reset turns it off.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class StandIn:
         self.lock = threading.Lock()
         self.calls: Counter[str] = Counter()
         self.faults: list[dict[str, Any]] = []
+        self.token_per_caller = False
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         # Read the body once and hand moto a fresh copy: parsing the STS query form below would
@@ -80,6 +84,9 @@ class StandIn:
                                                                            start_response)
         if service == "SpencerFrontendService" and action == "GetAuthorizationToken":
             return self.ecr_public_token()(environ, start_response)
+        if (self.token_per_caller and action == "GetAuthorizationToken"
+                and service.startswith("AmazonEC2ContainerRegistry")):
+            return self.caller_token(request)(environ, start_response)
         return self.moto(environ, start_response)
 
     def ecr_public_token(self) -> Response:
@@ -87,6 +94,15 @@ class StandIn:
         token = base64.b64encode(f"AWS:{password}".encode()).decode()
         body = {"authorizationData": {"authorizationToken": token,
                                       "expiresAt": time.time() + 12 * 3600}}
+        return Response(json.dumps(body), content_type="application/x-amz-json-1.1")
+
+    def caller_token(self, request: Request) -> Response:
+        auth = request.headers.get("Authorization", "")
+        key_id = auth.split("Credential=", 1)[1].split("/", 1)[0] if "Credential=" in auth else "-"
+        token = base64.b64encode(f"AWS:token-for-{key_id}".encode()).decode()
+        body = {"authorizationData": [{"authorizationToken": token,
+                                       "expiresAt": time.time() + 12 * 3600,
+                                       "proxyEndpoint": "https://stand-in"}]}
         return Response(json.dumps(body), content_type="application/x-amz-json-1.1")
 
     def control(self, request: Request) -> Response:
@@ -97,6 +113,7 @@ class StandIn:
             with self.lock:
                 self.calls.clear()
                 self.faults.clear()
+                self.token_per_caller = False
             return Response("{}", content_type="application/json")
         if request.path == "/_stand_in/faults" and request.method == "POST":
             fault = json.loads(request.get_data() or b"{}")
@@ -107,6 +124,11 @@ class StandIn:
             fault.setdefault("code", "ThrottlingException")
             with self.lock:
                 self.faults.append(fault)
+            return Response("{}", content_type="application/json")
+        if request.path == "/_stand_in/config" and request.method == "POST":
+            settings = json.loads(request.get_data() or b"{}")
+            with self.lock:
+                self.token_per_caller = bool(settings.get("token_per_caller", False))
             return Response("{}", content_type="application/json")
         return Response("not found", status=404)
 
