@@ -83,3 +83,38 @@ def test_every_ecr_host_form_is_matched(doc, host):
 ])
 def test_look_alikes_and_other_registries_are_not_matched(doc, image):
     assert kubeletconfig.matching_provider(doc, image) is None
+
+
+# -- the per-pod identity variant -----------------------------------------------------------------
+
+POD_IDENTITY = Path(__file__).parents[1] / "provider-config-pod-identity.yaml"
+
+
+@pytest.fixture(scope="module")
+def pod_doc():
+    doc, errors = kubeletconfig.load(POD_IDENTITY.read_text())
+    assert errors == []
+    return doc
+
+
+def test_pod_identity_config_passes_the_kubelets_validation(pod_doc):
+    assert kubeletconfig.validate(pod_doc) == []
+
+
+def test_pod_identity_config_is_refused_when_the_feature_gate_is_off(pod_doc):
+    assert any("tokenAttributes" in e for e in kubeletconfig.validate(
+        pod_doc, token_attributes_enabled=False))
+
+
+def test_pod_identity_config_sends_the_annotations_ecrcred_reads_by_default(pod_doc):
+    from ecrcred.config import DEFAULT_ROLE_ANNOTATIONS
+
+    (provider,) = pod_doc["providers"]
+    attributes = provider["tokenAttributes"]
+    assert attributes["serviceAccountTokenAudience"] == "sts.amazonaws.com"
+    assert attributes["cacheType"] == "ServiceAccount"
+    assert tuple(attributes["optionalServiceAccountAnnotationKeys"]) == DEFAULT_ROLE_ANNOTATIONS
+
+
+def test_pod_identity_config_matches_the_same_images(doc, pod_doc):
+    assert kubeletconfig.patterns(pod_doc) == kubeletconfig.patterns(doc)

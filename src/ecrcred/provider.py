@@ -85,7 +85,9 @@ def get_credentials(request: Request, sources: Sequence[CredentialSource], cache
                             code="TOKEN_ECHO")
     now = clock.time()
     if lookup.cache_key is None:
-        duration = lookup.cache_duration or DEFAULT_UNCACHED_DURATION
+        # 0 is kept: it tells the kubelet not to cache the answer at all.
+        duration = (DEFAULT_UNCACHED_DURATION if lookup.cache_duration is None
+                    else lookup.cache_duration)
     else:
         duration = token.cache_duration(now)
         if lookup.cache_duration is not None:

@@ -61,6 +61,45 @@ def test_boot_pull_with_ecr_credentials_pulls_and_pins(ecrcred_bin, containerd, 
     assert b"123456789012-auth-token" not in result.stdout + result.stderr
 
 
+def test_custom_registry_with_static_credentials_pulls_without_aws(
+        ecrcred_bin, containerd, registry, node_env, aws, tmp_path):
+    from tests.e2e.conftest import REGISTRY_PASSWORD, REGISTRY_USER
+
+    host = "registry.corp.example"
+    containerd.add_mirror(host, registry)
+    secret = tmp_path / "registry.password"
+    secret.write_text(REGISTRY_PASSWORD + "\n")
+    secret.chmod(0o600)
+    config = tmp_path / "ecrcred.yaml"
+    config.write_text(f"""\
+apiVersion: ecrcred.io/v1alpha1
+kind: EcrcredConfig
+registries:
+  - match: ["{host}"]
+    static:
+      username: {REGISTRY_USER}
+      passwordFile: {secret}
+""")
+    image = f"{host}/eks/pause:3.9"
+    env = {**node_env, "ECRCRED_CONFIG": str(config)}
+    result = pull_sandbox(ecrcred_bin, containerd, env, "--image", image)
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stdout.decode().splitlines()
+    assert lines[0].startswith(f"pulled: {image} (requested,"), lines
+    assert image in images(containerd)
+    assert aws.calls("GetAuthorizationToken") == 0
+    assert REGISTRY_PASSWORD.encode() not in result.stdout + result.stderr
+
+    # The same rule with a wrong password fails at once, naming the user and the file.
+    secret.write_text("not-the-password\n")
+    containerd.ctr("images", "rm", image, check=True)
+    result = pull_sandbox(ecrcred_bin, containerd, env, "--image", image)
+    assert result.returncode == 7, result.stderr.decode()
+    err = result.stderr.decode()
+    assert f"user {REGISTRY_USER}" in err and str(secret) in err, err
+    assert "not-the-password" not in err
+
+
 def test_image_already_present_needs_no_credentials(ecrcred_bin, containerd, node_env, aws):
     assert pull_sandbox(ecrcred_bin, containerd, node_env).returncode == 0
     aws.reset()

@@ -85,6 +85,10 @@ class StaticSource:
         try:
             st = os.fstat(fd)
             raw = os.read(fd, MAX_SECRET_BYTES + 1)
+        except OSError as exc:  # a directory opens, then fails to read (EISDIR)
+            raise SecretFileError(
+                f"cannot read password file {path} for user {self._username}: {exc.strerror}",
+                hint="create it (mode 0600) or fix passwordFile in the ecrcred config") from None
         finally:
             os.close(fd)
         if st.st_mode & 0o077:
