@@ -59,6 +59,14 @@ def _matching(pattern: re.Pattern[str], expected: str, *, echo: bool = True) -> 
     return AfterValidator(check)
 
 
+def _absolute(value: str) -> str:
+    # A field validator, so that the error names registries[N].static.passwordFile itself.
+    if not value.startswith("/"):
+        raise ValueError("expected an absolute path (the kubelet's working directory is not "
+                         "ours to choose)")
+    return value
+
+
 def _account(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         # YAML reads 123456789012 as a number and would drop a leading zero: insist on quotes.
@@ -102,8 +110,10 @@ class StaticOptions(_Model):
     """A username and a password kept in a file or an environment variable, never inline."""
 
     username: Annotated[str, Field(min_length=1)]
-    password_file: Annotated[str, Field(min_length=1)] | None = None
-    password_env: Annotated[str, _matching(_ENV_NAME, "an environment variable name")] | None = None
+    password_file: Annotated[str, Field(min_length=1), AfterValidator(_absolute)] | None = None
+    # echo=False: a password pasted here by mistake must not reach the kubelet's log
+    password_env: Annotated[str, _matching(_ENV_NAME, "an environment variable name",
+                                           echo=False)] | None = None
     password: Any = None  # only to explain why it is refused
 
     @model_validator(mode="after")
@@ -113,9 +123,6 @@ class StaticOptions(_Model):
                              "and ends up in backups); use passwordFile or passwordEnv")
         if (self.password_file is None) == (self.password_env is None):
             raise ValueError("expected exactly one of passwordFile or passwordEnv")
-        if self.password_file is not None and not self.password_file.startswith("/"):
-            raise ValueError("passwordFile must be an absolute path (the kubelet's working "
-                             "directory is not ours to choose)")
         return self
 
 
@@ -151,7 +158,7 @@ class Rule(_Model):
             raise ValueError(f"expected exactly one source ({', '.join(SOURCES)}), got "
                              f"{', '.join(given) or 'none'}")
         for pattern in self.match:
-            if not pattern or not parses_as_url(pattern):
+            if not pattern or "://" in pattern or not parses_as_url(pattern):
                 raise ValueError(f"match pattern {pattern!r} is not a host[:port][/path] glob")
         if self.mirror_of is not None and (
             "*" in self.mirror_of or "?" in self.mirror_of or "://" in self.mirror_of
