@@ -4,7 +4,9 @@ What it measures, all on 127.0.0.1 against moto's server as ECR (tests/support/a
 
 - floor: ``bench/floor.py``, a Python program that reads the request and writes a JSON answer,
   run by the same interpreter: the least any Python plugin can cost per exec;
-- cache hit: ``ecrcred get-credentials`` with a warm token cache;
+- cache hit: ``ecrcred get-credentials`` with a warm token cache, without a config file and
+  with a five-rule config file (read in its compiled form), and right after that file was
+  edited (validated again with pydantic);
 - cache miss: the same with an empty cache directory each time (boto3 import, AWS credential
   resolution, one GetAuthorizationToken, the cache write);
 - burst: N concurrent executions over R registries, as at node boot (the kubelet execs once per
@@ -37,6 +39,21 @@ sys.path.insert(0, str(ROOT))
 from tests.support.aws import AwsStandIn  # noqa: E402
 
 API = "credentialprovider.kubelet.k8s.io/v1"
+CONFIG = """\
+apiVersion: ecrcred.io/v1alpha1
+kind: EcrcredConfig
+registries:
+  - match: ["harbor.corp.example"]
+    static: {username: robot, passwordFile: /etc/ecrcred/secrets/harbor}
+  - match: ["docker.io", "mirror.corp.example:5000"]
+    mirrorOf: 123456789012.dkr.ecr.us-west-2.amazonaws.com/docker-hub
+  - match: ["registry.corp.example"]
+    ecr: {account: "123456789012", region: us-west-2}
+  - match: ["quay.io"]
+    dockerConfig: {}
+  - match: ["*.pkg.dev"]
+    credentialHelper: {name: gcloud}
+"""
 
 
 def request(image: str) -> bytes:
@@ -100,15 +117,24 @@ def main() -> int:
         req = request(image)
         warm = dict(base, ECRCRED_CACHE_DIR=str(work / "warm"))
         run([args.ecrcred, "get-credentials"], req, warm)  # fill the cache
+        config = work / "config.yaml"
+        config.write_text(CONFIG)
+        configured = dict(warm, ECRCRED_CONFIG=str(config))
+        run([args.ecrcred, "get-credentials"], req, configured)  # compile it
 
-        floor, hit, miss = [], [], []
+        floor, hit, hit_config, edited, miss = [], [], [], [], []
         for i in range(args.runs):
             floor.append(run(args.floor, req, base))
             hit.append(run([args.ecrcred, "get-credentials"], req, warm))
+            hit_config.append(run([args.ecrcred, "get-credentials"], req, configured))
+            config.write_text(CONFIG + f"# edit {i}\n")
+            edited.append(run([args.ecrcred, "get-credentials"], req, configured))
             cold = dict(base, ECRCRED_CACHE_DIR=str(work / f"cold-{i}"))
             miss.append(run([args.ecrcred, "get-credentials"], req, cold))
 
         rows = [("floor (bench/floor.py)", summary(floor)), ("cache hit", summary(hit)),
+                ("cache hit, 5-rule config file (compiled copy)", summary(hit_config)),
+                ("cache hit, config file just edited (validated again)", summary(edited)),
                 ("cache miss", summary(miss))]
         ratio = statistics.median(hit) / statistics.median(floor)
 
