@@ -26,7 +26,7 @@ DIRECT = "direct"  # a source whose answer is never cached by us (static, docker
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from ecrcred.seams import Clock, CredentialSource, Logger, TokenCache
     from ecrcred.sources import Lookup
@@ -55,11 +55,28 @@ def resolve(image: str, sources: Sequence[CredentialSource], cache: TokenCache, 
         lookup = source.lookup(image, pod)
         if lookup is None:
             continue
+        fetch = lookup.fetch if pod is None else _refusing_echo(lookup, pod)
         if lookup.cache_key is None:
-            return Resolved(lookup, lookup.fetch(), DIRECT)
-        token, how = get_or_fetch(cache, lookup.cache_key, lookup.fetch, clock, log)
+            return Resolved(lookup, fetch(), DIRECT)
+        token, how = get_or_fetch(cache, lookup.cache_key, fetch, clock, log)
         return Resolved(lookup, token, how)
     return None
+
+
+def _refusing_echo(lookup: Lookup, pod: Pod) -> Callable[[], Token]:
+    """``lookup.fetch``, refusing (before anything is cached) a password that is the pod's own
+    service-account token: the kubelet rejects such an answer (1.34+), and it must never be
+    handed back or stored."""
+
+    def fetch() -> Token:
+        token = lookup.fetch()
+        if token.password == pod.token:
+            raise NoSourceError(f"the credentials for {lookup.describe} are the pod's own "
+                                "service-account token", hint="check the rule's source",
+                                code="TOKEN_ECHO")
+        return token
+
+    return fetch
 
 
 def get_credentials(request: Request, sources: Sequence[CredentialSource], cache: TokenCache,
@@ -78,11 +95,6 @@ def get_credentials(request: Request, sources: Sequence[CredentialSource], cache
             "kubelet's credential provider config",
         )
     lookup, token, how = resolved
-    if pod is not None and token.password == pod.token:
-        # The kubelet rejects such an answer (1.34+); never hand a pod's own token back.
-        raise NoSourceError(f"the credentials for {lookup.describe} are the pod's own "
-                            "service-account token", hint="check the rule's source",
-                            code="TOKEN_ECHO")
     now = clock.time()
     if lookup.cache_key is None:
         # 0 is kept: it tells the kubelet not to cache the answer at all.

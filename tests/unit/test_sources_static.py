@@ -145,7 +145,7 @@ def _oversized(tmp_path: Path) -> Path:
     pytest.param(_missing, "No such file or directory", id="missing"),
     pytest.param(_dangling_symlink, "No such file or directory", id="dangling-symlink"),
     pytest.param(_under_a_file, "Not a directory", id="parent-is-a-file"),
-    pytest.param(_directory, "Is a directory", id="directory"),
+    pytest.param(_directory, "not a regular file", id="directory"),
     pytest.param(_empty, "is empty", id="empty"),
     pytest.param(_only_a_newline, "is empty", id="only-a-newline"),
     pytest.param(_oversized, "is too large", id="oversized"),
@@ -280,3 +280,12 @@ def test_a_registered_password_is_scrubbed_from_every_later_log_line(tmp_path: P
     log.warning(f"a careless line quoting {PASSWORD}")
     assert PASSWORD not in stream.getvalue()
     assert "<redacted>" in stream.getvalue()
+
+
+def test_a_fifo_as_password_file_fails_at_once_instead_of_blocking(tmp_path):
+    fifo = tmp_path / "password.fifo"
+    os.mkfifo(fifo)
+    source = StaticSource("robot", password_file=str(fifo), password_env=None, env={},
+                          clock=FakeClock(), log=RecordingLogger())
+    with pytest.raises(SecretFileError, match="not a regular file"):
+        source.lookup("registry.example.com/app", None)

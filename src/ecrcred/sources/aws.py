@@ -171,9 +171,13 @@ class BotoStsApi:
     def __init__(self, env: Mapping[str, str], timeout: float = 10.0) -> None:
         self._env = env
         self._timeout = timeout
+        self._clients: dict[str, Any] = {}
 
     def _client(self, region: str) -> Any:
-        return _session(None).client("sts", config=_config(self._env, self._timeout, region))
+        if region not in self._clients:
+            config = _config(self._env, self._timeout, region)
+            self._clients[region] = _session(None).client("sts", config=config)
+        return self._clients[region]
 
     def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
                     region: str, partition: str) -> AwsCredentials:

@@ -189,7 +189,14 @@ class EcrSource:
                         f"ARN: {value[:200]!r}",
                         hint="use arn:<partition>:iam::<account>:role/<name>", code="BAD_ROLE")
                 return value
-        return self._policy.role_arn or self._env.get(ROLE_ENV) or None
+        if self._policy.role_arn:
+            return self._policy.role_arn
+        value = self._env.get(ROLE_ENV, "").strip()
+        if value and not _is_role_arn(value):
+            raise CredentialError(f"{ROLE_ENV} is not an IAM role ARN: {value[:200]!r}",
+                                  hint="use arn:<partition>:iam::<account>:role/<name>",
+                                  code="BAD_ROLE")
+        return value or None
 
     def _web_identity(self, role: str, token: str) -> Principal:
         sts = self._need_sts()

@@ -76,16 +76,18 @@ class StaticSource:
             return value
         path = self._file
         assert path is not None  # noqa: S101 - the constructor guarantees one of the two
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:  # O_NONBLOCK: a FIFO put there by mistake must not hang us until the deadline
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
             raise SecretFileError(
                 f"cannot read password file {path} for user {self._username}: {exc.strerror}",
                 hint="create it (mode 0600) or fix passwordFile in the ecrcred config") from None
         try:
             st = os.fstat(fd)
-            raw = os.read(fd, MAX_SECRET_BYTES + 1)
-        except OSError as exc:  # a directory opens, then fails to read (EISDIR)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(0, "not a regular file")
+            raw = _read_all(fd, MAX_SECRET_BYTES + 1)
+        except OSError as exc:
             raise SecretFileError(
                 f"cannot read password file {path} for user {self._username}: {exc.strerror}",
                 hint="create it (mode 0600) or fix passwordFile in the ecrcred config") from None
@@ -102,3 +104,15 @@ class StaticSource:
                                   f"{'empty' if not password else 'too large'}",
                                   hint="write the password alone into the file")
         return password
+
+
+def _read_all(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,786 @@
+"""The ECR source's registry choice (rule options) and identity (node, assumed role, pod role),
+and the boto STS adapter."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+
+from ecrcred.cache import CacheKey, sha256_hex
+from ecrcred.config import DEFAULT_ROLE_ANNOTATIONS
+from ecrcred.config.rules import DEFAULT_POD_IDENTITY, PodIdentityPolicy
+from ecrcred.ecrhost import EcrRegistry, parse_ecr_host
+from ecrcred.errors import AwsError, ConfigError, CredentialError, IdentityDenied
+from ecrcred.sources import Lookup, Pod
+from ecrcred.sources.aws import AuthorizationData, AwsCredentials, BotoStsApi
+from ecrcred.sources.ecr import (
+    ROLE_ENV,
+    EcrOptions,
+    EcrSource,
+    identity_digest,
+    subject_label,
+    token_subject,
+)
+from tests.unit.fakes import T0, FakeClock, RecordingLogger
+
+HOUR = 3600.0
+ACCOUNT = "123456789012"
+OTHER_ACCOUNT = "210987654321"
+HOST = f"{ACCOUNT}.dkr.ecr.us-west-2.amazonaws.com"
+IMAGE = f"{HOST}/team/app"
+CUSTOM = "registry.corp.example"
+ENV = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEYID0001", "PATH": "/usr/bin"}
+
+ROLE_A = f"arn:aws:iam::{ACCOUNT}:role/puller-a"
+ROLE_B = f"arn:aws:iam::{ACCOUNT}:role/puller-b"
+ROLE_C = f"arn:aws:iam::{OTHER_ACCOUNT}:role/team/puller-c"
+ECR_ANNOTATION, ROLE_ANNOTATION = DEFAULT_ROLE_ANNOTATIONS
+EXTERNAL_ID = "external-id-value-9f8e7d"
+ISSUER = "https://oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def jwt(sub: str = "system:serviceaccount:team:puller", iss: str = ISSUER,
+        **claims: Any) -> str:
+    """A service-account token of the real shape: base64url JSON header and claims, unpadded,
+    and an opaque signature (never verified)."""
+    header = {"alg": "RS256", "kid": "3f2a9c0b8e1d"}
+    body = {"aud": ["sts.amazonaws.com"], "exp": int(T0) + 3600, "iat": int(T0), "iss": iss,
+            "kubernetes.io": {"namespace": "team", "serviceaccount": {"name": "puller"}},
+            "nbf": int(T0), "sub": sub, **claims}
+    signature = b64url(sha256_hex(json.dumps(body).encode()).encode() * 4)
+    return ".".join([b64url(json.dumps(header).encode()), b64url(json.dumps(body).encode()),
+                     signature])
+
+
+TOKEN = jwt()
+
+
+def credentials(n: int = 1) -> AwsCredentials:
+    return AwsCredentials(f"ASIAEXAMPLEKEY{n:06d}", f"secret-access-key-value-{n:04d}",
+                          f"session-token-value-{n:04d}", T0 + HOUR)
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+class FakeStsApi:
+    """The StsApi seam: records every call and hands out fresh credentials for each."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.calls: list[tuple[object, ...]] = []
+        self.issued: list[AwsCredentials] = []
+        self._error = error
+
+    def _issue(self) -> AwsCredentials:
+        if self._error is not None:
+            raise self._error
+        self.issued.append(credentials(len(self.issued) + 1))
+        return self.issued[-1]
+
+    def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
+                    region: str, partition: str) -> AwsCredentials:
+        self.calls.append(("assume_role", role_arn, session_name, external_id, region,
+                           partition))
+        return self._issue()
+
+    def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
+                                      region: str, partition: str) -> AwsCredentials:
+        self.calls.append(("web_identity", role_arn, session_name, token, region, partition))
+        return self._issue()
+
+
+class FakeEcrApi:
+    """The EcrApi seam: always a 12-hour token; records the registry and the credentials."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[EcrRegistry, AwsCredentials | None]] = []
+
+    def get_authorization_token(self, registry: EcrRegistry,
+                                credentials: AwsCredentials | None = None) -> AuthorizationData:
+        self.calls.append((registry, credentials))
+        return AuthorizationData(b64("AWS:ecr-password-value"), T0 + 12 * HOUR, T0)
+
+
+def policy(annotations: tuple[str, ...] = DEFAULT_ROLE_ANNOTATIONS, role_arn: str | None = None,
+           fallback: str = "node", session_name: str = "ecrcred-pods") -> PodIdentityPolicy:
+    return PodIdentityPolicy(annotations, role_arn, fallback, session_name)
+
+
+def ecr_source(*, api: FakeEcrApi | None = None, sts: FakeStsApi | None = None,
+               options: EcrOptions | None = None,
+               pod_policy: PodIdentityPolicy = DEFAULT_POD_IDENTITY,
+               env: Mapping[str, str] = ENV, log: RecordingLogger | None = None) -> EcrSource:
+    return EcrSource(api or FakeEcrApi(), env, FakeClock(), log or RecordingLogger(),
+                     sts=sts if sts is not None else FakeStsApi(), options=options,
+                     pod_policy=pod_policy)
+
+
+def pod(token: str = TOKEN, **annotations: str) -> Pod:
+    return Pod(token, annotations)
+
+
+def annotated(role: str, name: str = ECR_ANNOTATION, token: str = TOKEN) -> Pod:
+    return Pod(token, {name: role})
+
+
+def lookup_of(source: EcrSource, image: str = IMAGE, p: Pod | None = None) -> Lookup:
+    found = source.lookup(image, p)
+    assert found is not None
+    return found
+
+
+def key_of(source: EcrSource, p: Pod | None = None, image: str = IMAGE) -> CacheKey:
+    key = lookup_of(source, image, p).cache_key
+    assert key is not None
+    return key
+
+
+# -- registry_for: which registry's tokens open a host ----------------------------------------
+
+@pytest.mark.parametrize(("host", "options", "expected"), [
+    pytest.param(HOST, EcrOptions(), HOST, id="plain-ecr-host"),
+    pytest.param(HOST, EcrOptions(account=ACCOUNT, region="us-west-2"), HOST,
+                 id="ecr-host-with-its-own-account-and-region"),
+    pytest.param(CUSTOM, EcrOptions(account=ACCOUNT, region="us-west-2"), HOST,
+                 id="custom-domain"),
+    pytest.param("mirror.corp.example:5000", EcrOptions(account=ACCOUNT, region="eu-central-1"),
+                 f"{ACCOUNT}.dkr.ecr.eu-central-1.amazonaws.com", id="custom-domain-with-port"),
+    pytest.param(CUSTOM, EcrOptions(account=ACCOUNT, region="cn-north-1"),
+                 f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn", id="custom-domain-china"),
+    pytest.param(CUSTOM, EcrOptions(account=ACCOUNT, region="us-gov-west-1", fips=True),
+                 f"{ACCOUNT}.dkr.ecr-fips.us-gov-west-1.amazonaws.com", id="custom-domain-fips"),
+    pytest.param(CUSTOM, EcrOptions(account=ACCOUNT, region="us-west-2", dualstack=True),
+                 f"{ACCOUNT}.dkr-ecr.us-west-2.on.aws", id="custom-domain-dualstack"),
+    pytest.param(CUSTOM, EcrOptions(account=ACCOUNT, region="us-east-1", fips=True,
+                                    dualstack=True),
+                 f"{ACCOUNT}.dkr-ecr-fips.us-east-1.on.aws", id="custom-domain-fips-dualstack"),
+    pytest.param(CUSTOM, EcrOptions(account=ACCOUNT, region="cn-northwest-1", dualstack=True),
+                 f"{ACCOUNT}.dkr-ecr.cn-northwest-1.on.amazonwebservices.com.cn",
+                 id="custom-domain-china-dualstack"),
+    pytest.param(HOST, EcrOptions(fips=True), f"{ACCOUNT}.dkr.ecr-fips.us-west-2.amazonaws.com",
+                 id="fips-override"),
+    pytest.param(f"{ACCOUNT}.dkr.ecr-fips.us-west-2.amazonaws.com", EcrOptions(fips=False), HOST,
+                 id="fips-off-override"),
+    pytest.param(HOST, EcrOptions(dualstack=True), f"{ACCOUNT}.dkr-ecr.us-west-2.on.aws",
+                 id="dualstack-override"),
+    pytest.param(f"{ACCOUNT}.dkr-ecr.us-west-2.on.aws", EcrOptions(dualstack=False), HOST,
+                 id="dualstack-off-override"),
+    pytest.param(f"{ACCOUNT}.dkr-ecr-fips.us-west-2.on.aws", EcrOptions(),
+                 f"{ACCOUNT}.dkr-ecr-fips.us-west-2.on.aws", id="host-flags-kept-by-default"),
+    pytest.param(HOST, EcrOptions(account=OTHER_ACCOUNT),
+                 f"{OTHER_ACCOUNT}.dkr.ecr.us-west-2.amazonaws.com", id="account-override"),
+    pytest.param(HOST, EcrOptions(region="us-east-2"),
+                 f"{ACCOUNT}.dkr.ecr.us-east-2.amazonaws.com", id="region-override"),
+    pytest.param("public.ecr.aws", EcrOptions(account=ACCOUNT, region="eu-west-1", fips=True,
+                                              dualstack=True), "public.ecr.aws",
+                 id="public-ignores-overrides"),
+    pytest.param("ecr-public.aws.com", EcrOptions(account=ACCOUNT, region="eu-west-1",
+                                                  dualstack=False), "ecr-public.aws.com",
+                 id="public-dualstack-ignores-overrides"),
+])
+def test_registry_for_maps_a_host_and_the_rule_options_to_an_ecr_registry(
+        host: str, options: EcrOptions, expected: str):
+    registry = ecr_source(options=options).registry_for(host)
+    assert registry == parse_ecr_host(expected)
+
+
+@pytest.mark.parametrize(("host", "options"), [
+    pytest.param(CUSTOM, EcrOptions(), id="no-options"),
+    pytest.param(CUSTOM, EcrOptions(account=ACCOUNT), id="account-only"),
+    pytest.param(CUSTOM, EcrOptions(region="us-west-2"), id="region-only"),
+    pytest.param(CUSTOM, EcrOptions(fips=True, dualstack=True, role_arn=ROLE_A), id="flags-only"),
+    pytest.param(f"{HOST}.evil.example", EcrOptions(region="us-west-2"),
+                 id="lookalike-host-region-only"),
+])
+def test_registry_for_a_non_ecr_host_without_account_and_region_is_none(
+        host: str, options: EcrOptions):
+    source = ecr_source(options=options)
+    assert source.registry_for(host) is None
+    assert source.lookup(f"{host}/app") is None
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    pytest.param(EcrOptions(account=ACCOUNT, region="cn-north-1", fips=True),
+                 "no FIPS ECR endpoint in region cn-north-1", id="fips-in-china"),
+    pytest.param(EcrOptions(account=ACCOUNT, region="us-iso-east-1", fips=True),
+                 "no FIPS ECR endpoint in region us-iso-east-1", id="fips-in-iso"),
+    pytest.param(EcrOptions(account=ACCOUNT, region="us-iso-east-1", dualstack=True),
+                 "us-iso-east-1", id="dualstack-in-iso"),
+    pytest.param(EcrOptions(account=ACCOUNT, region="mars-1"), "mars-1", id="unknown-region"),
+])
+def test_an_impossible_registry_combination_is_a_config_error(options: EcrOptions, says: str):
+    source = ecr_source(options=options)
+    with pytest.raises(ConfigError) as caught:
+        source.registry_for(CUSTOM)
+    assert caught.value.code == "BAD_CONFIG"
+    assert CUSTOM in caught.value.message
+    assert says in caught.value.message
+    assert caught.value.hint
+    with pytest.raises(ConfigError):
+        source.lookup(f"{CUSTOM}/app")
+
+
+def test_a_fips_override_on_a_china_host_is_a_config_error():
+    with pytest.raises(ConfigError, match="FIPS"):
+        ecr_source(options=EcrOptions(fips=True)).registry_for(
+            f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn")
+
+
+def test_a_custom_domain_answers_under_its_own_name_with_the_real_registry_behind_it():
+    api = FakeEcrApi()
+    source = ecr_source(api=api, options=EcrOptions(account=ACCOUNT, region="us-west-2"))
+    lookup = lookup_of(source, f"{CUSTOM}/team/app")
+    assert lookup.auth_key == CUSTOM
+    assert lookup.cache_key == CacheKey(f"ecr:{HOST}", identity_digest(ENV))
+    assert f"ECR registry {HOST}" in lookup.describe
+    token = lookup.fetch()
+    assert token.password == "ecr-password-value"
+    ((registry, who),) = api.calls
+    assert registry.host == HOST
+    assert (registry.account, registry.region, registry.partition) == (ACCOUNT, "us-west-2",
+                                                                       "aws")
+    assert who is None
+
+
+def test_a_custom_domain_shares_the_cache_entry_of_the_registry_it_fronts():
+    source = ecr_source(options=EcrOptions(account=ACCOUNT, region="us-west-2"))
+    assert key_of(source, image=f"{CUSTOM}/app") == key_of(ecr_source(), image=IMAGE)
+
+
+def test_an_ecr_host_with_overrides_keeps_its_own_name_as_the_auth_key():
+    api = FakeEcrApi()
+    source = ecr_source(api=api, options=EcrOptions(account=OTHER_ACCOUNT, fips=True))
+    lookup = lookup_of(source)
+    assert lookup.auth_key == HOST
+    lookup.fetch()
+    assert api.calls[0][0].host == f"{OTHER_ACCOUNT}.dkr.ecr-fips.us-west-2.amazonaws.com"
+
+
+# -- who asks: node, assumed role, pod role ----------------------------------------------------
+
+def test_the_node_identity_calls_ecr_with_no_credentials_and_no_sts():
+    api, sts, log = FakeEcrApi(), FakeStsApi(), RecordingLogger()
+    lookup = lookup_of(ecr_source(api=api, sts=sts, log=log))
+    lookup.fetch()
+    assert api.calls == [(parse_ecr_host(HOST), None)]
+    assert sts.calls == []
+    assert log.secrets == ["ecr-password-value"]
+    assert " as " not in lookup.describe
+
+
+@pytest.mark.parametrize(("host", "region", "partition"), [
+    (HOST, "us-west-2", "aws"),
+    (f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn", "cn-north-1", "aws-cn"),
+    (f"{ACCOUNT}.dkr.ecr-fips.us-gov-east-1.amazonaws.com", "us-gov-east-1", "aws-us-gov"),
+    ("public.ecr.aws", "us-east-1", "aws"),
+])
+def test_a_rule_role_is_assumed_in_the_registry_region_and_partition(
+        host: str, region: str, partition: str):
+    api, sts = FakeEcrApi(), FakeStsApi()
+    options = EcrOptions(role_arn=ROLE_A, external_id=EXTERNAL_ID, session_name="node-pull")
+    lookup = lookup_of(ecr_source(api=api, sts=sts, options=options), f"{host}/app")
+    assert sts.calls == [], "the role is assumed only on a cache miss, in fetch"
+    lookup.fetch()
+    assert sts.calls == [("assume_role", ROLE_A, "node-pull", EXTERNAL_ID, region, partition)]
+    assert api.calls == [(parse_ecr_host(host), sts.issued[0])]
+    assert f"role {ROLE_A} (assumed by the node)" in lookup.describe
+
+
+def test_a_rule_role_without_external_id_passes_none():
+    sts = FakeStsApi()
+    lookup_of(ecr_source(sts=sts, options=EcrOptions(role_arn=ROLE_A))).fetch()
+    assert sts.calls == [("assume_role", ROLE_A, "ecrcred", None, "us-west-2", "aws")]
+
+
+def test_a_role_without_an_sts_client_is_a_wiring_error():
+    source = EcrSource(FakeEcrApi(), ENV, FakeClock(), RecordingLogger(),
+                       options=EcrOptions(role_arn=ROLE_A))
+    with pytest.raises(ConfigError, match="no STS client"):
+        source.lookup(IMAGE)
+
+
+@pytest.mark.parametrize(("annotations", "role"), [
+    pytest.param({ECR_ANNOTATION: ROLE_A, ROLE_ANNOTATION: ROLE_B}, ROLE_A, id="ecr-role-wins"),
+    pytest.param({ROLE_ANNOTATION: ROLE_B}, ROLE_B, id="role-arn-alone"),
+    pytest.param({ECR_ANNOTATION: "", ROLE_ANNOTATION: ROLE_B}, ROLE_B, id="empty-skipped"),
+    pytest.param({ECR_ANNOTATION: "  \t", ROLE_ANNOTATION: ROLE_B}, ROLE_B, id="blank-skipped"),
+    pytest.param({ECR_ANNOTATION: f"  {ROLE_C}\n"}, ROLE_C, id="whitespace-trimmed"),
+    pytest.param({ECR_ANNOTATION: "arn:aws-cn:iam::123456789012:role/cn-puller"},
+                 "arn:aws-cn:iam::123456789012:role/cn-puller", id="china-arn"),
+])
+def test_the_pod_role_comes_from_the_first_non_empty_role_annotation(
+        annotations: dict[str, str], role: str):
+    api, sts = FakeEcrApi(), FakeStsApi()
+    lookup = lookup_of(ecr_source(api=api, sts=sts, pod_policy=policy()), p=Pod(TOKEN,
+                                                                                 annotations))
+    assert sts.calls == []
+    lookup.fetch()
+    assert sts.calls == [("web_identity", role, "ecrcred-pods", TOKEN, "us-west-2", "aws")]
+    assert api.calls == [(parse_ecr_host(HOST), sts.issued[0])]
+    assert f"role {role} for system:serviceaccount:team:puller" in lookup.describe
+
+
+@pytest.mark.parametrize(("order", "role"), [
+    pytest.param(("example.com/pull-role", ECR_ANNOTATION, ROLE_ANNOTATION), ROLE_C,
+                 id="custom-first"),
+    pytest.param((ROLE_ANNOTATION, ECR_ANNOTATION), ROLE_B, id="role-arn-first"),
+    pytest.param((ECR_ANNOTATION,), ROLE_A, id="ecr-only"),
+])
+def test_the_annotation_order_is_the_policy_order(order: tuple[str, ...], role: str):
+    sts = FakeStsApi()
+    annotations = {ECR_ANNOTATION: ROLE_A, ROLE_ANNOTATION: ROLE_B, "example.com/pull-role": ROLE_C}
+    source = ecr_source(sts=sts, pod_policy=policy(annotations=order))
+    lookup_of(source, p=Pod(TOKEN, annotations)).fetch()
+    assert [call[1] for call in sts.calls] == [role]
+
+
+def test_an_annotation_outside_the_policy_list_is_ignored():
+    sts = FakeStsApi()
+    source = ecr_source(sts=sts, pod_policy=policy(annotations=(ECR_ANNOTATION,)))
+    lookup_of(source, p=annotated(ROLE_B, name=ROLE_ANNOTATION)).fetch()
+    assert sts.calls == []
+
+
+@pytest.mark.parametrize(("policy_role", "env_role", "role"), [
+    pytest.param(ROLE_B, None, ROLE_B, id="policy-role"),
+    pytest.param(None, ROLE_C, ROLE_C, id="env-role"),
+    pytest.param(ROLE_B, ROLE_C, ROLE_B, id="policy-before-env"),
+])
+def test_without_an_annotation_the_policy_role_then_the_env_role_is_used(
+        policy_role: str | None, env_role: str | None, role: str):
+    sts = FakeStsApi()
+    env = {**ENV, ROLE_ENV: env_role} if env_role else ENV
+    source = ecr_source(sts=sts, env=env, pod_policy=policy(role_arn=policy_role))
+    lookup_of(source, p=pod()).fetch()
+    assert sts.calls == [("web_identity", role, "ecrcred-pods", TOKEN, "us-west-2", "aws")]
+
+
+def test_an_annotation_wins_over_the_policy_and_env_roles():
+    sts = FakeStsApi()
+    source = ecr_source(sts=sts, env={**ENV, ROLE_ENV: ROLE_C},
+                        pod_policy=policy(role_arn=ROLE_B))
+    lookup_of(source, p=annotated(ROLE_A)).fetch()
+    assert [call[1] for call in sts.calls] == [ROLE_A]
+
+
+def test_a_pod_role_wins_over_the_rule_role():
+    sts = FakeStsApi()
+    source = ecr_source(sts=sts, options=EcrOptions(role_arn=ROLE_B))
+    lookup_of(source, p=annotated(ROLE_A)).fetch()
+    assert [call[:2] for call in sts.calls] == [("web_identity", ROLE_A)]
+
+
+@pytest.mark.parametrize(("options", "calls"), [
+    pytest.param(EcrOptions(), [], id="node"),
+    pytest.param(EcrOptions(role_arn=ROLE_B),
+                 [("assume_role", ROLE_B, "ecrcred", None, "us-west-2", "aws")], id="rule-role"),
+])
+def test_no_pod_role_with_fallback_node_uses_the_node_identity(options: EcrOptions,
+                                                               calls: list[tuple[object, ...]]):
+    api, sts = FakeEcrApi(), FakeStsApi()
+    source = ecr_source(api=api, sts=sts, options=options, pod_policy=policy(fallback="node"))
+    lookup = lookup_of(source, p=pod(**{"example.com/unrelated": "x"}))
+    lookup.fetch()
+    assert sts.calls == calls
+    assert api.calls[0][1] == (sts.issued[0] if calls else None)
+    assert key_of(source, p=pod()) == key_of(source, p=None), "the same principal as no pod"
+
+
+@pytest.mark.parametrize("options", [EcrOptions(), EcrOptions(role_arn=ROLE_B)])
+def test_no_pod_role_with_fallback_deny_is_refused_before_any_call(options: EcrOptions):
+    api, sts = FakeEcrApi(), FakeStsApi()
+    source = ecr_source(api=api, sts=sts, options=options, pod_policy=policy(fallback="deny"))
+    with pytest.raises(IdentityDenied) as caught:
+        source.lookup(IMAGE, pod(**{ECR_ANNOTATION: "   "}))
+    error = caught.value
+    assert error.code == "IDENTITY_DENIED"
+    assert isinstance(error, CredentialError)
+    assert ECR_ANNOTATION in error.message
+    assert ROLE_ANNOTATION in error.message
+    assert "fallback: node" in error.hint
+    assert TOKEN not in error.one_line()
+    assert (api.calls, sts.calls) == ([], [])
+
+
+def test_fallback_deny_still_serves_a_pod_that_names_a_role():
+    sts = FakeStsApi()
+    source = ecr_source(sts=sts, pod_policy=policy(fallback="deny"))
+    lookup_of(source, p=annotated(ROLE_A)).fetch()
+    assert [call[1] for call in sts.calls] == [ROLE_A]
+
+
+def test_fallback_deny_applies_only_to_requests_that_carry_a_pod():
+    api = FakeEcrApi()
+    source = ecr_source(api=api, pod_policy=policy(fallback="deny", role_arn=ROLE_B))
+    lookup_of(source, p=None).fetch()
+    assert api.calls[0][1] is None
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param("puller", id="bare-name"),
+    pytest.param(f"arn:aws:iam::{ACCOUNT}:user/bob", id="user-arn"),
+    pytest.param("arn:aws:iam::12345:role/short-account", id="short-account"),
+    pytest.param("arn:aws:s3:::bucket/role", id="other-service"),
+    pytest.param(f"arn:aws:iam::{ACCOUNT}:role/", id="no-role-name"),
+    pytest.param(f"arn:aws:iam::{ACCOUNT}:role/a b", id="space-in-name"),
+    pytest.param(f"{ROLE_A},{ROLE_B}", id="two-arns"),
+    pytest.param(f"{ROLE_A}\nx", id="newline"),
+])
+def test_a_malformed_role_annotation_is_a_bad_role_error(value: str):
+    sts = FakeStsApi()
+    source = ecr_source(sts=sts)
+    with pytest.raises(CredentialError) as caught:
+        source.lookup(IMAGE, Pod(TOKEN, {ECR_ANNOTATION: value, ROLE_ANNOTATION: ROLE_B}))
+    error = caught.value
+    assert error.code == "BAD_ROLE"
+    assert ECR_ANNOTATION in error.message
+    assert "arn:<partition>:iam::<account>:role/<name>" in error.hint
+    assert TOKEN not in error.one_line()
+    assert sts.calls == []
+
+
+def test_a_malformed_role_annotation_is_quoted_at_most_200_characters():
+    value = "x" * 5000
+    with pytest.raises(CredentialError) as caught:
+        ecr_source().lookup(IMAGE, annotated(value))
+    assert "x" * 200 in caught.value.message
+    assert "x" * 201 not in caught.value.message
+
+
+# -- cache keys: a token only ever goes back to the identity it was issued to ----------------
+
+def test_different_pod_roles_have_different_cache_keys():
+    source = ecr_source()
+    assert key_of(source, annotated(ROLE_A)) != key_of(source, annotated(ROLE_B))
+
+
+def test_the_same_role_for_different_service_accounts_has_different_cache_keys():
+    source = ecr_source()
+    first = annotated(ROLE_A, token=jwt(sub="system:serviceaccount:team:puller"))
+    second = annotated(ROLE_A, token=jwt(sub="system:serviceaccount:other:puller"))
+    third = annotated(ROLE_A, token=jwt(sub="system:serviceaccount:team:puller",
+                                        iss="https://oidc.other-cluster.example"))
+    keys = {key_of(source, p) for p in (first, second, third)}
+    assert len(keys) == 3
+
+
+def test_a_rotated_token_of_the_same_service_account_keeps_the_cache_key():
+    source = ecr_source()
+    first = annotated(ROLE_A, token=jwt())
+    rotated = annotated(ROLE_A, token=jwt(iat=int(T0) + 1800, exp=int(T0) + 5400,
+                                          jti="4a0b1e5d-rotated"))
+    assert first.token != rotated.token
+    assert key_of(source, first) == key_of(source, rotated)
+
+
+def test_an_unreadable_token_is_keyed_by_its_digest():
+    source = ecr_source()
+    first = key_of(source, annotated(ROLE_A, token="opaque-token-one"))
+    again = key_of(source, annotated(ROLE_A, token="opaque-token-one"))
+    second = key_of(source, annotated(ROLE_A, token="opaque-token-two"))
+    readable = key_of(source, annotated(ROLE_A))
+    assert first == again
+    assert len({first, second, readable}) == 3
+
+
+def test_node_assumed_role_and_pod_role_identities_all_differ():
+    node = key_of(ecr_source())
+    assumed = key_of(ecr_source(options=EcrOptions(role_arn=ROLE_A)))
+    web = key_of(ecr_source(), annotated(ROLE_A))
+    assert len({node.identity, assumed.identity, web.identity}) == 3
+    assert node.registry == assumed.registry == web.registry == f"ecr:{HOST}"
+
+
+@pytest.mark.parametrize("options", [
+    pytest.param(EcrOptions(role_arn=ROLE_A, external_id="another-external-id"),
+                 id="external-id"),
+    pytest.param(EcrOptions(role_arn=ROLE_A, external_id=EXTERNAL_ID, session_name="other"),
+                 id="session-name"),
+    pytest.param(EcrOptions(role_arn=ROLE_A), id="no-external-id"),
+    pytest.param(EcrOptions(role_arn=ROLE_B, external_id=EXTERNAL_ID), id="role"),
+])
+def test_each_part_of_an_assumed_role_partitions_the_cache(options: EcrOptions):
+    base = EcrOptions(role_arn=ROLE_A, external_id=EXTERNAL_ID)
+    assert key_of(ecr_source(options=options)) != key_of(ecr_source(options=base))
+
+
+def test_the_pod_identity_key_also_depends_on_the_node_environment():
+    other_env = {**ENV, "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:5000"}
+    assert (key_of(ecr_source(), annotated(ROLE_A))
+            != key_of(ecr_source(env=other_env), annotated(ROLE_A)))
+
+
+@pytest.mark.parametrize("p", [
+    pytest.param(annotated(ROLE_A), id="jwt"),
+    pytest.param(annotated(ROLE_A, token="opaque-service-account-token-value"), id="opaque"),
+])
+def test_no_secret_reaches_the_cache_key_or_the_description(p: Pod):
+    options = EcrOptions(role_arn=ROLE_B, external_id=EXTERNAL_ID)
+    lookups = [lookup_of(ecr_source(options=options), p=p),
+               lookup_of(ecr_source(options=options), p=None)]
+    signature = p.token.rsplit(".", 1)[-1]
+    for lookup in lookups:
+        key = lookup.cache_key
+        assert key is not None
+        for text in (key.registry, key.identity, key.digest, repr(key), lookup.describe):
+            assert p.token not in text
+            assert signature not in text
+            assert EXTERNAL_ID not in text
+    assert p.token not in repr(p)
+
+
+def test_assumed_credentials_are_registered_as_secrets():
+    log, sts = RecordingLogger(), FakeStsApi()
+    lookup_of(ecr_source(sts=sts, log=log, options=EcrOptions(role_arn=ROLE_A))).fetch()
+    (issued,) = sts.issued
+    assert issued.secret_access_key in log.secrets
+    assert issued.session_token in log.secrets
+    assert "ecr-password-value" in log.secrets
+
+
+def test_pod_credentials_are_registered_as_secrets():
+    log, sts = RecordingLogger(), FakeStsApi()
+    lookup_of(ecr_source(sts=sts, log=log), p=annotated(ROLE_A)).fetch()
+    (issued,) = sts.issued
+    assert {issued.secret_access_key, issued.session_token} <= set(log.secrets)
+    assert all(TOKEN not in message for _level, message in log.lines)
+
+
+def test_an_sts_failure_reaches_the_caller_and_ecr_is_not_called():
+    api = FakeEcrApi()
+    sts = FakeStsApi(error=AwsError("sts:AssumeRoleWithWebIdentity failed: AccessDenied"))
+    lookup = lookup_of(ecr_source(api=api, sts=sts), p=annotated(ROLE_A))
+    with pytest.raises(AwsError):
+        lookup.fetch()
+    assert api.calls == []
+
+
+# -- token_subject ----------------------------------------------------------------------------
+
+def test_token_subject_reads_issuer_and_subject_of_a_service_account_jwt():
+    assert token_subject(TOKEN) == f"iss {ISSUER} sub system:serviceaccount:team:puller"
+
+
+def test_token_subject_reads_claims_that_need_base64url_and_padding():
+    # "?>" encodes to "/" and "+" in standard base64: the payload must be read as base64url.
+    for filler in ("", "?", "??>", "???>>", "????>>>"):
+        token = jwt(note=filler * 7)
+        payload = token.split(".")[1]
+        assert "=" not in payload
+        assert token_subject(token) == f"iss {ISSUER} sub system:serviceaccount:team:puller"
+    assert any(c in jwt(note="??>" * 7).split(".")[1] for c in "-_")
+
+
+def _claims_token(claims: object) -> str:
+    return f"{b64url(b'{}')}.{b64url(json.dumps(claims).encode())}.sig"
+
+
+@pytest.mark.parametrize("token", [
+    pytest.param("", id="empty"),
+    pytest.param("not-a-jwt", id="no-dots"),
+    pytest.param("a.b", id="two-parts"),
+    pytest.param(f"{TOKEN}.extra", id="four-parts"),
+    pytest.param("a.!!!!.c", id="payload-not-base64"),
+    pytest.param(f"a.{b64url(b'not json')}.c", id="payload-not-json"),
+    pytest.param(f"a.{b64url(bytes([0xFF, 0xFE, 0x7B]))}.c", id="payload-not-utf8"),
+    pytest.param(_claims_token(["iss", "sub"]), id="claims-a-list"),
+    pytest.param(_claims_token("iss sub"), id="claims-a-string"),
+    pytest.param(_claims_token({"iss": ISSUER}), id="no-sub"),
+    pytest.param(_claims_token({"sub": "system:serviceaccount:a:b"}), id="no-iss"),
+    pytest.param(_claims_token({"iss": ISSUER, "sub": ""}), id="empty-sub"),
+    pytest.param(_claims_token({"iss": ISSUER, "sub": 42}), id="sub-not-a-string"),
+    pytest.param(_claims_token({"iss": ["x"], "sub": "s"}), id="iss-not-a-string"),
+])
+def test_token_subject_falls_back_to_a_digest_for_unreadable_tokens(token: str):
+    subject = token_subject(token)
+    assert subject == f"token-digest {sha256_hex(token.encode())[:32]}"
+    assert re.fullmatch(r"token-digest [0-9a-f]{32}", subject)
+    assert subject_label(subject) == "a service account whose token has no readable subject"
+
+
+def test_token_subject_digests_differ_per_token():
+    assert token_subject("garbage-one") != token_subject("garbage-two")
+
+
+def test_subject_label_is_the_service_account_for_a_readable_token():
+    assert subject_label(token_subject(TOKEN)) == "system:serviceaccount:team:puller"
+
+
+def test_an_unreadable_token_is_described_without_its_digest_or_text():
+    token = "opaque-service-account-token-value"
+    lookup = lookup_of(ecr_source(), p=annotated(ROLE_A, token=token))
+    assert "no readable subject" in lookup.describe
+    assert sha256_hex(token.encode())[:32] not in lookup.describe
+
+
+# -- BotoStsApi, through botocore's Stubber ----------------------------------------------------
+
+EXPIRATION = datetime.datetime(2023, 11, 14, 23, 13, 20, tzinfo=datetime.UTC)
+STS_CREDENTIALS = {"AccessKeyId": "ASIAEXAMPLESTUBBED01", "SecretAccessKey": "stub-secret-key",
+                   "SessionToken": "stub-session-token", "Expiration": EXPIRATION}
+
+
+class StubbedStsApi(BotoStsApi):
+    """BotoStsApi with one client kept for a Stubber (the real one builds a client per call),
+    remembering which region each call asked for."""
+
+    def __init__(self) -> None:
+        super().__init__({"PATH": "/usr/bin"})
+        self.client = super()._client("us-west-2")
+        self.regions: list[str] = []
+
+    def _client(self, region: str) -> Any:
+        self.regions.append(region)
+        return self.client
+
+
+@pytest.fixture
+def sts_api() -> StubbedStsApi:
+    leaked = sorted(name for name in os.environ if name.startswith("AWS_ENDPOINT_URL"))
+    assert leaked == [], f"unset {leaked}: botocore would route these tests through them"
+    return StubbedStsApi()
+
+
+@pytest.mark.parametrize(("region", "endpoint"), [
+    ("us-west-2", "https://sts.us-west-2.amazonaws.com"),
+    ("cn-north-1", "https://sts.cn-north-1.amazonaws.com.cn"),
+    ("us-gov-west-1", "https://sts.us-gov-west-1.amazonaws.com"),
+])
+def test_boto_sts_uses_the_regional_endpoint_of_the_registry_region(region: str, endpoint: str):
+    leaked = sorted(name for name in os.environ if name.startswith("AWS_ENDPOINT_URL"))
+    assert leaked == []
+    client = BotoStsApi({"PATH": "/usr/bin"})._client(region)
+    assert client.meta.endpoint_url == endpoint
+    assert client.meta.region_name == region
+    assert client.meta.config.retries["mode"] == "standard"
+
+
+def test_boto_assume_role_passes_the_external_id_and_returns_the_credentials(
+        sts_api: StubbedStsApi):
+    with Stubber(sts_api.client) as stub:
+        stub.add_response("assume_role", {"Credentials": STS_CREDENTIALS},
+                          expected_params={"RoleArn": ROLE_A, "RoleSessionName": "node-pull",
+                                           "ExternalId": EXTERNAL_ID})
+        got = sts_api.assume_role(ROLE_A, "node-pull", EXTERNAL_ID, "cn-north-1", "aws-cn")
+        stub.assert_no_pending_responses()
+    assert got == AwsCredentials("ASIAEXAMPLESTUBBED01", "stub-secret-key", "stub-session-token",
+                                 EXPIRATION.timestamp())
+    assert sts_api.regions == ["cn-north-1"]
+    assert "stub-secret-key" not in repr(got)
+
+
+@pytest.mark.parametrize("external_id", [None, ""])
+def test_boto_assume_role_sends_no_external_id_when_none_is_given(
+        sts_api: StubbedStsApi, external_id: str | None):
+    with Stubber(sts_api.client) as stub:
+        stub.add_response("assume_role", {"Credentials": STS_CREDENTIALS},
+                          expected_params={"RoleArn": ROLE_A, "RoleSessionName": "ecrcred"})
+        sts_api.assume_role(ROLE_A, "ecrcred", external_id, "us-west-2", "aws")
+        stub.assert_no_pending_responses()
+
+
+def test_boto_assume_role_with_web_identity_passes_the_token(sts_api: StubbedStsApi):
+    with Stubber(sts_api.client) as stub:
+        stub.add_response("assume_role_with_web_identity", {"Credentials": STS_CREDENTIALS},
+                          expected_params={"RoleArn": ROLE_A, "RoleSessionName": "ecrcred-pods",
+                                           "WebIdentityToken": TOKEN})
+        got = sts_api.assume_role_with_web_identity(ROLE_A, "ecrcred-pods", TOKEN,
+                                                    "us-gov-west-1", "aws-us-gov")
+        stub.assert_no_pending_responses()
+    assert got.access_key_id == "ASIAEXAMPLESTUBBED01"
+    assert got.expiration == EXPIRATION.timestamp()
+    assert sts_api.regions == ["us-gov-west-1"]
+
+
+def _assume(api: BotoStsApi) -> AwsCredentials:
+    return api.assume_role(ROLE_A, "ecrcred", EXTERNAL_ID, "us-west-2", "aws")
+
+
+def _assume_web(api: BotoStsApi) -> AwsCredentials:
+    return api.assume_role_with_web_identity(ROLE_A, "ecrcred", TOKEN, "us-west-2", "aws")
+
+
+@pytest.mark.parametrize(("operation", "call", "who"), [
+    pytest.param("assume_role", _assume, "the node's AWS identity", id="assume-role"),
+    pytest.param("assume_role_with_web_identity", _assume_web, "the pod's service account",
+                 id="web-identity"),
+])
+def test_boto_sts_access_denied_names_the_trust_policy_and_no_secret(
+        sts_api: StubbedStsApi, operation: str, call, who: str):
+    with Stubber(sts_api.client) as stub:
+        stub.add_client_error(operation, "AccessDenied",
+                              f"Not authorized to perform sts:{operation}")
+        with pytest.raises(AwsError) as caught:
+            call(sts_api)
+    error = caught.value
+    assert error.code == "AWS_ACCESS_DENIED"
+    assert ROLE_A in error.message
+    assert "AccessDenied" in error.message
+    assert "trust policy" in error.hint
+    assert who in error.hint
+    assert ROLE_A in error.hint
+    line = error.one_line()
+    assert TOKEN not in line
+    assert TOKEN.split(".")[1] not in line
+    assert EXTERNAL_ID not in line
+
+
+def test_boto_sts_rejected_token_points_at_the_oidc_provider(sts_api: StubbedStsApi):
+    with Stubber(sts_api.client) as stub:
+        stub.add_client_error("assume_role_with_web_identity", "InvalidIdentityToken",
+                              "No OpenIDConnect provider found in your account")
+        with pytest.raises(AwsError) as caught:
+            _assume_web(sts_api)
+    assert caught.value.code == "AWS_INVALID_IDENTITY_TOKEN"
+    assert "OIDC provider" in caught.value.hint
+    assert TOKEN not in caught.value.one_line()
+
+
+@pytest.mark.parametrize(("operation", "call", "reply"), [
+    pytest.param("assume_role", _assume, {}, id="assume-role-no-credentials"),
+    pytest.param("assume_role_with_web_identity", _assume_web, {}, id="web-no-credentials"),
+    pytest.param("assume_role", _assume, {"AssumedRoleUser": {
+        "AssumedRoleId": "AROAEXAMPLE:ecrcred", "Arn": f"{ROLE_A}/ecrcred"}},
+        id="assume-role-user-only"),
+])
+def test_boto_sts_reply_without_credentials_is_an_aws_error(
+        sts_api: StubbedStsApi, operation: str, call, reply: dict[str, Any]):
+    with Stubber(sts_api.client) as stub:
+        stub.add_response(operation, reply)
+        with pytest.raises(AwsError) as caught:
+            call(sts_api)
+    assert caught.value.code == "AWS_EMPTY"
+    assert "AWS_ENDPOINT_URL_STS" in caught.value.hint
+
+
+def test_the_ecr_source_hands_the_pod_token_to_sts_and_its_credentials_to_ecr(
+        sts_api: StubbedStsApi):
+    api = FakeEcrApi()
+    source = EcrSource(api, ENV, FakeClock(), RecordingLogger(), sts=sts_api,
+                       pod_policy=policy())
+    lookup = lookup_of(source, p=annotated(ROLE_B))
+    with Stubber(sts_api.client) as stub:
+        stub.add_response("assume_role_with_web_identity", {"Credentials": STS_CREDENTIALS},
+                          expected_params={"RoleArn": ROLE_B, "RoleSessionName": "ecrcred-pods",
+                                           "WebIdentityToken": TOKEN})
+        lookup.fetch()
+        stub.assert_no_pending_responses()
+    ((_registry, who),) = api.calls
+    assert who is not None
+    assert (who.access_key_id, who.secret_access_key, who.session_token) == (
+        "ASIAEXAMPLESTUBBED01", "stub-secret-key", "stub-session-token")
