@@ -82,7 +82,8 @@ class SourceFactory:
             self._runner = SubprocessRunner()
         return HelperSource(name, self._runner, self._env, self._clock, self._log,
                             timeout=timeout,
-                            cache_duration=cache_duration or DEFAULT_UNCACHED_DURATION)
+                            cache_duration=(DEFAULT_UNCACHED_DURATION if cache_duration is None
+                                            else cache_duration))
 
     def source(self, rule: Rule) -> CredentialSource:
         if rule.position not in self._sources:
@@ -93,7 +94,8 @@ class SourceFactory:
         from ecrcred.sources import DEFAULT_UNCACHED_DURATION
 
         o = rule.options
-        duration = rule.cache_duration or DEFAULT_UNCACHED_DURATION
+        duration = (DEFAULT_UNCACHED_DURATION if rule.cache_duration is None
+                    else rule.cache_duration)
         if rule.source == "ecr":
             return self._ecr(o)
         if rule.source == "static":

@@ -66,7 +66,10 @@ def load_config(setting: Setting, state_dir: str | None, log: Logger) -> Config:
     if state_dir is not None:
         compiled = _read_compiled(os.path.join(state_dir, name), path, stamp)
         if compiled is not None:
-            return from_compiled(compiled, path, setting.origin)
+            try:
+                return from_compiled(compiled, path, setting.origin)
+            except (KeyError, TypeError, ValueError):  # a layout from another build: redo it
+                log.debug(f"compiled copy of {path} has another layout; validating again")
     compiled = _compile(path)
     if state_dir is not None:
         body = json.dumps({"format": COMPILED_FORMAT, "version": __version__, "path": path,

@@ -10,6 +10,7 @@ unknown or duplicated fields rejected. Every error names the file, the field pat
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -46,7 +47,9 @@ def _duration(value: Any) -> int:
     seconds = parse_go_duration(value)  # ValueError with the kubelet's wording
     if seconds < 0:
         raise ValueError("a duration must not be negative")
-    return int(seconds)
+    # Whole seconds, rounded up: "500ms" must not become 0, which the kubelet reads as "do not
+    # cache" and a timeout as "no time at all".
+    return math.ceil(seconds)
 
 
 def _matching(pattern: re.Pattern[str], expected: str, *, echo: bool = True) -> Any:
