@@ -291,9 +291,23 @@ def _pull_sandbox(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, 
 
 
 def _version() -> int:
+    """The version, and for the shipped artifact the build facts ``build/build`` embedded."""
+    import json
     import platform
 
-    frozen = "pyinstaller" if getattr(sys, "frozen", False) else "python package"
-    sys.stdout.write(f"ecrcred {__version__} ({frozen}, Python {platform.python_version()}, "
+    info: dict[str, str] = {}
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_build_info.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        pass
+    frozen = getattr(sys, "frozen", False)
+    if frozen and info:
+        how = (f"pyinstaller {info.get('mode', '?')}, commit {info.get('commit', '?')}, built "
+               f"{info.get('built', '?')}")
+    else:
+        how = "pyinstaller" if frozen else "python package"
+    sys.stdout.write(f"ecrcred {__version__} ({how}, Python {platform.python_version()}, "
                      f"{platform.machine()})\n")
     return EXIT_OK
