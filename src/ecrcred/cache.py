@@ -19,7 +19,6 @@ path of ``get-credentials`` must stay cheap.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import stat
@@ -215,6 +214,8 @@ class FileCache:
         return _Lock(fd)
 
     def _acquire(self, fd: int, key: CacheKey) -> None:
+        import fcntl  # only on a miss: a cache hit never locks (a .so load per exec saved)
+
         give_up = self._clock.monotonic() + self._lock_timeout
         delay = 0.002
         while True:

@@ -12,14 +12,15 @@ them and becomes a ``DeadlineExceeded`` when it leaves the ``deadline`` block.
 
 from __future__ import annotations
 
-import signal
-
 from ecrcred.errors import DeadlineExceeded
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
+    import signal
     from types import FrameType, TracebackType
+else:  # the C module: signal.py builds enums of every signal at import, ~1 ms per kubelet exec
+    import _signal as signal
 
 
 class Expired(BaseException):

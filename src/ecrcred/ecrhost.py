@@ -58,12 +58,8 @@ DKR_PARTS = {
     "dkr-ecr-fips": (True, True),
 }
 
-_PRIVATE = re.compile(
-    r"(?P<account>\d{12})\.(?P<dkr>dkr\.ecr|dkr\.ecr-fips|dkr-ecr|dkr-ecr-fips)\."
-    r"(?P<region>[a-z0-9-]+)\.(?P<suffix>"
-    + "|".join(re.escape(s) for s in sorted(PARTITIONS, key=len, reverse=True))
-    + r")"
-)
+_DIGITS = frozenset("0123456789")
+_REGION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
 class EcrRegistry(Record):
@@ -85,6 +81,15 @@ class EcrRegistry(Record):
         """The botocore service name that issues this registry's tokens."""
         return "ecr-public" if self.public else "ecr"
 
+    def describe(self) -> str:
+        """For messages: which registry, account, region and endpoint variant."""
+        if self.public:
+            return f"ECR Public registry {self.host}"
+        variant = " ".join(v for v, on in (("FIPS", self.fips), ("dual-stack", self.dualstack))
+                           if on)
+        return (f"ECR registry {self.host} (account {self.account}, region "
+                f"{self.region}{', ' + variant if variant else ''})")
+
 
 def parse_ecr_host(host: str) -> EcrRegistry | None:
     """The ECR registry a host names, or None when the host is not an ECR host."""
@@ -92,19 +97,30 @@ def parse_ecr_host(host: str) -> EcrRegistry | None:
         return EcrRegistry(
             host, None, PUBLIC_API_REGION, "aws", fips=False, dualstack=PUBLIC_HOSTS[host]
         )
-    m = _PRIVATE.fullmatch(host)
-    if m is None:
+    # <12-digit account>.<dkr part>.<region>.<partition suffix>, read label by label: cheaper
+    # on every kubelet exec than compiling one big regex, and no less strict.
+    labels = host.split(".")
+    if len(labels) < 5 or len(labels[0]) != 12 or not _DIGITS.issuperset(labels[0]):
         return None
-    partition = PARTITIONS[m["suffix"]]
-    fips, dualstack = DKR_PARTS[m["dkr"]]
+    if labels[1] == "dkr" and labels[2] in ("ecr", "ecr-fips"):
+        dkr, region, suffix = f"dkr.{labels[2]}", labels[3], ".".join(labels[4:])
+    elif labels[1] in ("dkr-ecr", "dkr-ecr-fips"):
+        dkr, region, suffix = labels[1], labels[2], ".".join(labels[3:])
+    else:
+        return None
+    if not region or not _REGION_CHARS.issuperset(region) or suffix not in PARTITIONS:
+        return None
+    account = labels[0]
+    partition = PARTITIONS[suffix]
+    fips, dualstack = DKR_PARTS[dkr]
     if dualstack != partition.dualstack or (fips and not partition.fips):
         return None
-    if not re.fullmatch(partition.region, m["region"]):
+    if not re.fullmatch(partition.region, region):
         return None
     name = partition.name
-    if name == "aws" and m["region"].startswith("us-gov-"):
+    if name == "aws" and region.startswith("us-gov-"):
         name = "aws-us-gov"  # GovCloud shares the commercial domains
-    return EcrRegistry(host, m["account"], m["region"], name, fips, dualstack)
+    return EcrRegistry(host, account, region, name, fips, dualstack)
 
 
 def private_host(account: str, region: str, *, fips: bool = False, dualstack: bool = False) -> str:

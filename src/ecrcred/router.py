@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ecrcred.config.rules import Config, Rule
+    from ecrcred.ecrhost import EcrRegistry
     from ecrcred.seams import Clock, CredentialSource, EcrApi, Logger, Runner, StsApi
     from ecrcred.sources import Lookup, Pod
+    from ecrcred.sources.aws import AuthorizationData, AwsCredentials
     from ecrcred.sources.ecr import EcrSource
 
 MAX_MIRROR_HOPS = 4
@@ -54,10 +56,9 @@ class SourceFactory:
 
     def _apis(self) -> tuple[EcrApi, StsApi]:
         if self._ecr_api is None or self._sts_api is None:
-            from ecrcred.sources.aws import BotoEcrApi, BotoStsApi
-
-            self._ecr_api = self._ecr_api or BotoEcrApi(self._env, self._aws_timeout)
-            self._sts_api = self._sts_api or BotoStsApi(self._env, self._aws_timeout)
+            lazy = _LazyAws(self._env, self._aws_timeout)
+            self._ecr_api = self._ecr_api or lazy
+            self._sts_api = self._sts_api or lazy
         return self._ecr_api, self._sts_api
 
     def _ecr(self, options: Mapping[str, object] | None) -> EcrSource:
@@ -116,6 +117,42 @@ class SourceFactory:
             return self.helper(o["name"], timeout=float(o["timeout"]), cache_duration=duration)
         raise ConfigError(f"{rule.name}: unknown source {rule.source!r}",
                           hint="this config was compiled by another ecrcred version; touch it")
+
+
+class _LazyAws:
+    """``EcrApi`` and ``StsApi`` that import ``sources.aws`` (and boto3) at the first real call:
+    a cache hit builds an ECR source but never calls AWS."""
+
+    def __init__(self, env: Mapping[str, str], timeout: float) -> None:
+        self._env = env
+        self._timeout = timeout
+        self._ecr: EcrApi | None = None
+        self._sts: StsApi | None = None
+
+    def get_authorization_token(self, registry: EcrRegistry,
+                                credentials: AwsCredentials | None) -> AuthorizationData:
+        if self._ecr is None:
+            from ecrcred.sources.aws import BotoEcrApi
+
+            self._ecr = BotoEcrApi(self._env, self._timeout)
+        return self._ecr.get_authorization_token(registry, credentials)
+
+    def _sts_api(self) -> StsApi:
+        if self._sts is None:
+            from ecrcred.sources.aws import BotoStsApi
+
+            self._sts = BotoStsApi(self._env, self._timeout)
+        return self._sts
+
+    def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
+                    region: str, partition: str) -> AwsCredentials:
+        return self._sts_api().assume_role(role_arn, session_name, external_id, region,
+                                           partition)
+
+    def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
+                                      region: str, partition: str) -> AwsCredentials:
+        return self._sts_api().assume_role_with_web_identity(role_arn, session_name, token,
+                                                             region, partition)
 
 
 class Router:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ecrcred import ecrhost
 from ecrcred.ecrhost import PARTITIONS, EcrRegistry, parse_ecr_host, private_host
 
 A = "123456789012"
@@ -160,3 +165,28 @@ def test_private_host_builds_the_host_and_parse_ecr_host_reads_it_back(
     assert registry is not None
     assert (registry.account, registry.region, registry.fips, registry.dualstack) == (
         A, region, fips, dualstack)
+
+
+# The host parser reads labels instead of compiling one big regex (a cost on every kubelet
+# exec); this is the regex it replaced, kept here as the reference it must agree with.
+_REFERENCE = re.compile(
+    r"(?P<account>[0-9]{12})\.(?P<dkr>dkr\.ecr|dkr\.ecr-fips|dkr-ecr|dkr-ecr-fips)\."
+    r"(?P<region>[a-z0-9-]+)\.(?P<suffix>"
+    + "|".join(re.escape(s) for s in sorted(ecrhost.PARTITIONS, key=len, reverse=True)) + r")"
+)
+_LABELS = st.sampled_from(["123456789012", "12345678901", "dkr", "ecr", "ecr-fips", "dkr-ecr",
+                           "dkr-ecr-fips", "dkr.ecr", "us-west-2", "cn-north-1", "us-gov-east-1",
+                           "eusc-de-east-1", "us-iso-east-1", "amazonaws", "com", "cn", "on",
+                           "aws", "amazonwebservices", "eu", "x", "", "US-WEST-2", "evil"])
+
+
+@given(st.lists(_LABELS, min_size=1, max_size=8))
+def test_host_parser_agrees_with_the_reference_regex_on_shape(labels: list[str]):
+    host = ".".join(labels)
+    m = _REFERENCE.fullmatch(host)
+    parsed = ecrhost.parse_ecr_host(host)
+    if m is None:
+        assert parsed is None or host in ecrhost.PUBLIC_HOSTS
+    elif parsed is not None:
+        assert (parsed.account, parsed.region) == (m["account"], m["region"])
+        assert (parsed.fips, parsed.dualstack) == ecrhost.DKR_PARTS[m["dkr"]]

@@ -45,15 +45,6 @@ class AwsCredentials(Record):
         return f"AwsCredentials(access_key_id={self.access_key_id!r}, secret=<redacted>)"
 
 
-def describe(registry: EcrRegistry) -> str:
-    if registry.public:
-        return f"ECR Public registry {registry.host}"
-    variant = " ".join(v for v, on in (("FIPS", registry.fips), ("dual-stack", registry.dualstack))
-                       if on)
-    return (f"ECR registry {registry.host} (account {registry.account}, region "
-            f"{registry.region}{', ' + variant if variant else ''})")
-
-
 def _config(env: Mapping[str, str], timeout: float, region: str, *, fips: bool = False,
             dualstack: bool = False) -> Any:
     from botocore.config import Config
@@ -138,7 +129,7 @@ class BotoEcrApi:
 
     def get_authorization_token(self, registry: EcrRegistry,
                                 credentials: AwsCredentials | None = None) -> AuthorizationData:
-        what = f"{registry.api}:GetAuthorizationToken for {describe(registry)}"
+        what = f"{registry.api}:GetAuthorizationToken for {registry.describe()}"
 
         def call() -> Any:
             client = self._client(registry, credentials)

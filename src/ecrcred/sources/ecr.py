@@ -26,7 +26,6 @@ from ecrcred.ecrhost import parse_ecr_host, private_host
 from ecrcred.errors import ConfigError, CredentialError, IdentityDenied, TokenDecodeError
 from ecrcred.imageref import registry_host
 from ecrcred.sources import Lookup
-from ecrcred.sources.aws import describe
 from ecrcred.tokens import Token, token_expiry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
@@ -146,7 +145,7 @@ class EcrSource:
             registry=f"{registry.api}:{registry.host}",
             identity=identity_digest(self._env, principal.key),
         )
-        what = describe(registry)
+        what = registry.describe()
         if principal is not NODE:
             what = f"{what} as {principal.describe}"
         return Lookup(
