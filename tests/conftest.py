@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,3 +57,38 @@ def kubelet_env(aws: AwsStandIn, tmp_path: Path) -> dict[str, str]:
         **aws.env(),
         "ECRCRED_CACHE_DIR": str(tmp_path / "cache"),
     }
+
+
+# -- the shipped artifact ----------------------------------------------------------------------
+# Built once per session with build/build (a no-op when dist/ already holds a build of the same
+# sources). The build is part of the test run on purpose: CI must prove that a clean checkout
+# produces an artifact that works with no Python on the machine. A failed build fails the tests.
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+
+
+@pytest.fixture(scope="session")
+def artifact_dir() -> Path:
+    """``dist/ecrcred/``: the executable ``ecrcred`` and its ``_internal/`` folder."""
+    result = subprocess.run([str(ROOT / "build" / "build")], cwd=ROOT, capture_output=True,
+                            text=True, timeout=900, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"build/build failed (exit {result.returncode}):\n{result.stderr[-4000:]}",
+                    pytrace=False)
+    directory = ROOT / "dist" / "ecrcred"
+    assert (directory / "ecrcred").is_file()
+    return directory
+
+
+@pytest.fixture(scope="session")
+def artifact_tarball(artifact_dir: Path) -> Path:
+    """``dist/ecrcred-<version>-linux-<arch>.tar.gz``, the same directory packed."""
+    (tarball,) = sorted(artifact_dir.parent.glob("ecrcred-*-linux-*.tar.gz"))
+    return tarball
+
+
+@pytest.fixture(scope="session")
+def artifact_bin(artifact_dir: Path) -> str:
+    return str(artifact_dir / "ecrcred")

@@ -629,17 +629,6 @@ def test_the_script_is_valid_posix_sh():
 # --- the image, replayed without a container engine ----------------------------------------------
 
 @pytest.fixture(scope="session")
-def artifact_dir() -> Path:
-    """dist/ecrcred from build/build (a no-op when dist/ already holds these sources' build)."""
-    result = subprocess.run([str(ROOT / "build" / "build")], cwd=ROOT, capture_output=True,
-                            text=True, timeout=900, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"build/build failed (exit {result.returncode}):\n{result.stderr[-4000:]}",
-                    pytrace=False)
-    return ROOT / "dist" / "ecrcred"
-
-
-@pytest.fixture(scope="session")
 def image_root(artifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The image's files: each COPY of the Dockerfile replayed into a directory."""
     root = tmp_path_factory.mktemp("image")
