@@ -38,11 +38,11 @@ class Provider(NamedTuple):
     args: tuple[str, ...]
 
 
-class _StrictLoader(yaml.SafeLoader):
+class StrictLoader(yaml.SafeLoader):
     """YAML that rejects duplicated keys, as the kubelet's strict decoder does."""
 
 
-def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def _mapping(loader: StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
@@ -53,13 +53,13 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     return loader.construct_mapping(node)
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
 def load(text: str) -> tuple[Any, list[str]]:
     """Parse YAML or JSON strictly; return the document and any parse errors."""
     try:
-        return yaml.load(text, Loader=_StrictLoader), []  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=StrictLoader), []  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         return None, [f"not valid YAML/JSON: {' '.join(str(exc).split())}"]
 

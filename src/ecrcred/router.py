@@ -74,17 +74,13 @@ class SourceFactory:
             self._default_ecr = self._ecr(None)
         return self._default_ecr
 
-    def helper(self, name: str, timeout: float = 5.0,
-               cache_duration: int | None = None) -> CredentialSource:
-        from ecrcred.sources import DEFAULT_UNCACHED_DURATION
+    def helper(self, name: str, cache_duration: int, timeout: float = 5.0) -> CredentialSource:
         from ecrcred.sources.helper import HelperSource, SubprocessRunner
 
         if self._runner is None:
             self._runner = SubprocessRunner()
         return HelperSource(name, self._runner, self._env, self._clock, self._log,
-                            timeout=timeout,
-                            cache_duration=(DEFAULT_UNCACHED_DURATION if cache_duration is None
-                                            else cache_duration))
+                            timeout=timeout, cache_duration=cache_duration)
 
     def source(self, rule: Rule) -> CredentialSource:
         if rule.position not in self._sources:
@@ -111,10 +107,10 @@ class SourceFactory:
             return DockerConfigSource(
                 o["paths"], root_dir=o["kubelet_root_dir"], cwd=self._cwd,
                 home=self._env.get("HOME") or None,
-                helpers=lambda name: self.helper(name, cache_duration=duration),
+                helpers=lambda name: self.helper(name, duration),
                 clock=self._clock, log=self._log, cache_duration=duration)
         if rule.source == "credentialHelper":
-            return self.helper(o["name"], timeout=float(o["timeout"]), cache_duration=duration)
+            return self.helper(o["name"], duration, timeout=float(o["timeout"]))
         raise ConfigError(f"{rule.name}: unknown source {rule.source!r}",
                           hint="this config was compiled by another ecrcred version; touch it")
 

@@ -84,3 +84,16 @@ def token_expiry(
     if lifetime <= 0:
         return fetched_at + UNTRUSTED_EXPIRY_LIFETIME, False
     return fetched_at + lifetime, True
+
+
+def split_basic_auth(encoded: str) -> tuple[str, str] | None:
+    """``(user, password)`` from base64 ``user:password``, split at the first colon (ECR tokens
+    and docker config ``auth`` fields alike); None when it is not that."""
+    import base64  # only when a token is decoded: never on a cache hit
+
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except ValueError:  # binascii.Error and UnicodeDecodeError both are
+        return None
+    username, colon, password = decoded.partition(":")
+    return (username, password) if colon else None

@@ -30,10 +30,11 @@ from ecrcred.config import API_VERSION, DEFAULT_ROLE_ANNOTATIONS, KIND
 from ecrcred.errors import ConfigError
 from ecrcred.imageref import parses_as_url
 from ecrcred.kubelet import parse_go_duration
-from ecrcred.kubeletconfig import _StrictLoader
+from ecrcred.kubeletconfig import StrictLoader
+from ecrcred.sources.ecr import ROLE_ARN_PATTERN
 
 SOURCES = ("ecr", "static", "dockerConfig", "credentialHelper", "mirrorOf")
-_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_ROLE_ARN = re.compile(ROLE_ARN_PATTERN)
 _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
 _REGION = re.compile(r"[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}")
@@ -200,7 +201,7 @@ def compile_text(text: str, path: str) -> dict[str, Any]:
     """Validate a config file's text and return its compiled form (plain JSON values), or raise
     ConfigError naming the file, the field and what is expected."""
     try:
-        doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

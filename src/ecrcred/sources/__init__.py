@@ -15,6 +15,7 @@ the pod's own identity), ``static`` (a username and a password from a file or th
 from __future__ import annotations
 
 from ecrcred._record import Record
+from ecrcred.tokens import Token
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from ecrcred.cache import CacheKey
-    from ecrcred.tokens import Token
+    from ecrcred.seams import Clock
 
 # How long the kubelet may keep an answer that did not come from a token API (static passwords,
 # docker config files, credential helpers): short, so that a rotated secret is picked up soon,
@@ -52,3 +53,17 @@ class Lookup(Record):
     # True when the answer holds only for images under a path of the host (a rule or a docker
     # config key with a path): the response is then keyed by image, not by registry.
     per_image: bool = False
+
+
+def fixed_lookup(auth_key: str, username: str, password: str, *, describe: str, duration: int,
+                 clock: Clock, per_image: bool = False) -> Lookup:
+    """The answer of a source whose secret is not a token (static, docker config, helper): never
+    stored in our token cache (``cache_key`` None: the secret already lives somewhere), kept by
+    the kubelet for ``duration`` seconds. The caller registers the password with the logger."""
+    now = clock.time()
+    token = Token(username, password, now + duration, now)
+
+    def fetch() -> Token:  # a closure, not a partial: a partial's repr would show the secret
+        return token
+
+    return Lookup(auth_key, None, fetch, describe, duration, per_image)

@@ -16,16 +16,21 @@ must see an edited file. Nothing read here is ever copied into the token cache.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import stat
 
 from ecrcred._record import Record
 from ecrcred.errors import DockerConfigError
-from ecrcred.imageref import DOCKER_HUB, glob_match, normalize_auth_key, registry_host
+from ecrcred.imageref import (
+    DOCKER_HUB,
+    glob_host_match,
+    glob_match,
+    normalize_auth_key,
+    registry_host,
+)
 from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Lookup
-from ecrcred.tokens import Token
+from ecrcred.tokens import Token, split_basic_auth
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
@@ -206,15 +211,11 @@ def _entry(path: str, key: str, entry: object) -> tuple[str, str] | None:
 
 def _decode_auth(path: str, key: str, auth: str) -> tuple[str, str]:
     """Split base64 ``user:password`` at the first colon, as the kubelet's keyring does."""
-    try:
-        decoded = base64.b64decode(auth, validate=True).decode("utf-8")
-    except ValueError:  # binascii.Error and UnicodeDecodeError both are
-        decoded = ""
-    username, colon, password = decoded.partition(":")
-    if not colon:
+    pair = split_basic_auth(auth)
+    if pair is None:
         raise _Unusable(path, f'has an entry "{key}" whose "auth" is not base64 of '
                               "username:password")
-    return username, password
+    return pair
 
 
 def _cred_helpers(path: str, value: object) -> dict[str, str]:
@@ -275,11 +276,10 @@ def _per_image(config: DockerConfig, key: str, image: str) -> bool:
     that matches this image's has one (a registry-keyed answer would reach that path too)."""
     if "/" in key:
         return True
-    host = registry_host(image)
     hub = is_default_registry(image)
     for other in config.auths:
         other_host, slash, _ = other.partition("/")
-        if slash and (glob_match(other_host, host)
+        if slash and (glob_host_match(other, image)
                       or (hub and other_host in (DOCKER_HUB, DOCKER_HUB_INDEX))):
             return True
     return False
@@ -369,7 +369,7 @@ class DockerConfigSource:
         clock = self._clock
         duration = self._cache_duration
 
-        def fetch() -> Token:
+        def fetch() -> Token:  # unlike fixed_lookup's, this token lives from when it is fetched
             now = clock.time()
             return Token(username, password, expires_at=now + duration, fetched_at=now)
 

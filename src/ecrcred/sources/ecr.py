@@ -26,7 +26,7 @@ from ecrcred.ecrhost import parse_ecr_host, private_host
 from ecrcred.errors import ConfigError, CredentialError, IdentityDenied, TokenDecodeError
 from ecrcred.imageref import registry_host
 from ecrcred.sources import Lookup
-from ecrcred.tokens import Token, token_expiry
+from ecrcred.tokens import Token, split_basic_auth, token_expiry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
@@ -234,10 +234,14 @@ class EcrSource:
         return Token(username, password, expires_at, fetched_at)
 
 
+# An IAM role ARN in any partition; the config schema checks roleArn fields with the same one.
+ROLE_ARN_PATTERN = r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}"
+
+
 def _is_role_arn(value: str) -> bool:
     import re
 
-    return re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", value) is not None
+    return re.fullmatch(ROLE_ARN_PATTERN, value) is not None
 
 
 def token_subject(token: str) -> str:
@@ -267,15 +271,8 @@ def subject_label(subject: str) -> str:
 
 def decode_token(token: str, registry: EcrRegistry) -> tuple[str, str]:
     """Split base64 ``user:password`` at the first colon; TokenDecodeError if it is not that."""
-    import base64  # only on a cache miss
-    import binascii
-
-    try:
-        decoded = base64.b64decode(token, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        decoded = ""
-    username, sep, password = decoded.partition(":")
-    if not sep or not username or not password:
+    username, password = split_basic_auth(token) or ("", "")
+    if not username or not password:
         raise TokenDecodeError(
             f"{registry.api} returned an authorization token for {registry.host} that is not "
             "base64 of user:password",

@@ -18,8 +18,7 @@ import os
 
 from ecrcred.errors import HelperFailed, HelperNotInstalled
 from ecrcred.imageref import DOCKER_HUB, registry_host
-from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Lookup
-from ecrcred.tokens import Token
+from ecrcred.sources import DEFAULT_UNCACHED_DURATION, fixed_lookup
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from ecrcred.seams import Clock, Logger, Runner, RunResult
-    from ecrcred.sources import Pod
+    from ecrcred.sources import Lookup, Pod
 
 PROGRAM_PREFIX = "docker-credential-"
 # What docker sends for Docker Hub: the v1 index URL, for historical reasons (cli/config).
@@ -314,17 +313,6 @@ class HelperSource:
         username, secret = answer
         self._log.add_secret(secret)
         self._log.debug(f"{self._program} answered for {server}")
-        fetched_at = self._clock.time()
-        duration = self._cache_duration
-
-        def fetch() -> Token:  # a closure, not a partial: a partial's repr would show the secret
-            return Token(username, secret, fetched_at + duration, fetched_at)
-
-        return Lookup(
-            auth_key=host,
-            cache_key=None,
-            fetch=fetch,
-            describe=f"credential helper {self._program} for {server}",
-            cache_duration=duration,
-            per_image=False,
-        )
+        return fixed_lookup(host, username, secret,
+                            describe=f"credential helper {self._program} for {server}",
+                            duration=self._cache_duration, clock=self._clock)

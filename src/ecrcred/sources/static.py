@@ -15,8 +15,7 @@ import stat
 
 from ecrcred.errors import SecretFileError
 from ecrcred.imageref import registry_host
-from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Lookup
-from ecrcred.tokens import Token
+from ecrcred.sources import DEFAULT_UNCACHED_DURATION, fixed_lookup
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ecrcred.seams import Clock, Logger
-    from ecrcred.sources import Pod
+    from ecrcred.sources import Lookup, Pod
 
 MAX_SECRET_BYTES = 64 * 1024
 
@@ -52,16 +51,12 @@ class StaticSource:
     def lookup(self, image: str, pod: Pod | None) -> Lookup:
         password = self._read_password()
         self._log.add_secret(password)
-        now = self._clock.time()
-        token = Token(self._username, password, now + self._duration, now)
         host = registry_host(image)
-        return Lookup(
-            auth_key=host,
-            cache_key=None,
-            fetch=lambda: token,
+        return fixed_lookup(
+            host, self._username, password,
             describe=f"static credentials for {host} (user {self._username}, password from "
             f"{self.origin})",
-            cache_duration=self._duration,
+            duration=self._duration, clock=self._clock,
         )
 
     def _read_password(self) -> str:
