@@ -30,10 +30,13 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import NoReturn
 
+    from ecrcred.doctor import Options
+    from ecrcred.doctor.environment import Process
+    from ecrcred.router import Router
     from ecrcred.seams import Clock, CredentialSource, TokenCache
 
 DEFAULT_TIMEOUT = 30.0  # seconds; the kubelet SIGKILLs a plugin after 60
-COMMANDS = frozenset({"get-credentials", "pull-sandbox", "version"})
+COMMANDS = frozenset({"get-credentials", "pull-sandbox", "doctor", "version"})
 LOG_LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
 
 
@@ -109,6 +112,42 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--output", choices=("text", "json"), default="text",
                          help="one line per action, as text or JSON")
 
+    doctor = sub.add_parser(
+        "doctor", parents=[common, cache_opts],
+        help="explain and verify the whole pull path for an image (default: the sandbox image)",
+        description="Check, for one image, every step of a pull on this node: which rule and "
+        "credential source answer and whether a token is cached; whether the kubelet's "
+        "credential provider config would run ecrcred for it; containerd's registry config, "
+        "the CRI and the image on the node (present, pinned); the registry itself, reached as "
+        "containerd would (mirrors, CA files, auth, manifest, media types); and the "
+        "environment a systemd service without HOME gets. One line per check: ok, warn, fail "
+        "or skip, with the fix. Exit 0 when nothing fails, 1 when a check fails.",
+    )
+    doctor.add_argument("--image", default=None,
+                        help="the image to check (default: the sandbox image of containerd's "
+                        "config)")
+    doctor.add_argument("--containerd-config", default=None,
+                        help="containerd config (env ECRCRED_CONTAINERD_CONFIG; default "
+                        "/etc/containerd/config.toml)")
+    doctor.add_argument("--runtime-endpoint", default=None,
+                        help="CRI socket (env CONTAINER_RUNTIME_ENDPOINT; default "
+                        "unix:///run/containerd/containerd.sock)")
+    doctor.add_argument("--provider-config", default=None,
+                        help="the kubelet's --image-credential-provider-config (default: the "
+                        "running kubelet's flag, else /etc/kubernetes/ecrcred/"
+                        "provider-config.yaml)")
+    doctor.add_argument("--provider-bin-dir", default=None,
+                        help="the kubelet's --image-credential-provider-bin-dir (default: the "
+                        "running kubelet's flag, else /usr/libexec/kubernetes/kubelet-plugins/"
+                        "credential-provider/exec)")
+    doctor.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds each registry or runtime call may take (default 10)")
+    doctor.add_argument("--skip", action="append", default=[],
+                        choices=("credentials", "kubelet", "runtime", "registry", "environment"),
+                        help="leave out an area (repeatable)")
+    doctor.add_argument("--output", choices=("text", "json"), default="text",
+                        help="a line per check, or one JSON document for tools")
+
     sub.add_parser("version", parents=[common], help="print the version and build information")
     return parser
 
@@ -134,6 +173,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return _get_credentials(args, env, log)
         if command == "pull-sandbox":
             return _pull_sandbox(args, env, log)
+        if command == "doctor":
+            return _doctor(args, env, log)
         if command == "version":
             return _version()
         raise UsageError(f"unknown command {command!r}", hint="see 'ecrcred --help'")
@@ -213,6 +254,11 @@ def _sources(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
              log: StderrLogger, clock: Clock, state_dir: str | None,
              aws_timeout: float) -> list[CredentialSource]:
     """The one source both commands ask: the config's rules, then ECR hosts."""
+    return [_router(args, env, log, clock, state_dir, aws_timeout)]
+
+
+def _router(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
+            log: StderrLogger, clock: Clock, state_dir: str | None, aws_timeout: float) -> Router:
     from ecrcred.config.load import config_setting, load_config
     from ecrcred.router import Router, SourceFactory
 
@@ -223,7 +269,7 @@ def _sources(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
     except OSError:  # the kubelet's working directory was removed under it
         cwd = "/"
     factory = SourceFactory(config, env, clock, log, cwd=cwd, aws_timeout=aws_timeout)
-    return [Router(factory, log)]
+    return Router(factory, log)
 
 
 def _pull_sandbox(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
@@ -288,6 +334,97 @@ def _pull_sandbox(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, 
         return EXIT_OK
     finally:
         runtime.close()
+
+
+def _doctor(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
+            log: StderrLogger) -> int:
+    from ecrcred.cache import NullCache
+    from ecrcred.clock import SystemClock
+    from ecrcred.cri.client import GrpcRuntime
+    from ecrcred.doctor import Collaborators, diagnose
+    from ecrcred.doctor.environment import processes
+    from ecrcred.doctor.registry import HttpClient
+    from ecrcred.doctor.report import render_json, render_text
+
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    clock = SystemClock()
+    running = processes()
+    options, sandbox = _doctor_options(args, env, running)
+    try:
+        cache, state_dir = _token_cache(args, env, log, lock_timeout=args.timeout)
+    except EcrcredError as exc:
+        log.warning(f"{exc.one_line()}; checking without the token cache")
+        cache, state_dir = NullCache(), None
+    collaborators = Collaborators(
+        router=lambda: _router(args, env, log, clock, state_dir, aws_timeout=args.timeout),
+        cache=cache,
+        runtime=lambda: GrpcRuntime(options.runtime_endpoint, call_timeout=args.timeout),
+        http=HttpClient(), running=running, env=env, clock=clock, log=log)
+    report = diagnose(options, sandbox, collaborators)
+    text = render_json(report) if args.output == "json" else render_text(
+        report, verbose=getattr(args, "verbose", False))
+    sys.stdout.write(log.scrub(text))
+    sys.stdout.flush()
+    return 1 if report.failed else EXIT_OK
+
+
+def _doctor_options(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
+                    running: list[Process]) -> tuple[Options, str | None]:
+    """What to check and where things are: flags, then the running kubelet's own flags, then
+    the paths our packages install. Also the sandbox image containerd's config names."""
+    import platform
+    import shutil
+
+    from ecrcred import containerd_config
+    from ecrcred.cri.client import resolve_endpoint
+    from ecrcred.doctor import Options
+    from ecrcred.doctor.kubelet import (
+        BIN_DIR_FLAG,
+        CONFIG_FLAG,
+        DEFAULT_BIN_DIR,
+        DEFAULT_PROVIDER_CONFIG,
+        kubelet_flags,
+    )
+    from ecrcred.doctor.registry import goarch
+    from ecrcred.errors import ConfigError
+    from ecrcred.settings import Setting
+
+    kubelet = next((p for p in running if p.name == "kubelet"), None)
+    flags = kubelet_flags(kubelet.cmdline) if kubelet else {}
+
+    def setting(value: str | None, flag: str, default: str) -> Setting:
+        if value is not None:
+            return Setting(value, f"flag --{flag.split('-', 4)[-1]}")
+        if kubelet is not None and flag in flags:
+            return Setting(flags[flag], f"the running kubelet's {flag} (pid {kubelet.pid})")
+        return Setting(default, "default")
+
+    containerd = pick("--containerd-config", args.containerd_config, env,
+                      "ECRCRED_CONTAINERD_CONFIG", containerd_config.DEFAULT_CONFIG)
+    sandbox = None
+    try:
+        found = containerd_config.load(containerd.value).sandbox_image
+        sandbox = found.value if found else None
+        origin = f"the sandbox image of {found.file}" if found else ""
+    except ConfigError:
+        origin = ""
+    image = args.image
+    if image is not None:
+        origin = "--image"
+    elif sandbox is not None:
+        image = sandbox
+    else:
+        raise UsageError(f"no --image given and {containerd.value} names no sandbox image",
+                         hint="pass --image IMAGE (or --containerd-config)")
+    self_path = sys.executable if getattr(sys, "frozen", False) else shutil.which("ecrcred")
+    return Options(
+        image=image, image_origin=origin, containerd_config=containerd,
+        runtime_endpoint=resolve_endpoint(args.runtime_endpoint, env),
+        provider_config=setting(args.provider_config, CONFIG_FLAG, DEFAULT_PROVIDER_CONFIG),
+        provider_bin_dir=setting(args.provider_bin_dir, BIN_DIR_FLAG, DEFAULT_BIN_DIR),
+        self_path=self_path, timeout=args.timeout, skip=frozenset(args.skip),
+        platform=("linux", goarch(platform.machine()))), sandbox
 
 
 def _version() -> int:

@@ -7,6 +7,11 @@ depends on the config version, and merges ``imports`` drop-ins in order, later f
 - version 2 (containerd 1.6, 1.7): ``[plugins."io.containerd.grpc.v1.cri"] sandbox_image``
 - version 1 (no ``version``): ``[plugins.cri] sandbox_image``
 
+It also answers "where would containerd's CRI send a pull for this host?" (``registry_hosts``):
+the ``<config_path>/<host>/hosts.toml`` mirrors and CA files, or the deprecated
+``registry.mirrors`` / ``registry.configs`` tables, then the host itself. ``doctor`` follows that
+list to reach the registry the way containerd would.
+
 Facts: shared/reference/containerd-cri.md. Parsing uses the standard library's tomllib.
 """
 
@@ -40,11 +45,22 @@ class Found(NamedTuple):
     version: int
 
 
+class LegacyHost(NamedTuple):
+    """The deprecated per-host CRI registry settings (``registry.mirrors`` / ``.configs``)."""
+
+    endpoints: tuple[str, ...]  # registry.mirrors."<host>".endpoint
+    ca_file: str | None  # registry.configs."<host>".tls.ca_file
+    skip_verify: bool  # registry.configs."<host>".tls.insecure_skip_verify
+    has_auth: bool  # registry.configs."<host>".auth is set (static credentials; never kept)
+    file: str
+
+
 class ContainerdConfig(NamedTuple):
     files: tuple[str, ...]  # every file read, in merge order
     sandbox_image: Found | None
     config_path: Found | None  # registry hosts directory (hosts.toml)
     has_mirrors: Found | None  # the deprecated registry.mirrors form (value: its hosts)
+    legacy: dict[str, LegacyHost] = {}  # noqa: RUF012 - NamedTuple default, never mutated
 
 
 def _dig(table: Any, path: tuple[str, ...]) -> Any:
@@ -53,6 +69,16 @@ def _dig(table: Any, path: tuple[str, ...]) -> Any:
             return None
         table = table[key]
     return table
+
+
+def _table(doc: Any, key: str) -> dict[str, Any]:
+    value = doc.get(key) if isinstance(doc, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _str(doc: dict[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    return value if isinstance(value, str) and value else None
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -88,6 +114,7 @@ def load(path: str = DEFAULT_CONFIG) -> ContainerdConfig:
     files: list[str] = []
     pending = [path]
     sandbox = config_path = mirrors = None
+    legacy: dict[str, LegacyHost] = {}
     while pending:
         current = pending.pop(0)
         if current in files:
@@ -113,8 +140,32 @@ def load(path: str = DEFAULT_CONFIG) -> ContainerdConfig:
             config_path = Found(registry["config_path"], current, version)
         if isinstance(registry.get("mirrors"), dict) and registry["mirrors"]:
             mirrors = Found(",".join(sorted(registry["mirrors"])), current, version)
+        legacy.update(_legacy_hosts(registry, current, legacy))
         pending += _imports(current, doc)
-    return ContainerdConfig(tuple(files), sandbox, config_path, mirrors)
+    return ContainerdConfig(tuple(files), sandbox, config_path, mirrors, legacy)
+
+
+def _legacy_hosts(registry: dict[str, Any], file: str,
+                  known: dict[str, LegacyHost]) -> dict[str, LegacyHost]:
+    """``registry.mirrors`` and ``registry.configs`` per host, merged over earlier files."""
+    mirrors = _table(registry, "mirrors")
+    configs = _table(registry, "configs")
+    out: dict[str, LegacyHost] = {}
+    for host in sorted(set(mirrors) | set(configs)):
+        before = known.get(host, LegacyHost((), None, False, False, file))
+        mirror = mirrors.get(host)
+        endpoint = mirror.get("endpoint") if isinstance(mirror, dict) else None
+        endpoints = before.endpoints
+        if isinstance(endpoint, list):
+            endpoints = tuple(e for e in endpoint if isinstance(e, str) and e)
+        config = _table(configs, host)
+        tls = _table(config, "tls")
+        ca_file = _str(tls, "ca_file") or before.ca_file
+        skip = tls.get("insecure_skip_verify") is True or before.skip_verify
+        auth = config.get("auth")
+        has_auth = before.has_auth or (isinstance(auth, dict) and any(auth.values()))
+        out[host] = LegacyHost(endpoints, ca_file or None, skip, has_auth, file)
+    return out
 
 
 def sandbox_image(path: str = DEFAULT_CONFIG) -> Found:
@@ -129,3 +180,113 @@ def sandbox_image(path: str = DEFAULT_CONFIG) -> Found:
             hint="pass --image, or set the sandbox image in containerd's config",
         )
     return config.sandbox_image
+
+
+# -- where a pull for a host goes ------------------------------------------------------------
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_SERVER = "https://registry-1.docker.io"
+ALL_CAPABILITIES = ("pull", "resolve", "push")
+
+
+class Endpoint(NamedTuple):
+    """One place containerd would try for a registry host, in order."""
+
+    url: str  # scheme://host[:port][/path]
+    capabilities: tuple[str, ...]
+    ca: tuple[str, ...]  # CA files to trust besides the system's
+    skip_verify: bool
+    override_path: bool  # the url's path replaces /v2
+    mirror: bool  # not the image's own host: containerd adds ?ns=<host> to its requests
+
+    @property
+    def pulls(self) -> bool:
+        return "pull" in self.capabilities
+
+
+class RegistryHosts(NamedTuple):
+    host: str
+    endpoints: tuple[Endpoint, ...]
+    origin: str  # the hosts.toml, the legacy table, or "no registry config for this host"
+    notes: tuple[str, ...]  # what in that config containerd would not do as written
+
+
+def default_server(host: str) -> str:
+    return DOCKER_HUB_SERVER if host == DOCKER_HUB else f"https://{host}"
+
+
+def _url_host(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    return rest.split("/", 1)[0]
+
+
+def _string_list(value: Any, field: str, notes: list[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        notes.append(f"{field} is a string; containerd 1.6 needs an array (\"{field} = "
+                     f"[\"{value}\"]\")")
+        return (value,)
+    if isinstance(value, list):
+        return tuple(v for v in value if isinstance(v, str))
+    return ()
+
+
+def _hosts_toml_endpoint(url: str, table: dict[str, Any], host: str,
+                         notes: list[str]) -> Endpoint:
+    if "://" not in url:
+        url = "https://" + url
+    capabilities = table.get("capabilities")
+    caps = (tuple(c for c in capabilities if isinstance(c, str))
+            if isinstance(capabilities, list) else ALL_CAPABILITIES)
+    return Endpoint(url.rstrip("/"), caps, _string_list(table.get("ca"), "ca", notes),
+                    table.get("skip_verify") is True, table.get("override_path") is True,
+                    _url_host(url) != host)
+
+
+def _host_dir(config_path: str, host: str) -> str | None:
+    for name in (host, "_default"):
+        directory = os.path.join(config_path, name)
+        if os.path.isdir(directory):
+            return directory
+    return None
+
+
+def registry_hosts(config: ContainerdConfig, host: str) -> RegistryHosts:
+    """Where containerd's CRI sends a pull for ``host``, in the order it tries them.
+
+    With ``config_path``: ``<config_path>/<host>/hosts.toml`` (or ``_default/``), its
+    ``[host."…"]`` entries in file order, then ``server`` (default ``https://<host>``); without a
+    hosts.toml, the directory's ``*.crt`` files are CAs for the host itself. Without
+    ``config_path``: the deprecated ``registry.mirrors`` endpoints, then the host itself.
+    """
+    notes: list[str] = []
+    own = default_server(host)
+    if config.config_path is not None:
+        directory = _host_dir(config.config_path.value, host)
+        if directory is None:
+            return RegistryHosts(host, (Endpoint(own, ALL_CAPABILITIES, (), False, False,
+                                                 False),),
+                                 f"no {os.path.join(config.config_path.value, host)}/hosts.toml",
+                                 ())
+        path = os.path.join(directory, "hosts.toml")
+        if not os.path.isfile(path):
+            cas = tuple(sorted(glob.glob(os.path.join(directory, "*.crt"))))
+            return RegistryHosts(host, (Endpoint(own, ALL_CAPABILITIES, cas, False, False,
+                                                 False),), f"{directory} (certificates only)", ())
+        doc = _read(path)
+        endpoints = [_hosts_toml_endpoint(url, table, host, notes)
+                     for url, table in _table(doc, "host").items() if isinstance(table, dict)]
+        server = _str(doc, "server") or own
+        endpoints.append(_hosts_toml_endpoint(server, doc, host, notes))
+        return RegistryHosts(host, tuple(endpoints), path, tuple(notes))
+    legacy = config.legacy.get(host)
+    if legacy is None:
+        return RegistryHosts(host, (Endpoint(own, ALL_CAPABILITIES, (), False, False, False),),
+                             "no registry config for this host", ())
+    ca = (legacy.ca_file,) if legacy.ca_file else ()
+    urls = list(legacy.endpoints)
+    if own not in urls:
+        urls.append(own)
+    endpoints = [Endpoint(url.rstrip("/"), ALL_CAPABILITIES, ca, legacy.skip_verify, False,
+                          _url_host(url) != host) for url in urls]
+    return RegistryHosts(host, tuple(endpoints),
+                         f'registry.mirrors/configs."{host}" in {legacy.file} (deprecated)', ())

@@ -162,21 +162,42 @@ class Router:
         self._log = log
 
     def lookup(self, image: str, pod: Pod | None = None) -> Lookup | None:
-        return self._lookup(image, pod, hops=0)
+        return self._lookup(image, pod, hops=0, trace=None)
 
-    def _lookup(self, image: str, pod: Pod | None, hops: int) -> Lookup | None:
-        for rule in candidates(self._config, image):
-            found = self._ask(rule, image, pod, hops)
+    def explain(self, image: str, pod: Pod | None = None) -> tuple[Lookup | None, list[str]]:
+        """``lookup``, and every step it took: each matching rule in precedence order and what
+        it said, then the built-in ECR source. For ``doctor``; never a secret."""
+        trace: list[str] = []
+        return self._lookup(image, pod, hops=0, trace=trace), trace
+
+    def _lookup(self, image: str, pod: Pod | None, hops: int,
+                trace: list[str] | None) -> Lookup | None:
+        rules = candidates(self._config, image)
+        if trace is not None:
+            where = self._config.path or "no config file"
+            trace.append(f"{image}: {len(rules)} of {len(self._config.rules)} rules of {where} "
+                         "match" + (" (most specific first: " + ", ".join(
+                             f"{r.name} {r.match!r}" for r in rules) + ")" if rules else ""))
+        for rule in rules:
+            found = self._ask(rule, image, pod, hops, trace)
             if found is not None:
                 self._log.debug(f"{image}: {rule.name} answers")
+                if trace is not None:
+                    trace.append(f"{rule.name} ({rule.source}) answers: {found.describe}")
                 return self._scoped(found, rule, image)
             self._log.debug(f"{image}: {rule.name} has nothing; trying the next rule")
+            if trace is not None:
+                trace.append(f"{rule.name} ({rule.source}) has nothing for {image}; next")
         found = self._factory.default_ecr().lookup(image, pod)
+        if trace is not None:
+            trace.append(f"built-in ECR source: {found.describe}" if found is not None else
+                         f"built-in ECR source: {registry_host(image)} is not an ECR host")
         if found is not None:
             return self._scoped(found, None, image)
         return None
 
-    def _ask(self, rule: Rule, image: str, pod: Pod | None, hops: int) -> Lookup | None:
+    def _ask(self, rule: Rule, image: str, pod: Pod | None, hops: int,
+             trace: list[str] | None) -> Lookup | None:
         host = registry_host(image)
         if rule.source == "mirrorOf":
             if hops >= MAX_MIRROR_HOPS:
@@ -186,7 +207,10 @@ class Router:
             target_base = str(rule.options["target"]).rstrip("/")
             repository = image.split("/", 1)[1] if "/" in image else ""
             target = f"{target_base}/{repository}" if repository else target_base
-            found = self._lookup(target, pod, hops + 1)
+            if trace is not None:
+                trace.append(f"{rule.name}: {host} mirrors {registry_host(target)}; asking for "
+                             f"{target}")
+            found = self._lookup(target, pod, hops + 1, trace)
             if found is None:
                 raise ConfigError(
                     f"{rule.name}: nothing gives credentials for the mirror target "

@@ -35,6 +35,12 @@ class ImageInfo(NamedTuple):
     pinned: bool
 
 
+class RuntimeVersion(NamedTuple):
+    name: str  # e.g. "containerd"
+    version: str  # e.g. "1.6.20~ds1"
+    api_version: str  # e.g. "v1"
+
+
 class Auth(NamedTuple):
     username: str
     password: str
@@ -96,6 +102,7 @@ class GrpcRuntime:
         ])
         # generated stubs are untyped; this class is their typed face
         self._cri = cri_api_pb2_grpc.ImageServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._runtime = cri_api_pb2_grpc.RuntimeServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._images = containerd_images_pb2_grpc.ImagesStub(self._channel)  # type: ignore[no-untyped-call]
         self._events = containerd_events_pb2_grpc.EventsStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = (("containerd-namespace", NAMESPACE),)
@@ -130,6 +137,16 @@ class GrpcRuntime:
         )
 
     # -- CRI ---------------------------------------------------------------------------------
+
+    def version(self) -> RuntimeVersion:
+        from ecrcred.cri._gen import cri_api_pb2 as cri
+
+        try:
+            reply = self._runtime.Version(cri.VersionRequest(version="v1"), timeout=self._timeout)
+        except self._grpc.RpcError as exc:
+            raise self._unreachable(exc, "ask its version") from None
+        return RuntimeVersion(reply.runtime_name, reply.runtime_version,
+                              reply.runtime_api_version)
 
     def image_status(self, image: str) -> ImageInfo | None:
         from ecrcred.cri._gen import cri_api_pb2 as cri

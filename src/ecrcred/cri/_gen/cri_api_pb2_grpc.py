@@ -224,3 +224,75 @@ class ImageService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class RuntimeServiceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Version = channel.unary_unary(
+                '/runtime.v1.RuntimeService/Version',
+                request_serializer=ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.VersionRequest.SerializeToString,
+                response_deserializer=ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.VersionResponse.FromString,
+                _registered_method=True)
+
+
+class RuntimeServiceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Version(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_RuntimeServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Version': grpc.unary_unary_rpc_method_handler(
+                    servicer.Version,
+                    request_deserializer=ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.VersionRequest.FromString,
+                    response_serializer=ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.VersionResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'runtime.v1.RuntimeService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('runtime.v1.RuntimeService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class RuntimeService:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Version(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/Version',
+            ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.VersionRequest.SerializeToString,
+            ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.VersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

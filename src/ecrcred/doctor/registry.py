@@ -1,0 +1,447 @@
+"""The registry, reached for real the way containerd's CRI would reach it.
+
+For each endpoint containerd would try for the image's host (hosts.toml mirrors with their CA
+files, then the server: ``containerd_config.registry_hosts``), in order, until one serves the
+manifest: ping ``/v2/``, follow its auth challenge (Basic, or Bearer through the token realm)
+with the credentials ecrcred resolved, fetch the manifest with the Accept list containerd sends,
+resolve an index to the node's platform, and judge the media types against what containerd
+versions unpack (seed ``002_…``: an ``application/octet-stream`` config fails on containerd 1.4;
+schema 1 is disabled in 2.0 and removed in 2.1).
+
+HTTP goes through the ``Http`` seam; ``HttpClient`` is the standard library's http.client with
+the CA files and skip_verify of the endpoint. Redirects are followed without the Authorization
+header when they leave the host. Nothing here prints a credential or a token.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from ecrcred.doctor.report import Check, fail, ok, warn
+
+if TYPE_CHECKING:
+    from ecrcred.containerd_config import Endpoint, RegistryHosts
+    from ecrcred.cri.client import RuntimeVersion
+    from ecrcred.imageref import ImageRef
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
+           "application/vnd.docker.distribution.manifest.v1+prettyjws")
+ACCEPT = ", ".join((DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX, "*/*"))
+IMAGE_CONFIGS = ("application/vnd.docker.container.image.v1+json",
+                 "application/vnd.oci.image.config.v1+json")
+OCTET_STREAM = "application/octet-stream"
+LAYERS = {
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": "",
+    "application/vnd.oci.image.layer.v1.tar": "",
+    "application/vnd.oci.image.layer.v1.tar+gzip": "",
+    "application/vnd.oci.image.layer.v1.tar+zstd": "zstd",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "foreign",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar": "foreign",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "foreign",
+}
+MAX_BODY = 4 << 20  # containerd refuses bigger manifests too
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+class HttpReply(NamedTuple):
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+class Http(Protocol):
+    def get(self, url: str, headers: dict[str, str], *, ca: tuple[str, ...], skip_verify: bool,
+            timeout: float) -> HttpReply:
+        """GET ``url``; raises OSError (ssl.SSLError included) when it cannot be reached."""
+        ...
+
+
+class HttpClient:
+    """``Http`` over http.client: the endpoint's CA files on top of the system's, as containerd
+    does, and at most three redirects."""
+
+    def get(self, url: str, headers: dict[str, str], *, ca: tuple[str, ...], skip_verify: bool,
+            timeout: float) -> HttpReply:
+        import http.client
+
+        for _ in range(4):
+            parts = urlsplit(url)
+            target = parts.path or "/"
+            if parts.query:
+                target += "?" + parts.query
+            connection: http.client.HTTPConnection
+            if parts.scheme == "https":
+                connection = http.client.HTTPSConnection(
+                    parts.netloc, timeout=timeout, context=_tls_context(ca, skip_verify))
+            else:
+                connection = http.client.HTTPConnection(parts.netloc, timeout=timeout)
+            try:
+                connection.request("GET", target, headers=headers)
+                response = connection.getresponse()
+                body = response.read(MAX_BODY)
+                reply = HttpReply(response.status,
+                                  {k.lower(): v for k, v in response.getheaders()}, body)
+            finally:
+                connection.close()
+            location = reply.headers.get("location")
+            if reply.status not in (301, 302, 303, 307, 308) or not location:
+                return reply
+            next_url = urljoin(url, location)
+            if urlsplit(next_url).netloc != parts.netloc:
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            url = next_url
+        return reply
+
+
+def _tls_context(ca: tuple[str, ...], skip_verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    for path in ca:
+        context.load_verify_locations(cafile=path)
+    if skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def goarch(machine: str) -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
+            "s390x": "s390x"}.get(machine, machine)
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``1.6.20~ds1`` -> (1, 6, 20); what cannot be read -> ()."""
+    found = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", version)
+    return tuple(int(x) for x in found.groups() if x is not None) if found else ()
+
+
+class Credentials(NamedTuple):
+    username: str
+    password: str
+    describe: str  # where they came from (never the secret)
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password=<redacted>, ...)"
+
+
+class _Failure(NamedTuple):
+    endpoint: str
+    kind: str  # "unreachable", "tls", "auth", "denied", "missing", "server"
+    detail: str
+
+
+class _Served(NamedTuple):
+    endpoint: Endpoint
+    auth: str  # how we got in: "anonymous", "Basic", "Bearer"
+    media_type: str
+    manifest: dict[str, Any]
+    headers: dict[str, str]
+    url: str
+    authorization: str | None  # the header that worked (a secret: never printed)
+
+
+class RegistryProbe:
+    """Walks the endpoints of one image as containerd would, and judges what it finds."""
+
+    def __init__(self, http: Http, timeout: float, platform: tuple[str, str],
+                 runtime: RuntimeVersion | None) -> None:
+        self._http = http
+        self._timeout = timeout
+        self._os, self._arch = platform
+        self._runtime = runtime
+        self._steps: list[str] = []
+
+    def check(self, ref: ImageRef, hosts: RegistryHosts,
+              creds: Credentials | None) -> list[Check]:
+        pulling = [e for e in hosts.endpoints if e.pulls]
+        failures: list[_Failure] = []
+        served = None
+        for endpoint in pulling:
+            served = self._manifest(endpoint, ref, ref.tag or ref.digest or "latest", hosts,
+                                    creds, failures)
+            if served is not None:
+                break
+        steps = tuple(self._steps)
+        route = " -> ".join(f"{e.url}{' (mirror)' if e.mirror else ''}" for e in pulling)
+        if served is None:
+            return self._no_endpoint(ref, hosts, creds, failures, route, steps)
+        who = (f"as {creds.username} (credentials from {creds.describe})" if creds else
+               "anonymously (no credentials)")
+        checks = [
+            ok("registry.endpoint", f"{served.endpoint.url} served {ref} ({route}; from "
+               f"{hosts.origin})", steps),
+            ok("registry.auth", f"{served.auth} auth accepted {who}" if served.auth != "anonymous"
+               else "the registry serves this image without credentials", steps),
+        ]
+        return checks + self._judge(ref, served, hosts, creds)
+
+    # -- reaching the manifest ---------------------------------------------------------------
+
+    def _api(self, endpoint: Endpoint) -> str:
+        return endpoint.url if endpoint.override_path else endpoint.url + "/v2"
+
+    def _get(self, endpoint: Endpoint, url: str, headers: dict[str, str]) -> HttpReply:
+        return self._http.get(url, headers, ca=endpoint.ca, skip_verify=endpoint.skip_verify,
+                              timeout=self._timeout)
+
+    def _manifest(self, endpoint: Endpoint, ref: ImageRef, reference: str, hosts: RegistryHosts,
+                  creds: Credentials | None, failures: list[_Failure]) -> _Served | None:
+        query = f"?ns={ref.host}" if endpoint.mirror else ""
+        url = f"{self._api(endpoint)}/{ref.repository}/manifests/{reference}{query}"
+        try:
+            ping = self._get(endpoint, self._api(endpoint) + "/", {})
+            self._steps.append(f"GET {self._api(endpoint)}/ -> {ping.status}")
+            headers = {"Accept": ACCEPT}
+            how = "anonymous"
+            authorization: str | None = None
+            challenge = ping.headers.get("www-authenticate", "")
+            if ping.status == 401:
+                how, authorization = self._authorize(endpoint, challenge, ref, creds, failures)
+                if authorization is None:
+                    return None
+                headers["Authorization"] = authorization
+            reply = self._get(endpoint, url, headers)
+            self._steps.append(f"GET {url} ({how}) -> {reply.status}")
+        except ssl.SSLError as exc:
+            failures.append(_Failure(endpoint.url, "tls", _tls_reason(exc)))
+            return None
+        except OSError as exc:  # socket errors and timeouts are OSErrors
+            failures.append(_Failure(endpoint.url, "unreachable", _os_reason(exc)))
+            return None
+        if reply.status == 200:
+            try:
+                manifest = json.loads(reply.body)
+            except ValueError:
+                failures.append(_Failure(endpoint.url, "server", "the manifest is not JSON"))
+                return None
+            media_type = (reply.headers.get("content-type", "").split(";")[0].strip()
+                          or str(manifest.get("mediaType", "")))
+            return _Served(endpoint, how, media_type, manifest, reply.headers, url,
+                           authorization)
+        failures.append(_classify(endpoint.url, reply, creds is not None))
+        return None
+
+    def _authorize(self, endpoint: Endpoint, challenge: str, ref: ImageRef,
+                   creds: Credentials | None,
+                   failures: list[_Failure]) -> tuple[str, str | None]:
+        scheme = challenge.split(" ", 1)[0].lower()
+        params = dict(_CHALLENGE.findall(challenge))
+        basic = (base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+                 if creds else None)
+        if scheme == "basic":
+            if basic is None:
+                failures.append(_Failure(endpoint.url, "auth", "it asks for Basic credentials "
+                                         "and no source gives any"))
+                return "Basic", None
+            return "Basic", f"Basic {basic}"
+        if scheme == "bearer" and params.get("realm"):
+            query = {"service": params.get("service", ""),
+                     "scope": f"repository:{ref.repository}:pull"}
+            token_url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urlencode(
+                {k: v for k, v in query.items() if v})
+            reply = self._http.get(token_url, {"Authorization": f"Basic {basic}"} if basic else {},
+                                   ca=endpoint.ca, skip_verify=endpoint.skip_verify,
+                                   timeout=self._timeout)
+            self._steps.append(f"GET {params['realm']} (token, "
+                               f"{'Basic' if basic else 'anonymous'}) -> {reply.status}")
+            token = None
+            if reply.status == 200:
+                try:
+                    body = json.loads(reply.body)
+                    token = body.get("token") or body.get("access_token")
+                except (ValueError, AttributeError):
+                    token = None
+            if not isinstance(token, str) or not token:
+                failures.append(_classify(endpoint.url, reply, creds is not None,
+                                          what="its token service"))
+                return "Bearer", None
+            return "Bearer", f"Bearer {token}"
+        failures.append(_Failure(endpoint.url, "auth", f"unknown auth challenge {challenge!r}"))
+        return scheme or "unknown", None
+
+    def _no_endpoint(self, ref: ImageRef, hosts: RegistryHosts, creds: Credentials | None,
+                     failures: list[_Failure], route: str, steps: tuple[str, ...]) -> list[Check]:
+        if not failures:
+            return [fail("registry.endpoint", f"no endpoint for {hosts.host} has the pull "
+                         f"capability ({hosts.origin})",
+                         'give the mirror capabilities = ["pull", "resolve"]')]
+        details = steps + tuple(f"{f.endpoint}: {f.kind}: {f.detail}" for f in failures)
+        first = failures[0]
+        tried = "; ".join(f"{f.endpoint}: {f.detail}" for f in failures)
+        if first.kind in ("auth", "denied"):
+            fix = (f"check what {creds.describe} gives" if creds else
+                   f"add a rule for {ref.host} to the ecrcred config (or, for ECR, let the "
+                   "node's role call ecr:GetAuthorizationToken)")
+            if first.kind == "denied":
+                fix = f"grant the identity of {creds.describe if creds else 'the node'} pull " \
+                      f"access (ecr:BatchGetImage, ecr:GetDownloadUrlForLayer) on {ref.repository}"
+            return [fail("registry.auth", f"{ref} was refused: {tried}", fix, details)]
+        if first.kind == "missing":
+            fix = f"check the tag, or push {ref} to {first.endpoint}"
+            if ref.host == "docker.io" and ref.repository.startswith("library/") and any(
+                    e.mirror for e in hosts.endpoints):
+                fix = ("this mirror must serve Docker Hub's library/ paths (seed 004): "
+                       "use a mirror that proxies docker.io, or the full path it serves")
+            return [ok("registry.endpoint", f"reached {route}", steps),
+                    fail("registry.manifest", f"no manifest for {ref}: {tried}", fix, details)]
+        if first.kind == "tls":
+            fix = (f"add the registry's CA file to ca = [\"...\"] for {first.endpoint} in "
+                   f"{hosts.origin}" if hosts.origin.endswith("hosts.toml") else
+                   f"give containerd the CA: a hosts.toml for {hosts.host} with ca = [\"...\"]")
+            return [fail("registry.endpoint", f"TLS to {first.endpoint} failed: {first.detail}",
+                         fix, details)]
+        return [fail("registry.endpoint", f"no endpoint served {ref}: {tried}",
+                     f"check the network path from this node to {route}", details)]
+
+    # -- judging what was served -------------------------------------------------------------
+
+    def _judge(self, ref: ImageRef, served: _Served, hosts: RegistryHosts,
+               creds: Credentials | None) -> list[Check]:
+        media_type, manifest = served.media_type, served.manifest
+        if media_type in SCHEMA1 or manifest.get("schemaVersion") == 1:
+            return [self._schema1(ref)]
+        described = f"{ref} is {_name(media_type)}"
+        if media_type in (DOCKER_LIST, OCI_INDEX) or "manifests" in manifest:
+            chosen = _platform(manifest, self._os, self._arch)
+            if chosen is None:
+                platforms = sorted({_platform_name(m.get("platform") or {})
+                                    for m in manifest.get("manifests", []) if isinstance(m, dict)})
+                return [fail("registry.manifest", f"{described} without {self._os}/{self._arch}"
+                             f" (it has: {', '.join(platforms) or 'nothing'})",
+                             f"push a {self._os}/{self._arch} image to {ref}")]
+            digest = str(chosen.get("digest", ""))
+            reply = self._http.get(
+                served.url.replace(f"/manifests/{ref.tag or ref.digest or 'latest'}",
+                                   f"/manifests/{digest}"),
+                {"Accept": ACCEPT, **({"Authorization": served.authorization}
+                                      if served.authorization else {})},
+                ca=served.endpoint.ca, skip_verify=served.endpoint.skip_verify,
+                timeout=self._timeout)
+            if reply.status != 200:
+                return [fail("registry.manifest", f"{described}; its {self._os}/{self._arch} "
+                             f"manifest {digest} answered HTTP {reply.status}",
+                             "re-push the image")]
+            manifest = json.loads(reply.body)
+            media_type = (reply.headers.get("content-type", "").split(";")[0]
+                          or str(manifest.get("mediaType", "")))
+            described += f"; {self._os}/{self._arch} is {digest} ({_name(media_type)})"
+        else:
+            described += f" ({served.headers.get('docker-content-digest', 'no digest header')})"
+        if media_type in SCHEMA1 or manifest.get("schemaVersion") == 1:
+            return [self._schema1(ref)]
+        return [ok("registry.manifest", described), self._media_types(ref, manifest)]
+
+    def _runtime_name(self) -> str:
+        if self._runtime is None:
+            return "the runtime (version unknown)"
+        return f"{self._runtime.name} {self._runtime.version}"
+
+    def _schema1(self, ref: ImageRef) -> Check:
+        version = version_tuple(self._runtime.version) if self._runtime else ()
+        message = (f"{ref} has a Docker schema 1 manifest: containerd 2.0 disables it and 2.1 "
+                   f"removed it; this node runs {self._runtime_name()}")
+        fix = f"re-push it as schema 2 or OCI (e.g. skopeo copy --format v2s2 ... {ref})"
+        if self._runtime and self._runtime.name == "containerd" and version >= (2, 0):
+            return fail("registry.manifest", message, fix)
+        return warn("registry.manifest", message, fix)
+
+    def _media_types(self, ref: ImageRef, manifest: dict[str, Any]) -> Check:
+        config = manifest.get("config")
+        if not isinstance(config, dict):
+            config = {}
+        config_type = str(config.get("mediaType", ""))
+        layers = [str(layer.get("mediaType", "")) for layer in manifest.get("layers") or []
+                  if isinstance(layer, dict)]
+        kinds = ", ".join(sorted(set(layers))) or "no layers"
+        found = f"config {config_type or '(none)'}; {len(layers)} layers: {kinds}"
+        name = self._runtime_name()
+        version = version_tuple(self._runtime.version) if self._runtime else ()
+        is_containerd = self._runtime is not None and self._runtime.name == "containerd"
+        if config_type == OCTET_STREAM:
+            message = (f"{ref}: {found}. An application/octet-stream config (Docker < 1.10 "
+                       "images) fails to unpack on containerd 1.4 (\"content digest ... not "
+                       "found\", seed 002); containerd 1.6.20 pulls it; this node runs "
+                       f"{name}")
+            fix = (f"rebuild {ref} with a current builder, or convert it "
+                   "(skopeo copy --format oci docker://SRC docker://DST)")
+            if is_containerd and version[:2] == (1, 4):
+                return fail("registry.media-types", message, fix)
+            return warn("registry.media-types", message, fix)
+        if config_type not in IMAGE_CONFIGS:
+            return fail("registry.media-types", f"{ref} is not a container image ({found})",
+                        "point the pod at a container image; OCI artifacts such as Helm charts "
+                        "cannot run")
+        unknown = [t for t in layers if t not in LAYERS]
+        if unknown:
+            return fail("registry.media-types", f"{ref}: layers of types containerd does not "
+                        f"unpack: {', '.join(sorted(set(unknown)))}",
+                        "rebuild the image with a current builder")
+        if any(LAYERS[t] == "zstd" for t in layers) and is_containerd and version < (1, 5):
+            return fail("registry.media-types", f"{ref}: zstd layers need containerd 1.5 or "
+                        f"newer; this node runs {name}", "push a gzip variant of the image")
+        if any(LAYERS[t] == "foreign" for t in layers):
+            return warn("registry.media-types", f"{ref}: {found}; foreign layers are fetched "
+                        "from URLs outside the registry", "make sure the node can reach them")
+        return ok("registry.media-types", f"{found}: {name} unpacks these")
+
+
+def _classify(endpoint: str, reply: HttpReply, had_creds: bool,
+              what: str = "the registry") -> _Failure:
+    error = ""
+    try:
+        errors = json.loads(reply.body).get("errors") or []
+        error = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors[:2])
+    except (ValueError, AttributeError, TypeError):
+        pass
+    said = f"{what} answered HTTP {reply.status}" + (f" ({error})" if error else "")
+    if reply.status == 401:
+        return _Failure(endpoint, "auth", said + (": the credentials were refused" if had_creds
+                                                  else ": it needs credentials"))
+    if reply.status == 403:
+        return _Failure(endpoint, "denied", said)
+    if reply.status == 404:
+        return _Failure(endpoint, "missing", said)
+    return _Failure(endpoint, "server", said)
+
+
+def _platform(index: dict[str, Any], os_name: str, arch: str) -> dict[str, Any] | None:
+    for entry in index.get("manifests") or []:
+        platform = entry.get("platform") if isinstance(entry, dict) else None
+        if isinstance(platform, dict) and platform.get("os") == os_name and platform.get(
+                "architecture") == arch:
+            return dict(entry)
+    return None
+
+
+def _platform_name(platform: dict[str, Any]) -> str:
+    name = f"{platform.get('os', '?')}/{platform.get('architecture', '?')}"
+    return name + (f"/{platform['variant']}" if platform.get("variant") else "")
+
+
+def _name(media_type: str) -> str:
+    return {DOCKER_MANIFEST: "a Docker schema 2 manifest", DOCKER_LIST: "a Docker manifest list",
+            OCI_MANIFEST: "an OCI manifest", OCI_INDEX: "an OCI image index"}.get(
+                media_type, f"a manifest of type {media_type or '(none)'}")
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate not trusted ({exc.verify_message})"
+    return " ".join(str(exc).split())
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name ({exc.strerror})"
+    return getattr(exc, "strerror", None) or " ".join(str(exc).split()) or type(exc).__name__

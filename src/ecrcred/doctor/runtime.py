@@ -1,0 +1,147 @@
+"""The container runtime's side: its registry config, and the image on the node.
+
+- ``runtime.containerd-config``: the config file and its imports, and the sandbox image it names.
+- ``runtime.registry-config``: where containerd's CRI sends a pull for the image's host: a
+  hosts.toml under ``config_path``, or the deprecated ``registry.mirrors`` form, which ``ctr``
+  ignores (seed ``004_…``) and which containerd refuses beside ``config_path``; static
+  ``registry.configs.auth`` credentials, which never refresh.
+- ``runtime.cri``: the CRI answers on the socket, and which runtime and version it is (the
+  registry check names versions in its verdicts).
+- ``runtime.sandbox-image`` / ``runtime.image``: the image is present; the sandbox image is
+  pinned (containerd's label), so the kubelet's image GC keeps it (seed ``001_…``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from ecrcred import containerd_config
+from ecrcred.containerd_config import ContainerdConfig, RegistryHosts, registry_hosts
+from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE
+from ecrcred.doctor.report import Check, fail, ok, skip, warn
+from ecrcred.ecrhost import parse_ecr_host
+from ecrcred.errors import ConfigError, RuntimeServiceError
+from ecrcred.imageref import parse_reference
+
+if TYPE_CHECKING:
+    from ecrcred.cri.client import ImageInfo, RuntimeVersion
+    from ecrcred.settings import Setting
+
+
+class Runtime(Protocol):
+    """What doctor asks the runtime (``cri.client.GrpcRuntime`` implements it)."""
+
+    def version(self) -> RuntimeVersion: ...
+    def image_status(self, image: str) -> ImageInfo | None: ...
+    def labels(self, name: str) -> dict[str, str] | None: ...
+
+
+def check_containerd_config(path: Setting, image: str, host: str,
+                            ) -> tuple[list[Check], ContainerdConfig | None, RegistryHosts]:
+    """``runtime.containerd-config`` and ``runtime.registry-config``; and the pull route."""
+    default = registry_hosts(ContainerdConfig((), None, None, None), host)
+    try:
+        config = containerd_config.load(path.value)
+    except ConfigError as exc:
+        if "does not exist" in exc.message:
+            return [skip("runtime.containerd-config", f"no containerd config at {path.value} "
+                         f"(from {path.origin}): pass --containerd-config on a containerd node"),
+                    skip("runtime.registry-config", "no containerd config to read")], None, default
+        return [fail("runtime.containerd-config", exc.message, exc.hint),
+                skip("runtime.registry-config", "the containerd config is unreadable")], None, \
+            default
+    sandbox = config.sandbox_image
+    said = (f"sandbox image {sandbox.value} (from {sandbox.file})" if sandbox else
+            "no sandbox image set: containerd uses its built-in default (registry.k8s.io/pause)")
+    checks = [ok("runtime.containerd-config", f"{', '.join(config.files)}: {said}")]
+    try:
+        hosts = registry_hosts(config, host)
+    except ConfigError as exc:
+        return [*checks, fail("runtime.registry-config", exc.message, exc.hint)], config, default
+    checks.append(_registry_config(config, hosts, image))
+    return checks, config, hosts
+
+
+def _registry_config(config: ContainerdConfig, hosts: RegistryHosts, image: str) -> Check:
+    route = " -> ".join(f"{e.url}{' (mirror)' if e.mirror else ''}" for e in hosts.endpoints)
+    details = tuple(f"{e.url}: capabilities {', '.join(e.capabilities)}; ca "
+                    f"{', '.join(e.ca) or 'system'}{'; skip_verify' if e.skip_verify else ''}"
+                    for e in hosts.endpoints)
+    if config.config_path is not None and config.has_mirrors is not None:
+        return fail("runtime.registry-config",
+                    f"{config.has_mirrors.file} sets the deprecated registry.mirrors "
+                    f"({config.has_mirrors.value}) and {config.config_path.file} sets "
+                    "config_path: containerd's CRI plugin refuses to load with both",
+                    "move each mirror to <config_path>/<host>/hosts.toml and delete the "
+                    "registry.mirrors tables", details)
+    legacy = config.legacy.get(hosts.host)
+    if legacy is not None and legacy.has_auth:
+        registry = parse_ecr_host(hosts.host)
+        why = ("an ECR token in it expired 12 hours after it was written" if registry else
+               "they never refresh and ctr ignores them")
+        return warn("runtime.registry-config",
+                    f"{legacy.file} holds static credentials for {hosts.host} "
+                    f"(registry.configs.\"{hosts.host}\".auth, deprecated): {why}",
+                    "remove them; ecrcred pull-sandbox gives the runtime fresh credentials "
+                    "through the CRI", details)
+    if config.has_mirrors is not None:
+        return warn("runtime.registry-config",
+                    f"{config.has_mirrors.file} uses the deprecated registry.mirrors form "
+                    f"({config.has_mirrors.value}); pulls of {image} go {route}. crictl and the "
+                    "kubelet use it, ctr ignores it (seed 004)",
+                    "set config_path and write <config_path>/<host>/hosts.toml instead "
+                    "(ctr then takes --hosts-dir <config_path>)", details)
+    if hosts.notes:
+        return warn("runtime.registry-config", f"{hosts.origin}: " + "; ".join(hosts.notes),
+                    "fix the file as the note says", details)
+    return ok("runtime.registry-config", f"pulls of {image} go {route} ({hosts.origin})",
+              details)
+
+
+def check_runtime(runtime: Runtime, endpoint: str, image: str,
+                  sandbox: str | None) -> tuple[list[Check], RuntimeVersion | None]:
+    """``runtime.cri``, then the image: present, and for the sandbox image pinned."""
+    try:
+        version = runtime.version()
+    except RuntimeServiceError as exc:
+        reason = "the CRI is not reachable (runtime.cri)"
+        return [fail("runtime.cri", exc.message, exc.hint),
+                skip("runtime.sandbox-image" if image == sandbox else "runtime.image",
+                     reason)], None
+    checks = [ok("runtime.cri", f"{version.name} {version.version} (CRI {version.api_version}) "
+                 f"at {endpoint}")]
+    try:
+        name = str(parse_reference(image))
+        info = runtime.image_status(name)
+        labels = runtime.labels(name) if info is not None else None
+    except ValueError as exc:
+        return [*checks, fail("runtime.image", str(exc), "pass a valid --image")], version
+    except RuntimeServiceError as exc:
+        return [*checks, fail("runtime.image", exc.message, exc.hint)], version
+    if image != sandbox:
+        state = f"present ({info.id[:19]})" if info else "not present (the kubelet pulls it)"
+        return [*checks, ok("runtime.image", f"{image} is {state}")], version
+    if info is None:
+        return [*checks, fail(
+            "runtime.sandbox-image", f"the sandbox image {image} is not on this node: every "
+            "new pod needs the runtime to pull it, without credentials (seed 001: 401 "
+            "until someone pulls it by hand)",
+            "run 'ecrcred pull-sandbox', and enable ecrcred-sandbox.service and "
+            "ecrcred-sandbox-watch.service")], version
+    pinned = info.pinned or (labels or {}).get(PINNED_LABEL) == PINNED_VALUE
+    if not pinned:
+        return [*checks, warn(
+            "runtime.sandbox-image", f"the sandbox image {image} is present but not pinned: "
+            "the kubelet's image GC may delete it (seed 001)",
+            "run 'ecrcred pull-sandbox' (it pins it), and enable "
+            "ecrcred-sandbox-watch.service to put it back after any removal")], version
+    if info.pinned:
+        return [*checks, ok("runtime.sandbox-image", f"the sandbox image {image} is present "
+                            "and pinned (the CRI reports it pinned)")], version
+    return [*checks, warn(
+        "runtime.sandbox-image", f"the sandbox image {image} is present with label "
+        f"{PINNED_LABEL}={PINNED_VALUE}, but {version.name} {version.version} does not report "
+        "label pins through the CRI (containerd < 1.6.25 / 1.7.10), so the kubelet's image GC "
+        "may still delete it",
+        "keep ecrcred-sandbox-watch.service running (it puts the image back within seconds), "
+        "or upgrade containerd")], version
