@@ -282,11 +282,16 @@ def registry_hosts(config: ContainerdConfig, host: str) -> RegistryHosts:
     if legacy is None:
         return RegistryHosts(host, (Endpoint(own, ALL_CAPABILITIES, (), False, False, False),),
                              "no registry config for this host", ())
-    ca = (legacy.ca_file,) if legacy.ca_file else ()
     urls = list(legacy.endpoints)
     if own not in urls:
         urls.append(own)
-    endpoints = [Endpoint(url.rstrip("/"), ALL_CAPABILITIES, ca, legacy.skip_verify, False,
-                          _url_host(url) != host) for url in urls]
+    endpoints = []
+    for url in urls:
+        # registry.configs."<host>".tls is keyed by the endpoint's own host, mirrors included.
+        tls = config.legacy.get(_url_host(url))
+        ca = (tls.ca_file,) if tls is not None and tls.ca_file else ()
+        endpoints.append(Endpoint(url.rstrip("/"), ALL_CAPABILITIES, ca,
+                                  tls is not None and tls.skip_verify, False,
+                                  _url_host(url) != host))
     return RegistryHosts(host, tuple(endpoints),
                          f'registry.mirrors/configs."{host}" in {legacy.file} (deprecated)', ())

@@ -71,7 +71,9 @@ def _registry_config(config: ContainerdConfig, hosts: RegistryHosts, image: str)
         return fail("runtime.registry-config",
                     f"{config.has_mirrors.file} sets the deprecated registry.mirrors "
                     f"({config.has_mirrors.value}) and {config.config_path.file} sets "
-                    "config_path: containerd's CRI plugin refuses to load with both",
+                    "config_path: containerd's CRI plugin does not load (\"invalid plugin "
+                    "config: `mirrors` cannot be set when `config_path` is provided\"), so no "
+                    "pod can start",
                     "move each mirror to <config_path>/<host>/hosts.toml and delete the "
                     "registry.mirrors tables", details)
     legacy = config.legacy.get(hosts.host)
