@@ -20,6 +20,7 @@ import pytest
 from tests.e2e.conftest import ECR_HOST, REGISTRY_PASSWORD, REGISTRY_USER, SANDBOX_IMAGE
 from tests.support.processes import Process
 from tests.support.registry import OCI_INDEX, OCTET_STREAM
+from tests.support.token_registry import TokenRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 LEGACY_IMAGE = f"{ECR_HOST}/legacy/app:1"
@@ -232,6 +233,52 @@ server = "https://127.0.0.1:1"
     assert endpoint["status"] == "fail"
     assert "certificate not trusted" in endpoint["message"]
     assert "ca = [" in endpoint["fix"] and "hosts.toml" in endpoint["fix"]
+
+
+# -- Bearer token auth, as Docker Hub and most hosted registries ---------------------------------
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory) -> TokenRegistry:
+    reg = TokenRegistry(tmp_path_factory.mktemp("treg"), username=REGISTRY_USER,
+                        password="token-registry-password")
+    try:
+        reg.push_test_image("team/app", "1")
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.mark.parametrize("password", ["token-registry-password", "not-the-password"])
+def test_bearer_auth_goes_through_the_token_realm_with_our_credentials(
+        ecrcred_bin, containerd, token_registry, node, tmp_path, password):
+    host = "hub.corp.example"
+    write_hosts(containerd.certs_dir, host, f"""server = "https://127.0.0.1:1"
+[host."https://{token_registry.host}"]
+  capabilities = ["pull", "resolve"]
+  ca = ["{token_registry.cert_path}"]
+""")
+    env = {**node["env"], **static_rule(tmp_path, host, password)}
+    image = f"{host}/team/app:1"
+    asked = len(token_registry.token_server.requests)
+    code, report, out, err = doctor(ecrcred_bin, containerd, node, "--image", image,
+                                    "--skip", "kubelet", env=env)
+    checks = by_id(report)
+    assert password not in out + err
+    scopes = [r["scope"] for r in token_registry.token_server.requests[asked:]]
+    assert "repository:team/app:pull" in scopes
+    if password == "not-the-password":
+        assert checks["registry.auth"]["status"] == "fail"
+        assert "token service answered HTTP 401" in checks["registry.auth"]["message"]
+        return
+    assert checks["registry.auth"]["status"] == "ok", checks
+    assert checks["registry.auth"]["message"].startswith("Bearer auth accepted as AWS")
+    assert checks["registry.manifest"]["status"] == "ok"
+    # containerd itself takes the same path with the credentials pull-sandbox hands it.
+    pulled = subprocess.run([ecrcred_bin, "pull-sandbox", "--image", image, "--no-pin",
+                             "--runtime-endpoint", containerd.endpoint],
+                            env=env, capture_output=True, timeout=60, check=False)
+    assert pulled.returncode == 0, pulled.stderr.decode()
+    assert code == 0, checks
 
 
 # -- containerd's registry config (seed 004) ---------------------------------------------------
