@@ -217,6 +217,25 @@ def test_a_missing_tag_fails_as_a_manifest_not_an_auth_problem(ecrcred_bin, cont
     assert "404" in checks["registry.manifest"]["message"]
 
 
+def test_a_docker_hub_mirror_without_library_paths_is_named_as_the_cause(
+        ecrcred_bin, containerd, registry, node, tmp_path):
+    # The mirror serves eks/pause but not Docker Hub's library/ namespace (seed 004).
+    write_hosts(containerd.certs_dir, "docker.io", f"""\
+server = "https://127.0.0.1:1"
+[host."https://{registry.host}"]
+  capabilities = ["pull", "resolve"]
+  ca = ["{registry.cert_path}"]
+""")
+    env = {**node["env"], **static_rule(tmp_path, "docker.io", REGISTRY_PASSWORD)}
+    code, report, _, _ = doctor(ecrcred_bin, containerd, node, "--image", "pause:3.9",
+                                "--skip", "kubelet", env=env)
+    manifest = by_id(report)["registry.manifest"]
+    assert code == 1
+    assert report["image"] == "pause:3.9"
+    assert "/v2/library/pause/manifests/3.9?ns=docker.io" in " ".join(manifest["details"])
+    assert "library/ paths" in manifest["fix"] and "seed 004" in manifest["fix"]
+
+
 def test_a_mirror_without_its_ca_is_a_tls_failure_with_the_hosts_toml_fix(
         ecrcred_bin, containerd, registry, node):
     host = "noca.corp.example"
