@@ -220,6 +220,14 @@ def _url_host(url: str) -> str:
     return rest.split("/", 1)[0]
 
 
+def _is_mirror(url: str, host: str) -> bool:
+    """containerd's ``isProxy`` (it then adds ``?ns=<host>``): an endpoint on another host, except
+    Docker Hub's own server for docker.io."""
+    endpoint_host = _url_host(url)
+    return endpoint_host != host and (host, endpoint_host) != (DOCKER_HUB,
+                                                               _url_host(DOCKER_HUB_SERVER))
+
+
 def _string_list(value: Any, field: str, notes: list[str]) -> tuple[str, ...]:
     if isinstance(value, str):
         notes.append(f"{field} is a string; containerd 1.6 needs an array (\"{field} = "
@@ -239,7 +247,7 @@ def _hosts_toml_endpoint(url: str, table: dict[str, Any], host: str,
             if isinstance(capabilities, list) else ALL_CAPABILITIES)
     return Endpoint(url.rstrip("/"), caps, _string_list(table.get("ca"), "ca", notes),
                     table.get("skip_verify") is True, table.get("override_path") is True,
-                    _url_host(url) != host)
+                    _is_mirror(url, host))
 
 
 def _host_dir(config_path: str, host: str) -> str | None:
@@ -290,8 +298,10 @@ def registry_hosts(config: ContainerdConfig, host: str) -> RegistryHosts:
         # registry.configs."<host>".tls is keyed by the endpoint's own host, mirrors included.
         tls = config.legacy.get(_url_host(url))
         ca = (tls.ca_file,) if tls is not None and tls.ca_file else ()
+        # An endpoint with a path is used as given; without one containerd adds /v2.
+        has_path = "/" in url.split("://", 1)[-1].rstrip("/")
         endpoints.append(Endpoint(url.rstrip("/"), ALL_CAPABILITIES, ca,
-                                  tls is not None and tls.skip_verify, False,
-                                  _url_host(url) != host))
+                                  tls is not None and tls.skip_verify, has_path,
+                                  _is_mirror(url, host)))
     return RegistryHosts(host, tuple(endpoints),
                          f'registry.mirrors/configs."{host}" in {legacy.file} (deprecated)', ())

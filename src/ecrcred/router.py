@@ -177,17 +177,17 @@ class Router:
             where = self._config.path or "no config file"
             trace.append(f"{image}: {len(rules)} of {len(self._config.rules)} rules of {where} "
                          "match" + (" (most specific first: " + ", ".join(
-                             f"{r.name} {r.match!r}" for r in rules) + ")" if rules else ""))
+                             r.name for r in rules) + ")" if rules else ""))
         for rule in rules:
             found = self._ask(rule, image, pod, hops, trace)
             if found is not None:
                 self._log.debug(f"{image}: {rule.name} answers")
                 if trace is not None:
-                    trace.append(f"{rule.name} ({rule.source}) answers: {found.describe}")
+                    trace.append(f"{rule.name} answers: {found.describe}")
                 return self._scoped(found, rule, image)
             self._log.debug(f"{image}: {rule.name} has nothing; trying the next rule")
             if trace is not None:
-                trace.append(f"{rule.name} ({rule.source}) has nothing for {image}; next")
+                trace.append(f"{rule.name} has nothing for {image}; next")
         found = self._factory.default_ecr().lookup(image, pod)
         if trace is not None:
             trace.append(f"built-in ECR source: {found.describe}" if found is not None else

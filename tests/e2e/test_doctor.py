@@ -362,6 +362,36 @@ def test_mirrors_beside_config_path_fail_as_the_real_containerd_does(
         process.stop()
 
 
+def test_legacy_tls_beside_config_path_fails_as_the_real_containerd_does(
+        ecrcred_bin, containerd, registry, node, tmp_path):
+    config = tmp_path / "containerd-tls.toml"
+    config.write_text(f"""\
+version = 2
+root = "{tmp_path}/root"
+state = "{tmp_path}/state"
+[grpc]
+  address = "{tmp_path}/c.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{SANDBOX_IMAGE}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{containerd.certs_dir}"
+  [plugins."io.containerd.grpc.v1.cri".registry.configs."{registry.host}".tls]
+    ca_file = "{registry.cert_path}"
+""")
+    code, report, _, _ = doctor(ecrcred_bin, None, node, "--containerd-config", str(config),
+                                "--runtime-endpoint", containerd.endpoint, "--skip", "registry")
+    check = by_id(report)["runtime.registry-config"]
+    assert code == 1 and check["status"] == "fail"
+    assert "`configs.tls` cannot be set when `config_path` is provided" in check["message"]
+    log = tmp_path / "containerd.log"
+    process = Process([containerd.tools["containerd"], "--config", str(config)], str(log))
+    try:
+        assert _wait_for(lambda: "`configs.tls` cannot be set" in log.read_text(
+            errors="replace")), log.read_text(errors="replace")[-2000:]
+    finally:
+        process.stop()
+
+
 def _wait_for(predicate, timeout=20.0) -> bool:
     import time
 

@@ -87,3 +87,253 @@ def test_a_registry_key_that_is_not_a_table_is_ignored(tmp_path):
             'registry = "oops"\n')
     config = containerd_config.load(write(tmp_path / "c.toml", text))
     assert config.sandbox_image is not None and config.config_path is None
+
+
+# -- registry_hosts: where containerd's CRI sends a pull ------------------------------------------
+
+HOST = "registry.example.com"
+NO_CONFIG = containerd_config.ContainerdConfig((), None, None, None)
+
+
+def with_config_path(tmp_path):
+    certs = tmp_path / "certs.d"
+    certs.mkdir(exist_ok=True)
+    found = containerd_config.Found(str(certs), str(tmp_path / "config.toml"), 2)
+    return containerd_config.ContainerdConfig((found.file,), None, found, None), certs
+
+
+def hosts_toml(certs, host, text):
+    directory = certs / host
+    directory.mkdir()
+    return write(directory / "hosts.toml", text)
+
+
+def urls(hosts):
+    return [e.url for e in hosts.endpoints]
+
+
+def test_hosts_toml_hosts_are_tried_in_file_order_then_the_server(tmp_path):
+    config, certs = with_config_path(tmp_path)
+    path = hosts_toml(certs, HOST, 'server = "https://upstream.example.com"\n'
+                                   '[host."https://second-in-name.example.com"]\n'
+                                   '[host."https://first-in-name.example.com"]\n')
+    hosts = containerd_config.registry_hosts(config, HOST)
+    assert urls(hosts) == ["https://second-in-name.example.com",
+                           "https://first-in-name.example.com", "https://upstream.example.com"]
+    assert hosts.origin == path
+    assert hosts.host == HOST
+
+
+@pytest.mark.parametrize(("host", "server"), [
+    (HOST, f"https://{HOST}"),
+    ("registry.example.com:5000", "https://registry.example.com:5000"),
+    ("docker.io", "https://registry-1.docker.io"),
+])
+def test_without_a_server_key_the_server_is_the_host_itself(tmp_path, host, server):
+    config, certs = with_config_path(tmp_path)
+    hosts_toml(certs, host, '[host."https://mirror.example.com"]\n')
+    hosts = containerd_config.registry_hosts(config, host)
+    assert urls(hosts) == ["https://mirror.example.com", server]
+    assert [e.mirror for e in hosts.endpoints] == [True, False]
+
+
+@pytest.mark.parametrize(("host", "url", "mirror"), [
+    pytest.param(HOST, f"https://{HOST}", False, id="own-host"),
+    pytest.param(HOST, f"http://{HOST}/", False, id="own-host-http"),
+    pytest.param(HOST, "https://mirror.example.com", True, id="other-host"),
+    pytest.param(HOST, f"https://{HOST}:443", True, id="port-differs"),
+    pytest.param("docker.io", "https://registry-1.docker.io", False, id="docker-hub-server"),
+    pytest.param("docker.io", "https://mirror.gcr.io", True, id="docker-hub-mirror"),
+    pytest.param(HOST, "https://registry-1.docker.io", True, id="hub-server-for-another-host"),
+])
+def test_an_endpoint_is_a_mirror_when_containerd_would_add_ns(tmp_path, host, url, mirror):
+    # containerd's isProxy: any other host, except Docker Hub's own server for docker.io
+    config, certs = with_config_path(tmp_path)
+    hosts_toml(certs, host, f'server = "{url}"\n')
+    assert [e.mirror for e in containerd_config.registry_hosts(config, host).endpoints] == [mirror]
+
+
+def test_the_default_directory_answers_for_hosts_without_their_own(tmp_path):
+    config, certs = with_config_path(tmp_path)
+    path = hosts_toml(certs, "_default", '[host."https://cache.example.com"]\n'
+                                         'capabilities = ["pull", "resolve"]\n')
+    hosts_toml(certs, "other.example.com", "")
+    hosts = containerd_config.registry_hosts(config, HOST)
+    assert urls(hosts) == ["https://cache.example.com", f"https://{HOST}"]
+    assert hosts.origin == path
+
+
+def test_a_host_without_a_directory_goes_to_itself(tmp_path):
+    config, certs = with_config_path(tmp_path)
+    hosts = containerd_config.registry_hosts(config, HOST)
+    assert urls(hosts) == [f"https://{HOST}"]
+    assert hosts.origin == f"no {certs}/{HOST}/hosts.toml"
+    assert hosts.endpoints[0].capabilities == containerd_config.ALL_CAPABILITIES
+
+
+def test_a_host_directory_of_certificates_only_trusts_its_crt_files_for_the_host(tmp_path):
+    config, certs = with_config_path(tmp_path)
+    directory = certs / HOST
+    directory.mkdir()
+    for name in ("b.crt", "a.crt", "client.cert", "client.key"):
+        write(directory / name, "")
+    hosts = containerd_config.registry_hosts(config, HOST)
+    assert urls(hosts) == [f"https://{HOST}"]
+    assert hosts.endpoints[0].ca == (str(directory / "a.crt"), str(directory / "b.crt"))
+    assert hosts.origin == f"{directory} (certificates only)"
+
+
+def test_ca_skip_verify_and_override_path_are_read_per_host(tmp_path):
+    config, certs = with_config_path(tmp_path)
+    hosts_toml(certs, HOST, 'ca = ["/etc/ssl/upstream.pem"]\n'
+                            '[host."https://mirror.example.com/v2/hub"]\n'
+                            'ca = ["/etc/ssl/a.pem", "/etc/ssl/b.pem"]\n'
+                            "skip_verify = true\noverride_path = true\n")
+    mirror, server = containerd_config.registry_hosts(config, HOST).endpoints
+    assert (mirror.ca, mirror.skip_verify, mirror.override_path) == (
+        ("/etc/ssl/a.pem", "/etc/ssl/b.pem"), True, True)
+    assert (server.ca, server.skip_verify, server.override_path) == (
+        ("/etc/ssl/upstream.pem",), False, False)
+
+
+def test_a_ca_string_is_used_and_noted_for_containerd_1_6(tmp_path):
+    config, certs = with_config_path(tmp_path)
+    hosts_toml(certs, HOST, '[host."https://mirror.example.com"]\nca = "/etc/ssl/m.pem"\n')
+    hosts = containerd_config.registry_hosts(config, HOST)
+    assert hosts.endpoints[0].ca == ("/etc/ssl/m.pem",)
+    assert hosts.notes == ('ca is a string; containerd 1.6 needs an array ("ca = '
+                           '["/etc/ssl/m.pem"]")',)
+
+
+@pytest.mark.parametrize(("line", "capabilities", "pulls"), [
+    ("", ("pull", "resolve", "push"), True),
+    ('capabilities = ["pull", "resolve"]\n', ("pull", "resolve"), True),
+    ('capabilities = ["resolve"]\n', ("resolve",), False),
+])
+def test_capabilities_default_to_all_and_say_whether_the_host_pulls(
+        tmp_path, line, capabilities, pulls):
+    config, certs = with_config_path(tmp_path)
+    hosts_toml(certs, HOST, f'[host."https://mirror.example.com"]\n{line}')
+    mirror = containerd_config.registry_hosts(config, HOST).endpoints[0]
+    assert (mirror.capabilities, mirror.pulls) == (capabilities, pulls)
+
+
+def test_a_host_url_without_a_scheme_is_https(tmp_path):
+    config, certs = with_config_path(tmp_path)
+    hosts_toml(certs, HOST, '[host."mirror.example.com:5000"]\n')
+    assert urls(containerd_config.registry_hosts(config, HOST))[0] == (
+        "https://mirror.example.com:5000")
+
+
+def test_a_hosts_toml_that_is_not_toml_is_a_config_error_naming_it(tmp_path):
+    config, certs = with_config_path(tmp_path)
+    path = hosts_toml(certs, HOST, "[host.\n")
+    with pytest.raises(ConfigError) as err:
+        containerd_config.registry_hosts(config, HOST)
+    assert path in err.value.message
+
+
+# -- the deprecated registry.mirrors / registry.configs ------------------------------------------
+
+V2_REGISTRY = '[plugins."io.containerd.grpc.v1.cri".registry'
+
+
+def test_a_host_without_any_registry_config_goes_to_its_default_server():
+    hosts = containerd_config.registry_hosts(NO_CONFIG, "docker.io")
+    assert urls(hosts) == ["https://registry-1.docker.io"]
+    assert hosts.origin == "no registry config for this host"
+    assert hosts.endpoints[0].mirror is False
+
+
+def test_legacy_mirrors_are_tried_then_the_host_itself(tmp_path):
+    path = write(tmp_path / "c.toml", f'version = 2\n{V2_REGISTRY}.mirrors."docker.io"]\n'
+                                      'endpoint = ["https://mirror.example.com", '
+                                      '"https://mirror2.example.com/"]\n')
+    hosts = containerd_config.registry_hosts(containerd_config.load(path), "docker.io")
+    assert urls(hosts) == ["https://mirror.example.com", "https://mirror2.example.com",
+                           "https://registry-1.docker.io"]
+    assert [e.mirror for e in hosts.endpoints] == [True, True, False]
+    assert hosts.origin == f'registry.mirrors/configs."docker.io" in {path} (deprecated)'
+
+
+def test_legacy_mirrors_naming_the_default_server_do_not_list_it_twice(tmp_path):
+    path = write(tmp_path / "c.toml", f'version = 2\n{V2_REGISTRY}.mirrors."{HOST}"]\n'
+                                      f'endpoint = ["https://{HOST}", "https://m.example.com"]\n')
+    hosts = containerd_config.registry_hosts(containerd_config.load(path), HOST)
+    assert urls(hosts) == [f"https://{HOST}", "https://m.example.com"]
+
+
+def test_legacy_tls_settings_apply_to_the_endpoint_whose_host_they_name(tmp_path):
+    path = write(tmp_path / "c.toml",
+                 f'version = 2\n{V2_REGISTRY}.mirrors."{HOST}"]\n'
+                 'endpoint = ["https://mirror.example.com"]\n'
+                 f'{V2_REGISTRY}.configs."mirror.example.com".tls]\n'
+                 'ca_file = "/etc/ssl/mirror.pem"\n'
+                 f'{V2_REGISTRY}.configs."{HOST}".tls]\n'
+                 "insecure_skip_verify = true\n")
+    mirror, server = containerd_config.registry_hosts(containerd_config.load(path),
+                                                      HOST).endpoints
+    assert (mirror.ca, mirror.skip_verify) == (("/etc/ssl/mirror.pem",), False)
+    assert (server.ca, server.skip_verify) == ((), True)
+
+
+def test_legacy_settings_merge_across_imports_later_files_winning(tmp_path):
+    drop = tmp_path / "config.d"
+    drop.mkdir()
+    write(drop / "10-auth.toml", f'version = 2\n{V2_REGISTRY}.configs."{HOST}".auth]\n'
+                                 'username = "robot"\npassword = "static-secret"\n')
+    write(drop / "15-tls.toml", f'version = 2\n{V2_REGISTRY}.configs."{HOST}".tls]\n'
+                                'ca_file = "/etc/ssl/r.pem"\n')
+    write(drop / "20-mirror.toml", f'version = 2\n{V2_REGISTRY}.mirrors."{HOST}"]\n'
+                                   'endpoint = ["https://late.example.com"]\n')
+    main = write(tmp_path / "config.toml",
+                 'version = 2\nimports = ["config.d/*.toml"]\n'
+                 f'{V2_REGISTRY}.mirrors."{HOST}"]\nendpoint = ["https://early.example.com"]\n')
+    config = containerd_config.load(main)
+    legacy = config.legacy[HOST]
+    assert legacy.endpoints == ("https://late.example.com",)
+    assert (legacy.ca_file, legacy.skip_verify, legacy.has_auth) == ("/etc/ssl/r.pem", False,
+                                                                     True)
+    assert legacy.file.endswith("20-mirror.toml")
+    assert "static-secret" not in repr(config), "the static password is never kept"
+    assert urls(containerd_config.registry_hosts(config, HOST)) == [
+        "https://late.example.com", f"https://{HOST}"]
+
+
+@pytest.mark.parametrize(("auth", "has_auth"), [
+    ('username = "u"\npassword = "p"\n', True),
+    ('auth = "dTpw"\n', True),
+    ('identitytoken = "t"\n', True),
+    ('username = ""\n', False),
+])
+def test_static_registry_configs_credentials_are_noticed(tmp_path, auth, has_auth):
+    path = write(tmp_path / "c.toml", f'version = 2\n{V2_REGISTRY}.configs."{HOST}".auth]\n{auth}')
+    assert containerd_config.load(path).legacy[HOST].has_auth is has_auth
+
+
+def test_legacy_settings_are_ignored_once_config_path_is_set(tmp_path):
+    certs = tmp_path / "certs.d"
+    certs.mkdir()
+    path = write(tmp_path / "c.toml",
+                 f'version = 2\n{V2_REGISTRY}]\nconfig_path = "{certs}"\n'
+                 f'{V2_REGISTRY}.mirrors."{HOST}"]\nendpoint = ["https://mirror.example.com"]\n')
+    hosts = containerd_config.registry_hosts(containerd_config.load(path), HOST)
+    assert urls(hosts) == [f"https://{HOST}"]
+
+
+def test_a_v3_config_path_is_read_from_the_images_plugin(tmp_path):
+    path = write(tmp_path / "c.toml", 'version = 3\n[plugins."io.containerd.cri.v1.images".'
+                                      'registry]\nconfig_path = "/etc/containerd/certs.d"\n')
+    found = containerd_config.load(path).config_path
+    assert found is not None and (found.value, found.version) == ("/etc/containerd/certs.d", 3)
+
+
+def test_a_legacy_endpoint_path_replaces_v2_as_containerd_uses_it(tmp_path):
+    # containerd's legacy route sets Path "/v2" only when the endpoint has no path of its own
+    path = write(tmp_path / "c.toml", f'version = 2\n{V2_REGISTRY}.mirrors."docker.io"]\n'
+                                      'endpoint = ["https://proxy.example.com/v2/hub", '
+                                      '"https://mirror.example.com/"]\n')
+    hosts = containerd_config.registry_hosts(containerd_config.load(path), "docker.io")
+    assert [(e.url, e.override_path) for e in hosts.endpoints] == [
+        ("https://proxy.example.com/v2/hub", True), ("https://mirror.example.com", False),
+        ("https://registry-1.docker.io", False)]

@@ -497,3 +497,94 @@ def test_the_built_in_ecr_source_is_built_once():
 def test_each_source_kind_is_built_from_its_compiled_options(rule: dict[str, Any], kind: str):
     factory = Factory(config(rule))
     assert factory.source(factory.config.rules[0]).name == kind
+
+
+# -- explain: the steps behind an answer, for doctor ----------------------------------------------
+
+def test_explain_lists_the_matching_rules_in_precedence_order_and_each_answer():
+    team = ScriptedSource("team", hosts=set())
+    host = ScriptedSource("host")
+    wildcard = ScriptedSource("wildcard")
+    cfg = config(fake_rule("*.example.com"), fake_rule("registry.example.com"),
+                 fake_rule("registry.example.com/team"), fake_rule("other.example.com"))
+    route, _ = router(cfg, {0: wildcard, 1: host, 2: team, 3: ScriptedSource("other")})
+    found, steps = route.explain("registry.example.com/team/app")
+    assert found is not None and found.describe == "host for registry.example.com"
+    assert steps == [
+        f"registry.example.com/team/app: 3 of 4 rules of {PATH} match (most specific first: "
+        "registries[2] (credentialHelper for registry.example.com/team), "
+        "registries[1] (credentialHelper for registry.example.com), "
+        "registries[0] (credentialHelper for *.example.com))",
+        "registries[2] (credentialHelper for registry.example.com/team) has nothing for "
+        "registry.example.com/team/app; next",
+        "registries[1] (credentialHelper for registry.example.com) answers: host for "
+        "registry.example.com",
+    ]
+    assert wildcard.asked == [], "explain stops where lookup stops"
+
+
+def test_explain_gives_the_same_answer_as_lookup():
+    cfg = config(fake_rule("registry.example.com/team"), fake_rule("registry.example.com"))
+    route, _ = router(cfg, {0: ScriptedSource("team"), 1: ScriptedSource("host")})
+    found, _ = route.explain("registry.example.com/team/app", POD)
+    expected = answer(route, "registry.example.com/team/app", POD)
+    assert found is not None
+    assert (found.auth_key, found.cache_key, found.describe, found.cache_duration,
+            found.per_image) == (expected.auth_key, expected.cache_key, expected.describe,
+                                 expected.cache_duration, expected.per_image)
+
+
+def test_explain_falls_through_every_rule_to_the_built_in_ecr_source_last():
+    declining = ScriptedSource("declining", hosts=set())
+    route, _ = router(config(fake_rule("*.dkr.ecr.*.amazonaws.com")), {0: declining})
+    found, steps = route.explain(f"{ECR}/app")
+    assert found is not None and found.auth_key == ECR
+    assert steps == [
+        f"{ECR}/app: 1 of 1 rules of {PATH} match (most specific first: registries[0] "
+        "(credentialHelper for *.dkr.ecr.*.amazonaws.com))",
+        f"registries[0] (credentialHelper for *.dkr.ecr.*.amazonaws.com) has nothing for "
+        f"{ECR}/app; next",
+        f"built-in ECR source: ECR registry {ECR} (account {ACCOUNT}, region us-west-2)",
+    ]
+
+
+def test_explain_says_when_nothing_answers_a_host_that_is_not_ecr():
+    route, _ = router(defaults())
+    found, steps = route.explain("registry.example.com/app")
+    assert found is None
+    assert steps == ["registry.example.com/app: 0 of 0 rules of no config file match",
+                     "built-in ECR source: registry.example.com is not an ECR host"]
+
+
+def test_explain_follows_a_mirror_to_its_target_and_back():
+    route, _ = router(config(mirror("docker.io", f"{ECR}/hub"), fake_rule("other.example.com")),
+                      {1: ScriptedSource("other")})
+    found, steps = route.explain("docker.io/library/alpine")
+    described = f"ECR registry {ECR} (account {ACCOUNT}, region us-west-2)"
+    assert found is not None and found.auth_key == "docker.io"
+    assert steps == [
+        f"docker.io/library/alpine: 1 of 2 rules of {PATH} match (most specific first: "
+        "registries[0] (mirrorOf for docker.io))",
+        f"registries[0] (mirrorOf for docker.io): docker.io mirrors {ECR}; asking for "
+        f"{ECR}/hub/library/alpine",
+        f"{ECR}/hub/library/alpine: 0 of 2 rules of {PATH} match",
+        f"built-in ECR source: {described}",
+        f"registries[0] (mirrorOf for docker.io) answers: {described}, handed to mirror "
+        "docker.io",
+    ]
+
+
+def test_explain_raises_the_lookup_config_error():
+    route, _ = router(config(ecr_rule("registry.example.com")))
+    with pytest.raises(ConfigError, match="not an ECR host name"):
+        route.explain("registry.example.com/app")
+
+
+def test_explain_never_holds_a_secret():
+    rule = {"match": ["registry.example.com"],
+            "static": {"username": "robot", "passwordEnv": "REGISTRY_PASSWORD"}}
+    route, _ = router(config(rule, mirror("docker.io", f"{ECR}/hub")))
+    steps = route.explain("registry.example.com/app")[1] + route.explain(
+        "docker.io/library/alpine")[1]
+    assert not any(secret in step for step in steps
+                   for secret in ("static-password-value", "ecr-password"))

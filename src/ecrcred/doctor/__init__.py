@@ -26,7 +26,7 @@ from ecrcred.doctor.kubelet import check_kubelet
 from ecrcred.doctor.registry import Http, RegistryProbe
 from ecrcred.doctor.report import Check, Report, fail, skip
 from ecrcred.doctor.runtime import Runtime, check_containerd_config, check_runtime
-from ecrcred.errors import EcrcredError
+from ecrcred.errors import EcrcredError, UsageError
 from ecrcred.imageref import parse_reference
 
 if TYPE_CHECKING:
@@ -67,7 +67,11 @@ def diagnose(options: Options, sandbox_image: str | None, c: Collaborators) -> R
     """Every check for ``options.image``; ``sandbox_image`` is the one containerd's config names
     (the kubelet never asks providers for it, and it must be pinned)."""
     image = options.image
-    ref = parse_reference(image)
+    try:
+        ref = parse_reference(image)
+    except ValueError as exc:  # from --image: the user's to fix, not an internal error
+        raise UsageError(str(exc), hint="pass --image as registry/repository[:tag][@digest]"
+                         ) from None
     checks: list[Check] = []
 
     def skipped(area: str, ids: tuple[str, ...]) -> bool:

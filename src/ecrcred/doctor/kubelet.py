@@ -44,7 +44,12 @@ def _suggested_pattern(image: str) -> str:
     host = registry_host(image)
     registry = parse_ecr_host(host)
     if registry is not None and not registry.public:
-        return "*.dkr.ecr.*.amazonaws.com" + (".cn" if host.endswith(".cn") else "")
+        # The host with its account and region as globs: *.dkr.ecr.*.amazonaws.com, and the
+        # FIPS, dual-stack and other partitions' forms alike.
+        labels = host.split(".")
+        labels[0] = "*"
+        labels[labels.index(registry.region)] = "*"
+        return ".".join(labels)
     return host
 
 

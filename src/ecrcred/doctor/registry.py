@@ -169,8 +169,7 @@ class RegistryProbe:
         failures: list[_Failure] = []
         served = None
         for endpoint in pulling:
-            served = self._manifest(endpoint, ref, ref.tag or ref.digest or "latest", hosts,
-                                    creds, failures)
+            served = self._manifest(endpoint, ref, _reference(ref), hosts, creds, failures)
             if served is not None:
                 break
         steps = tuple(self._steps)
@@ -214,6 +213,16 @@ class RegistryProbe:
                 headers["Authorization"] = authorization
             reply = self._get(endpoint, url, headers)
             self._steps.append(f"GET {url} ({how}) -> {reply.status}")
+            challenge = reply.headers.get("www-authenticate", "")
+            if reply.status == 401 and authorization is None and challenge:
+                # containerd never pings: it asks for the manifest and answers its challenge
+                # (a registry may serve /v2/ to anyone and still guard the repository).
+                how, authorization = self._authorize(endpoint, challenge, ref, creds, failures)
+                if authorization is None:
+                    return None
+                headers["Authorization"] = authorization
+                reply = self._get(endpoint, url, headers)
+                self._steps.append(f"GET {url} ({how}) -> {reply.status}")
         except ssl.SSLError as exc:
             failures.append(_Failure(endpoint.url, "tls", _tls_reason(exc)))
             return None
@@ -322,18 +331,25 @@ class RegistryProbe:
                              f" (it has: {', '.join(platforms) or 'nothing'})",
                              f"push a {self._os}/{self._arch} image to {ref}")]
             digest = str(chosen.get("digest", ""))
-            reply = self._http.get(
-                served.url.replace(f"/manifests/{ref.tag or ref.digest or 'latest'}",
-                                   f"/manifests/{digest}"),
-                {"Accept": ACCEPT, **({"Authorization": served.authorization}
-                                      if served.authorization else {})},
-                ca=served.endpoint.ca, skip_verify=served.endpoint.skip_verify,
-                timeout=self._timeout)
+            its = f"{described}; its {self._os}/{self._arch} manifest {digest}"
+            try:
+                reply = self._http.get(
+                    served.url.replace(f"/manifests/{_reference(ref)}", f"/manifests/{digest}"),
+                    {"Accept": ACCEPT, **({"Authorization": served.authorization}
+                                          if served.authorization else {})},
+                    ca=served.endpoint.ca, skip_verify=served.endpoint.skip_verify,
+                    timeout=self._timeout)
+            except OSError as exc:
+                return [fail("registry.manifest", f"{its} could not be fetched "
+                             f"({_os_reason(exc)})", f"check the network path to "
+                             f"{served.endpoint.url}")]
             if reply.status != 200:
-                return [fail("registry.manifest", f"{described}; its {self._os}/{self._arch} "
-                             f"manifest {digest} answered HTTP {reply.status}",
+                return [fail("registry.manifest", f"{its} answered HTTP {reply.status}",
                              "re-push the image")]
-            manifest = json.loads(reply.body)
+            try:
+                manifest = json.loads(reply.body)
+            except ValueError:
+                return [fail("registry.manifest", f"{its} is not JSON", "re-push the image")]
             media_type = (reply.headers.get("content-type", "").split(";")[0]
                           or str(manifest.get("mediaType", "")))
             described += f"; {self._os}/{self._arch} is {digest} ({_name(media_type)})"
@@ -396,6 +412,11 @@ class RegistryProbe:
             return warn("registry.media-types", f"{ref}: {found}; foreign layers are fetched "
                         "from URLs outside the registry", "make sure the node can reach them")
         return ok("registry.media-types", f"{found}: {name} unpacks these")
+
+
+def _reference(ref: ImageRef) -> str:
+    """What containerd asks the registry for: the digest when there is one, else the tag."""
+    return ref.digest or ref.tag or "latest"
 
 
 def _classify(endpoint: str, reply: HttpReply, had_creds: bool,

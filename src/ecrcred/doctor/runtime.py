@@ -76,6 +76,16 @@ def _registry_config(config: ContainerdConfig, hosts: RegistryHosts, image: str)
                     "pod can start",
                     "move each mirror to <config_path>/<host>/hosts.toml and delete the "
                     "registry.mirrors tables", details)
+    with_tls = sorted(h for h, legacy in config.legacy.items()
+                      if legacy.ca_file or legacy.skip_verify)
+    if config.config_path is not None and with_tls:
+        return fail("runtime.registry-config",
+                    f"registry.configs.\"{with_tls[0]}\".tls (deprecated) is set beside "
+                    f"config_path ({config.config_path.file}): containerd's CRI plugin does "
+                    "not load (\"invalid plugin config: `configs.tls` cannot be set when "
+                    "`config_path` is provided\"), so no pod can start",
+                    f"put the CA in <config_path>/{with_tls[0]}/hosts.toml (ca = [\"...\"]) "
+                    "and delete the registry.configs tls tables", details)
     legacy = config.legacy.get(hosts.host)
     if legacy is not None and legacy.has_auth:
         registry = parse_ecr_host(hosts.host)
@@ -115,11 +125,16 @@ def check_runtime(runtime: Runtime, endpoint: str, image: str,
     try:
         name = str(parse_reference(image))
         info = runtime.image_status(name)
-        labels = runtime.labels(name) if info is not None else None
     except ValueError as exc:
         return [*checks, fail("runtime.image", str(exc), "pass a valid --image")], version
     except RuntimeServiceError as exc:
         return [*checks, fail("runtime.image", exc.message, exc.hint)], version
+    labels = None
+    if image == sandbox and info is not None and not info.pinned:
+        try:
+            labels = runtime.labels(name)
+        except RuntimeServiceError:
+            labels = None  # no containerd images API (cri-dockerd, CRI-O): only the CRI's pin
     if image != sandbox:
         state = f"present ({info.id[:19]})" if info else "not present (the kubelet pulls it)"
         return [*checks, ok("runtime.image", f"{image} is {state}")], version

@@ -1,0 +1,329 @@
+"""The runtime's side of the doctor: containerd's config and registry route, the CRI, and the
+image present (and for the sandbox image, pinned), with a fake runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecrcred.containerd_config import ContainerdConfig, RegistryHosts, registry_hosts
+from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE, ImageInfo, RuntimeVersion
+from ecrcred.doctor.report import FAIL, OK, SKIP, WARN, Check
+from ecrcred.doctor.runtime import check_containerd_config, check_runtime
+from ecrcred.errors import RuntimeServiceError
+from ecrcred.settings import Setting
+
+ENDPOINT = "unix:///run/containerd/containerd.sock"
+SANDBOX = "123456789012.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.9"
+APP = "registry.example.com/team/app:1.0"
+CONTAINERD_16 = RuntimeVersion("containerd", "1.6.20", "v1")
+CRI_DOCKERD = RuntimeVersion("docker", "24.0.7", "v1")
+
+
+def info(pinned: bool = False) -> ImageInfo:
+    return ImageInfo("sha256:" + "0123456789abcdef" * 4, (SANDBOX,), (), 300_000, pinned)
+
+
+class FakeRuntime:
+    """The doctor's ``Runtime`` seam: a version (or the error the CRI gives), images by name
+    with their containerd labels; ``labels_error`` stands in for a runtime without containerd's
+    API (cri-dockerd, CRI-O). Remembers the names it was asked about."""
+
+    def __init__(self, version: RuntimeVersion | Exception = CONTAINERD_16,
+                 images: dict[str, ImageInfo] | None = None,
+                 labels: dict[str, dict[str, str]] | None = None,
+                 labels_error: Exception | None = None,
+                 status_error: Exception | None = None) -> None:
+        self._version = version
+        self._images = images or {}
+        self._labels = labels or {}
+        self._labels_error = labels_error
+        self._status_error = status_error
+        self.asked: list[str] = []
+
+    def version(self) -> RuntimeVersion:
+        if isinstance(self._version, Exception):
+            raise self._version
+        return self._version
+
+    def image_status(self, image: str) -> ImageInfo | None:
+        self.asked.append(image)
+        if self._status_error is not None:
+            raise self._status_error
+        return self._images.get(image)
+
+    def labels(self, name: str) -> dict[str, str] | None:
+        if self._labels_error is not None:
+            raise self._labels_error
+        return self._labels.get(name)
+
+
+def unreachable() -> RuntimeServiceError:
+    return RuntimeServiceError(
+        f"cannot reach the container runtime at {ENDPOINT} to ask its version (socket "
+        "/run/containerd/containerd.sock does not exist)", hint="is containerd running?",
+        code="RUNTIME_UNREACHABLE")
+
+
+def unsupported() -> RuntimeServiceError:
+    return RuntimeServiceError("the runtime does not implement what is needed",
+                               hint="use --no-pin on other runtimes", code="RUNTIME_UNSUPPORTED")
+
+
+def run(runtime: FakeRuntime, image: str = SANDBOX,
+        sandbox: str | None = SANDBOX) -> dict[str, Check]:
+    checks, _ = check_runtime(runtime, ENDPOINT, image, sandbox)
+    return {c.id: c for c in checks}
+
+
+def statuses(checks: dict[str, Check]) -> dict[str, str]:
+    return {i: c.status for i, c in checks.items()}
+
+
+# -- the CRI and the image ------------------------------------------------------------------------
+
+def test_an_unreachable_cri_fails_and_skips_the_image_check_that_needs_it():
+    for image, sandbox, dependent in ((SANDBOX, SANDBOX, "runtime.sandbox-image"),
+                                      (APP, None, "runtime.image")):
+        checks, version = check_runtime(FakeRuntime(unreachable()), ENDPOINT, image, sandbox)
+        assert version is None
+        assert [(c.id, c.status) for c in checks] == [("runtime.cri", FAIL), (dependent, SKIP)]
+        assert checks[0].message == unreachable().message
+        assert checks[0].fix == "is containerd running?"
+        assert checks[1].message == "the CRI is not reachable (runtime.cri)"
+
+
+def test_a_reachable_cri_names_the_runtime_version_and_endpoint():
+    runtime = FakeRuntime(images={SANDBOX: info(pinned=True)})
+    checks, version = check_runtime(runtime, ENDPOINT, SANDBOX, SANDBOX)
+    assert version == CONTAINERD_16
+    assert checks[0] == Check("runtime.cri", OK, f"containerd 1.6.20 (CRI v1) at {ENDPOINT}")
+
+
+def test_an_absent_sandbox_image_fails_and_says_to_run_pull_sandbox():
+    checks = run(FakeRuntime())
+    assert statuses(checks) == {"runtime.cri": OK, "runtime.sandbox-image": FAIL}
+    check = checks["runtime.sandbox-image"]
+    assert f"the sandbox image {SANDBOX} is not on this node" in check.message
+    assert "seed 001" in check.message
+    assert check.fix.startswith("run 'ecrcred pull-sandbox'")
+    assert "ecrcred-sandbox-watch.service" in check.fix
+
+
+def test_a_sandbox_image_the_cri_reports_pinned_is_ok():
+    checks = run(FakeRuntime(images={SANDBOX: info(pinned=True)}))
+    assert statuses(checks) == {"runtime.cri": OK, "runtime.sandbox-image": OK}
+    assert "(the CRI reports it pinned)" in checks["runtime.sandbox-image"].message
+
+
+def test_a_label_only_pin_warns_naming_the_runtime_version():
+    runtime = FakeRuntime(images={SANDBOX: info(pinned=False)},
+                          labels={SANDBOX: {PINNED_LABEL: PINNED_VALUE}})
+    checks = run(runtime)
+    check = checks["runtime.sandbox-image"]
+    assert check.status == WARN
+    assert f"label {PINNED_LABEL}={PINNED_VALUE}, but containerd 1.6.20 does not report" in (
+        check.message)
+    assert "(containerd < 1.6.25 / 1.7.10)" in check.message
+    assert "ecrcred-sandbox-watch.service" in check.fix
+
+
+@pytest.mark.parametrize("labels", [
+    pytest.param({}, id="no-labels"),
+    pytest.param({PINNED_LABEL: "unpinned"}, id="other-value"),
+    pytest.param({"io.cri-containerd.image": "managed"}, id="other-label"),
+])
+def test_a_sandbox_image_without_a_pin_warns_that_gc_may_delete_it(labels: dict[str, str]):
+    checks = run(FakeRuntime(images={SANDBOX: info()}, labels={SANDBOX: labels}))
+    check = checks["runtime.sandbox-image"]
+    assert check.status == WARN
+    assert "present but not pinned: the kubelet's image GC may delete it" in check.message
+    assert "it pins it" in check.fix
+
+
+@pytest.mark.parametrize(("present", "state"), [
+    (True, "is present (sha256:0123456789ab)"),
+    (False, "is not present (the kubelet pulls it)"),
+])
+def test_an_image_that_is_not_the_sandbox_is_ok_present_or_not(present: bool, state: str):
+    runtime = FakeRuntime(images={APP: info()} if present else {})
+    checks = run(runtime, APP, sandbox=None)
+    assert statuses(checks) == {"runtime.cri": OK, "runtime.image": OK}
+    assert checks["runtime.image"].message == f"{APP} {state}"
+
+
+def test_the_image_is_asked_for_by_its_normalized_name():
+    runtime = FakeRuntime(images={"docker.io/library/pause:3.9": info(pinned=True)})
+    checks = run(runtime, "pause:3.9", "pause:3.9")
+    assert runtime.asked == ["docker.io/library/pause:3.9"]
+    assert checks["runtime.sandbox-image"].status == OK
+
+
+def test_a_failing_image_status_fails_the_image_check():
+    error = RuntimeServiceError("container runtime failed to get the status", hint="check logs")
+    checks = run(FakeRuntime(status_error=error), APP, None)
+    assert statuses(checks) == {"runtime.cri": OK, "runtime.image": FAIL}
+    assert checks["runtime.image"].message == error.message
+
+
+def test_an_invalid_image_fails_the_image_check():
+    checks = run(FakeRuntime(), "Bad Image", None)
+    assert checks["runtime.image"].status == FAIL
+    assert "invalid image reference" in checks["runtime.image"].message
+
+
+@pytest.mark.parametrize(("image", "sandbox", "pinned", "expected"), [
+    pytest.param(APP, None, False, OK, id="other-image"),
+    pytest.param(SANDBOX, SANDBOX, True, OK, id="sandbox-pinned-by-the-cri"),
+    pytest.param(SANDBOX, SANDBOX, False, WARN, id="sandbox-not-pinned"),
+])
+def test_a_runtime_without_containerds_api_is_judged_by_the_cri_alone(
+        image: str, sandbox: str | None, pinned: bool, expected: str):
+    # cri-dockerd and CRI-O answer the CRI but not containerd's images API (seed 000's node)
+    runtime = FakeRuntime(CRI_DOCKERD, images={image: info(pinned)}, labels_error=unsupported())
+    checks = run(runtime, image, sandbox)
+    assert checks["runtime.cri"].message.startswith("docker 24.0.7")
+    assert list(statuses(checks).values()) == [OK, expected]
+
+
+# -- containerd's config and the registry route ---------------------------------------------------
+
+def write(path: Path, text: str) -> Setting:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return Setting(str(path), "flag --containerd-config")
+
+
+V2 = 'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = "' + SANDBOX + '"\n'
+REGISTRY = '[plugins."io.containerd.grpc.v1.cri".registry'
+ECR_HOST = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
+
+
+def config_checks(setting: Setting, host: str = "registry.example.com",
+                  image: str = "registry.example.com/team/app"
+                  ) -> tuple[dict[str, Check], ContainerdConfig | None, RegistryHosts]:
+    checks, config, hosts = check_containerd_config(setting, image, host)
+    return {c.id: c for c in checks}, config, hosts
+
+
+def test_a_missing_containerd_config_skips_both_checks_and_routes_to_the_host(tmp_path: Path):
+    setting = Setting(str(tmp_path / "absent.toml"), "default")
+    checks, config, hosts = config_checks(setting)
+    assert statuses(checks) == {"runtime.containerd-config": SKIP,
+                                "runtime.registry-config": SKIP}
+    assert f"no containerd config at {setting.value} (from default)" in checks[
+        "runtime.containerd-config"].message
+    assert config is None
+    assert [e.url for e in hosts.endpoints] == ["https://registry.example.com"]
+
+
+def test_an_invalid_containerd_config_fails_and_skips_the_registry_check(tmp_path: Path):
+    checks, config, _ = config_checks(write(tmp_path / "config.toml", "version = [2\n"))
+    assert statuses(checks) == {"runtime.containerd-config": FAIL,
+                                "runtime.registry-config": SKIP}
+    assert "is not valid TOML" in checks["runtime.containerd-config"].message
+    assert "containerd config dump" in checks["runtime.containerd-config"].fix
+    assert config is None
+
+
+def test_a_valid_config_names_its_files_and_sandbox_image(tmp_path: Path):
+    setting = write(tmp_path / "config.toml", V2)
+    checks, config, hosts = config_checks(setting)
+    assert checks["runtime.containerd-config"] == Check(
+        "runtime.containerd-config", OK, f"{setting.value}: sandbox image {SANDBOX} (from "
+        f"{setting.value})")
+    assert checks["runtime.registry-config"].status == OK
+    assert checks["runtime.registry-config"].message == (
+        "pulls of registry.example.com/team/app go https://registry.example.com (no registry "
+        "config for this host)")
+    assert config is not None and hosts == registry_hosts(config, "registry.example.com")
+
+
+def test_a_config_without_a_sandbox_image_says_containerd_uses_its_default(tmp_path: Path):
+    checks, _, _ = config_checks(write(tmp_path / "config.toml", "version = 2\n"))
+    assert "containerd uses its built-in default" in checks["runtime.containerd-config"].message
+
+
+def test_config_path_beside_registry_mirrors_fails_because_the_cri_plugin_will_not_load(
+        tmp_path: Path):
+    setting = write(tmp_path / "config.toml",
+                    f'{V2}{REGISTRY}]\nconfig_path = "{tmp_path}/certs.d"\n'
+                    f'{REGISTRY}.mirrors."docker.io"]\nendpoint = ["https://m.example.com"]\n')
+    checks, _, _ = config_checks(setting)
+    check = checks["runtime.registry-config"]
+    assert check.status == FAIL
+    assert "`mirrors` cannot be set when `config_path` is provided" in check.message
+    assert "hosts.toml" in check.fix
+
+
+def test_registry_mirrors_alone_warn_that_ctr_ignores_them(tmp_path: Path):
+    setting = write(tmp_path / "config.toml",
+                    f'{V2}{REGISTRY}.mirrors."docker.io"]\nendpoint = ["https://m.example.com"]\n')
+    checks, _, hosts = config_checks(setting, "docker.io", "docker.io/library/alpine")
+    check = checks["runtime.registry-config"]
+    assert check.status == WARN
+    assert "ctr ignores it (seed 004)" in check.message
+    assert ("pulls of docker.io/library/alpine go https://m.example.com (mirror) -> "
+            "https://registry-1.docker.io") in check.message
+    assert "--hosts-dir" in check.fix
+    assert [e.url for e in hosts.endpoints] == ["https://m.example.com",
+                                                "https://registry-1.docker.io"]
+
+
+@pytest.mark.parametrize(("host", "why"), [
+    pytest.param(ECR_HOST, "an ECR token in it expired 12 hours after it was written", id="ecr"),
+    pytest.param("registry.example.com", "they never refresh and ctr ignores them", id="other"),
+])
+def test_static_registry_configs_auth_warns_and_never_shows_the_password(
+        tmp_path: Path, host: str, why: str):
+    setting = write(tmp_path / "config.toml",
+                    f'{V2}{REGISTRY}.configs."{host}".auth]\nusername = "AWS"\n'
+                    'password = "eyJwYXlsb2FkIjoic2VjcmV0In0"\n')
+    checks, _, _ = config_checks(setting, host, f"{host}/app")
+    check = checks["runtime.registry-config"]
+    assert check.status == WARN
+    assert why in check.message
+    assert f'registry.configs."{host}".auth' in check.message
+    assert "pull-sandbox" in check.fix
+    assert "eyJwYXlsb2FkIjoic2VjcmV0In0" not in repr(checks)
+
+
+def test_a_hosts_toml_note_warns(tmp_path: Path):
+    certs = tmp_path / "certs.d"
+    write(certs / "registry.example.com" / "hosts.toml",
+          '[host."https://mirror.example.com"]\nca = "/etc/ssl/m.pem"\n')
+    setting = write(tmp_path / "config.toml", f'{V2}{REGISTRY}]\nconfig_path = "{certs}"\n')
+    checks, _, _ = config_checks(setting)
+    check = checks["runtime.registry-config"]
+    assert check.status == WARN
+    assert "ca is a string; containerd 1.6 needs an array" in check.message
+    assert check.message.startswith(str(certs / "registry.example.com" / "hosts.toml"))
+
+
+def test_a_hosts_toml_route_is_ok_and_detailed_per_endpoint(tmp_path: Path):
+    certs = tmp_path / "certs.d"
+    write(certs / "registry.example.com" / "hosts.toml",
+          '[host."https://mirror.example.com"]\ncapabilities = ["pull", "resolve"]\n'
+          'ca = ["/etc/ssl/m.pem"]\nskip_verify = true\n')
+    setting = write(tmp_path / "config.toml", f'{V2}{REGISTRY}]\nconfig_path = "{certs}"\n')
+    checks, _, hosts = config_checks(setting)
+    check = checks["runtime.registry-config"]
+    assert check.status == OK
+    assert "go https://mirror.example.com (mirror) -> https://registry.example.com" in (
+        check.message)
+    assert check.details == (
+        "https://mirror.example.com: capabilities pull, resolve; ca /etc/ssl/m.pem; skip_verify",
+        "https://registry.example.com: capabilities pull, resolve, push; ca system")
+    assert len(hosts.endpoints) == 2
+
+
+def test_a_broken_hosts_toml_fails_the_registry_check_and_keeps_the_default_route(
+        tmp_path: Path):
+    certs = tmp_path / "certs.d"
+    write(certs / "registry.example.com" / "hosts.toml", "[host.\n")
+    setting = write(tmp_path / "config.toml", f'{V2}{REGISTRY}]\nconfig_path = "{certs}"\n')
+    checks, config, hosts = config_checks(setting)
+    assert statuses(checks) == {"runtime.containerd-config": OK, "runtime.registry-config": FAIL}
+    assert config is not None
+    assert [e.url for e in hosts.endpoints] == ["https://registry.example.com"]
