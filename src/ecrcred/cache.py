@@ -9,7 +9,8 @@ On disk (``FileCache``): one JSON file per key in a 0700 directory, files 0600, 
 (temp file in the same directory, fsync, rename, fsync of the directory) so a reader never sees
 half a file, even when a writer is killed. File names are digests of the key, which itself holds
 only non-secret parts (registry and a digest of the AWS identity). A file that does not parse, is
-of another format version, or belongs to another key is ignored and rewritten. A directory we
+of another format version, belongs to another key, or claims a lifetime no token has is ignored
+and rewritten. A directory we
 cannot use degrades to no caching with one warning: the answer is still given.
 
 Standard library only, except ``MemoryCache`` which imports cachetools when built: the cache-hit
@@ -26,7 +27,7 @@ import stat
 from ecrcred._record import Record
 from ecrcred.deadline import Expired
 from ecrcred.errors import DeadlineExceeded, SourceError
-from ecrcred.tokens import DEFAULT_REFRESH_MARGIN, Token
+from ecrcred.tokens import DEFAULT_REFRESH_MARGIN, Token, plausible_lifetime
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
@@ -156,7 +157,9 @@ class FileCache:
     def load(self, key: CacheKey) -> Token | None:
         path = self.path(key)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO planted at the path must not block us until the deadline
+            # (it reads as empty, so it is ignored and replaced); files ignore the flag.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -254,6 +257,8 @@ def _decode(raw: bytes, key: CacheKey) -> tuple[Token | None, str]:
         return None, "missing username or password"
     if not (_is_number(expires_at) and _is_number(fetched_at)):
         return None, "missing expiry"
+    if not plausible_lifetime(expires_at - fetched_at):  # also NaN and Infinity, which json reads
+        return None, "implausible expiry"
     return Token(username, password, float(expires_at), float(fetched_at)), ""
 
 

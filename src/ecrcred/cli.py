@@ -189,9 +189,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             import traceback
 
             sys.stderr.write(log.scrub(traceback.format_exc()))
+        # Only the exception's type: its text may quote data it failed on (a reply holding a
+        # secret key, say), and the kubelet logs our stderr. --debug shows the rest, scrubbed.
         log.error(
-            f"internal error: {type(exc).__name__}: {exc}; rerun with --debug for a traceback "
-            "and report it [INTERNAL]"
+            f"internal error: {type(exc).__name__}; rerun with --debug for a traceback and "
+            "report it [INTERNAL]"
         )
         return EXIT_INTERNAL
 

@@ -20,8 +20,12 @@ from ecrcred._record import Record
 # kubelet that re-uses our answer for a while, and modest clock drift.
 DEFAULT_REFRESH_MARGIN = 3600.0
 # When the expiry we are given cannot be trusted (missing, or already past by the registry's own
-# clock, as moto's 2015 dates are), assume this much life from the moment we fetched the token.
+# clock as moto's 2015 dates are, or too far away), assume this much life from the fetch.
 UNTRUSTED_EXPIRY_LIFETIME = 3600.0
+# ECR and ECR Public tokens live 12 hours. An expiry further away than this is not believed
+# (a proxy, a broken Date header, a corrupt cache file): trusting it would cache a token for
+# years and tell the kubelet a cacheDuration past what Go's time.Duration can hold.
+MAX_TRUSTED_LIFETIME = 7 * 24 * 3600.0
 # A stale-but-unexpired token is served on API failure only with at least this much life left.
 LAST_RESORT_MIN_REMAINING = 300.0
 LAST_RESORT_CACHE_DURATION = 60
@@ -74,16 +78,22 @@ def token_expiry(
 
     The lifetime is measured on the issuer's clock (``expires_at - server_time``, the response's
     Date header) and laid onto ours from ``fetched_at``, so a node clock that is off does not
-    shorten or stretch the cache. A missing or already-past expiry is not trusted: the token gets
-    ``UNTRUSTED_EXPIRY_LIFETIME`` and the caller warns.
+    shorten or stretch the cache. A missing or already-past expiry, or one more than
+    ``MAX_TRUSTED_LIFETIME`` away, is not trusted: the token gets ``UNTRUSTED_EXPIRY_LIFETIME``
+    and the caller warns.
     """
     if expires_at is None:
         return fetched_at + UNTRUSTED_EXPIRY_LIFETIME, False
     reference = server_time if server_time is not None else fetched_at
     lifetime = expires_at - reference
-    if lifetime <= 0:
+    if not plausible_lifetime(lifetime):
         return fetched_at + UNTRUSTED_EXPIRY_LIFETIME, False
     return fetched_at + lifetime, True
+
+
+def plausible_lifetime(seconds: float) -> bool:
+    """More than nothing and at most ``MAX_TRUSTED_LIFETIME`` (false for NaN and infinities)."""
+    return 0 < seconds <= MAX_TRUSTED_LIFETIME
 
 
 def split_basic_auth(encoded: str) -> tuple[str, str] | None:

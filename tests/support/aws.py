@@ -51,12 +51,22 @@ class AwsStandIn:
 
     def fault(self, action: str = "GetAuthorizationToken", *, status: int = 400,
               code: str = "ThrottlingException", times: int = 1, delay_ms: int = 0,
-              message: str = "injected", body: Any = None) -> None:
+              message: str = "injected", body: Any = None, raw: str | None = None,
+              content_type: str = "text/html") -> None:
+        """The next ``times`` calls of ``action`` fail with ``code`` (in the API's protocol), or
+        answer 200 with the JSON ``body``, or answer ``raw`` text with ``status``."""
         fault = {"action": action, "status": status, "code": code, "times": times,
                  "delay_ms": delay_ms, "message": message}
         if body is not None:
             fault.update(body=body, status=200)
+        if raw is not None:
+            fault.update(raw=raw, content_type=content_type)
         self._call("/_stand_in/faults", fault)
+
+    def call_times(self, action: str) -> list[float]:
+        """When each call of ``action`` reached the stand-in (epoch seconds, in order)."""
+        times: dict[str, list[float]] = self._call("/_stand_in/times")
+        return sorted(t for k, ts in times.items() if k.endswith(action) for t in ts)
 
     def tokens_per_caller(self) -> None:
         """ECR tokens name the access key they were issued to (``AWS:token-for-<key id>``)."""

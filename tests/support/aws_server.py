@@ -9,7 +9,13 @@ this wrapper only adds what tests and benchmarks need around it:
 - ``POST /_stand_in/reset``: zero the counters and clear faults;
 - ``POST /_stand_in/faults`` with JSON ``{"action": "GetAuthorizationToken", "status": 400,
   "code": "ThrottlingException", "times": 2, "delay_ms": 0}``: answer the next ``times`` calls of
-  that action with that error (or only delay them when status is 0; or answer with ``body``);
+  that action with that error (or only delay them when status is 0; or answer with ``body``, a
+  JSON document; or with ``raw``, any text, sent as ``content_type`` with ``status``, as a proxy
+  or a broken endpoint would). Errors take the shape of the caller's protocol: JSON for the JSON
+  APIs (ECR), the ``<ErrorResponse>`` XML of the query protocol for STS, so botocore reads their
+  code as it reads AWS's own;
+- ``GET /_stand_in/times``: when each call of each action arrived (epoch seconds), so a test can
+  see the gaps botocore leaves between retries;
 - ``--latency-ms``: a fixed delay on every AWS call, a realistic stand-in for a remote API;
 - ECR Public's ``GetAuthorizationToken``, which moto does not implement, answered in the shape
   the real service uses (a token of ``AWS:<opaque>`` expiring in 12 hours);
@@ -30,6 +36,7 @@ import time
 from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
 
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
@@ -42,6 +49,7 @@ class StandIn:
         self.latency = latency_ms / 1000
         self.lock = threading.Lock()
         self.calls: Counter[str] = Counter()
+        self.times: dict[str, list[float]] = {}
         self.faults: list[dict[str, Any]] = []
         self.token_per_caller = False
 
@@ -62,6 +70,7 @@ class StandIn:
         key = f"{service}.{action}" if service else action
         with self.lock:
             self.calls[key] += 1
+            self.times.setdefault(key, []).append(time.time())
             fault = None
             for f in self.faults:
                 if f["action"] in (action, key) and f["times"] > 0:
@@ -72,22 +81,37 @@ class StandIn:
             time.sleep(self.latency)
         if fault is not None:
             time.sleep(fault.get("delay_ms", 0) / 1000)
+            if "raw" in fault:
+                return Response(fault["raw"], status=fault.get("status") or 200,
+                                content_type=fault.get("content_type", "text/html"))(
+                                    environ, start_response)
             if "body" in fault:
                 return Response(json.dumps(fault["body"]), status=fault.get("status") or 200,
                                 content_type="application/x-amz-json-1.1")(environ,
                                                                            start_response)
             if fault.get("status"):
-                body = json.dumps({"__type": fault["code"], "message": fault.get("message",
-                                                                                 "injected")})
-                return Response(body, status=fault["status"],
-                                content_type="application/x-amz-json-1.1")(environ,
-                                                                           start_response)
+                return self.error(fault, query=not target)(environ, start_response)
         if service == "SpencerFrontendService" and action == "GetAuthorizationToken":
             return self.ecr_public_token()(environ, start_response)
         if (self.token_per_caller and action == "GetAuthorizationToken"
                 and service.startswith("AmazonEC2ContainerRegistry")):
             return self.caller_token(request)(environ, start_response)
         return self.moto(environ, start_response)
+
+    @staticmethod
+    def error(fault: dict[str, Any], query: bool) -> Response:
+        """An AWS error in the caller's protocol: JSON (ECR) or the query protocol's XML (STS)."""
+        message = fault.get("message", "injected")
+        if not query:
+            body = json.dumps({"__type": fault["code"], "message": message})
+            return Response(body, status=fault["status"],
+                            content_type="application/x-amz-json-1.1")
+        kind = "Receiver" if fault["status"] >= 500 else "Sender"
+        body = ("<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
+                f"<Error><Type>{kind}</Type><Code>{escape(fault['code'])}</Code>"
+                f"<Message>{escape(message)}</Message></Error>"
+                "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>")
+        return Response(body, status=fault["status"], content_type="text/xml")
 
     def ecr_public_token(self) -> Response:
         password = base64.urlsafe_b64encode(f"ecr-public-{time.time_ns()}".encode()).decode()
@@ -109,16 +133,20 @@ class StandIn:
         if request.path == "/_stand_in/stats":
             with self.lock:
                 return Response(json.dumps(dict(self.calls)), content_type="application/json")
+        if request.path == "/_stand_in/times":
+            with self.lock:
+                return Response(json.dumps(self.times), content_type="application/json")
         if request.path == "/_stand_in/reset" and request.method == "POST":
             with self.lock:
                 self.calls.clear()
+                self.times.clear()
                 self.faults.clear()
                 self.token_per_caller = False
             return Response("{}", content_type="application/json")
         if request.path == "/_stand_in/faults" and request.method == "POST":
             fault = json.loads(request.get_data() or b"{}")
             fault.setdefault("times", 1)
-            if "body" in fault:
+            if "body" in fault or "raw" in fault:
                 fault.setdefault("status", 200)
             fault.setdefault("status", 400)
             fault.setdefault("code", "ThrottlingException")

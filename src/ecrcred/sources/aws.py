@@ -81,6 +81,7 @@ def call_aws(what: str, call: Callable[[], Any], hint: Callable[[str], str]) -> 
         EndpointConnectionError,
         NoCredentialsError,
     )
+    from botocore.parsers import ResponseParserError
 
     try:
         return call()
@@ -108,6 +109,18 @@ def call_aws(what: str, call: Callable[[], Any], hint: Callable[[str], str]) -> 
     except BotoCoreError as exc:
         raise AwsError(f"{what} failed: {exc}", hint="retry; if it persists run ecrcred "
                        "with --debug", code="AWS_CLIENT") from None
+    except (ResponseParserError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # A reply botocore cannot read (truncated, HTML from a proxy, a field of the wrong
+        # type): ResponseParserError is no BotoCoreError, and the others come out of its
+        # parsers. Their text can quote the reply, which may hold a token or an STS secret key,
+        # so only the exception's name goes into the message.
+        raise AwsError(
+            f"{what} failed: the reply is not what the AWS API documents "
+            f"({type(exc).__name__})",
+            hint="something other than AWS may be answering: check AWS_ENDPOINT_URL_* and any "
+            "proxy or VPC endpoint between the node and AWS",
+            code="AWS_BAD_REPLY",
+        ) from None
 
 
 class BotoEcrApi:
@@ -137,7 +150,8 @@ class BotoEcrApi:
                 return client.get_authorization_token()
             return client.get_authorization_token(registryIds=[registry.account])
 
-        reply = call_aws(what, call, lambda code: _client_error_hint(code, registry))
+        reply = call_aws(what, call, lambda code: _client_error_hint(code, registry,
+                                                                     credentials is not None))
         if registry.public:
             items = [reply["authorizationData"]] if reply.get("authorizationData") else []
         else:
@@ -175,26 +189,27 @@ class BotoStsApi:
         kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": session_name}
         if external_id:
             kwargs["ExternalId"] = external_id
-        reply = call_aws(f"sts:AssumeRole of {role_arn}",
-                         lambda: self._client(region).assume_role(**kwargs),
+        what = f"sts:AssumeRole of {role_arn}"
+        reply = call_aws(what, lambda: self._client(region).assume_role(**kwargs),
                          lambda code: _sts_hint(code, role_arn, "the node's AWS identity"))
-        return _credentials(reply)
+        return _credentials(reply, what)
 
     def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
                                       region: str, partition: str) -> AwsCredentials:
+        what = f"sts:AssumeRoleWithWebIdentity of {role_arn}"
         reply = call_aws(
-            f"sts:AssumeRoleWithWebIdentity of {role_arn}",
+            what,
             lambda: self._client(region).assume_role_with_web_identity(
                 RoleArn=role_arn, RoleSessionName=session_name, WebIdentityToken=token),
             lambda code: _sts_hint(code, role_arn, "the pod's service account"))
-        return _credentials(reply)
+        return _credentials(reply, what)
 
 
-def _credentials(reply: Any) -> AwsCredentials:
+def _credentials(reply: Any, what: str) -> AwsCredentials:
     c = reply.get("Credentials") or {}
     if not c.get("AccessKeyId") or not c.get("SecretAccessKey"):
-        raise AwsError("STS returned no credentials", hint="check AWS_ENDPOINT_URL_STS and any "
-                       "proxy", code="AWS_EMPTY")
+        raise AwsError(f"{what} returned no credentials", hint="check AWS_ENDPOINT_URL_STS and "
+                       "any proxy", code="AWS_EMPTY")
     expiration = c.get("Expiration")
     return AwsCredentials(c["AccessKeyId"], c["SecretAccessKey"], c.get("SessionToken", ""),
                           expiration.timestamp() if expiration is not None else None)
@@ -210,11 +225,14 @@ def _sts_hint(code: str, role_arn: str, who: str) -> str:
     return "run with --debug for details"
 
 
-def _client_error_hint(code: str, registry: EcrRegistry) -> str:
+def _client_error_hint(code: str, registry: EcrRegistry, assumed: bool = False) -> str:
     if code in ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation"):
         action = ("ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken"
                   if registry.public else "ecr:GetAuthorizationToken")
-        return f"allow {action} for the node's AWS identity"
+        # Asked as a role (a rule's roleArn, a pod's role): the role needs it, not the node.
+        who = ("the role assumed for this registry (the rule's roleArn or the pod's role)"
+               if assumed else "the node's AWS identity")
+        return f"allow {action} for {who}"
     if code in ("UnrecognizedClientException", "InvalidSignatureException",
                 "ExpiredTokenException", "InvalidClientTokenId"):
         return "the node's AWS credentials are invalid or expired; check the credential chain"

@@ -86,7 +86,8 @@ def identity_digest(env: Mapping[str, str], principal: str = "") -> str:
     (no botocore)."""
     parts = [f"{name}={env.get(name, '')}" for name in IDENTITY_ENV]
     parts.append(f"principal={principal}")
-    return sha256_hex("\n".join(parts).encode())[:16]
+    # surrogatepass: a token's claims may hold lone surrogates ("\\ud800" is valid JSON)
+    return sha256_hex("\n".join(parts).encode("utf-8", "surrogatepass"))[:16]
 
 
 class EcrSource:
@@ -225,10 +226,10 @@ class EcrSource:
         expires_at, trusted = token_expiry(fetched_at, data.expires_at, data.server_time)
         if not trusted:
             self._log.warning(
-                f"{registry.api} returned a token for {registry.host} whose expiry is missing or "
-                "already past by the registry's own clock; trusting it for one hour only, so "
-                "it is refreshed after 30 minutes (moto does this; on real AWS check the node's "
-                "clock)"
+                f"{registry.api} returned a token for {registry.host} whose expiry is missing, "
+                "already past or more than 7 days away by the registry's own clock; trusting it "
+                "for one hour only, so it is refreshed after 30 minutes (moto does this; on real "
+                "AWS check the node's clock and any proxy)"
             )
         self._log.add_secret(password)
         return Token(username, password, expires_at, fetched_at)
@@ -258,9 +259,9 @@ def token_subject(token: str) -> str:
             iss, sub = claims.get("iss"), claims.get("sub")
             if isinstance(iss, str) and isinstance(sub, str) and sub:
                 return f"iss {iss} sub {sub}"
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError, RecursionError):
             pass
-    return f"token-digest {sha256_hex(token.encode())[:32]}"
+    return f"token-digest {sha256_hex(token.encode('utf-8', 'surrogatepass'))[:32]}"
 
 
 def subject_label(subject: str) -> str:
