@@ -127,7 +127,8 @@ def private_host(account: str, region: str, *, fips: bool = False, dualstack: bo
     """The registry host for an account and region, derived from the same tables that
     ``parse_ecr_host`` reads (used for custom-domain rules and tests)."""
     dkr = next(part for part, flags in DKR_PARTS.items() if flags == (fips, dualstack))
-    for suffix, partition in PARTITIONS.items():
+    # The ASCII check first, as parse_ecr_host does: the patterns' \d would take "us-west-٢".
+    for suffix, partition in PARTITIONS.items() if _REGION_CHARS.issuperset(region) else ():
         if partition.dualstack == dualstack and re.fullmatch(partition.region, region):
             return f"{account}.{dkr}.{region}.{suffix}"
     variant = " (dual-stack)" if dualstack else ""

@@ -94,9 +94,11 @@ class _SchemelessURL(Record):
 
 def _split(text: str) -> _SchemelessURL | None:
     """What Go's url.Parse("https://" + text) gives the kubelet, reduced to what it compares."""
+    # url.Parse cuts the fragment, then the query, before it looks for the authority's end, so
+    # in "a.io?x/y" the "/y" is query, not path.
+    text = text.split("#", 1)[0].split("?", 1)[0]
     authority, slash, rest = text.partition("/")
-    path = (slash + rest).split("?", 1)[0].split("#", 1)[0]
-    authority = authority.split("?", 1)[0].split("#", 1)[0]
+    path = slash + rest
     if "@" in authority:  # userinfo is parsed off by url.Parse and not compared
         authority = authority.rsplit("@", 1)[1]
     if not re.fullmatch(_GO_HOST_CHARS, authority):
@@ -178,15 +180,17 @@ def _go_match_regex(pattern: str) -> re.Pattern[str] | None:  # noqa: PLR0915 - 
                     elif hi in "-]":
                         return None
                     i += 1
-                items.append(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}")
-            out.append(f"[{'^' if negate else ''}{''.join(items)}]")
+                if lo <= hi:  # a reversed range is valid in Go and matches nothing
+                    items.append(re.escape(lo) if lo == hi
+                                 else f"{re.escape(lo)}-{re.escape(hi)}")
+            if items:
+                out.append(f"[{'^' if negate else ''}{''.join(items)}]")
+            else:  # only reversed ranges: nothing matches, or anything when negated
+                out.append("." if negate else "(?!)")
         else:
             out.append(re.escape(c))
         i += 1
-    try:
-        return re.compile("".join(out), re.DOTALL)
-    except re.error:  # e.g. a reversed range [c-a]: valid in Go, and it matches nothing
-        return re.compile(r"(?!)")
+    return re.compile("".join(out), re.DOTALL)
 
 
 def glob_match(pattern: str, image: str) -> bool:

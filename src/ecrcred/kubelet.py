@@ -73,6 +73,9 @@ def parse_request(raw: bytes) -> Request:
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(f"request on stdin is not valid JSON ({_json_reason(exc)})",
                            hint=_HINT) from None
+    except RecursionError:  # json's decoder recurses once per nesting level: "[[[[…" in 1 MiB
+        raise RequestError("request on stdin is nested too deeply to be a "
+                           "CredentialProviderRequest", hint=_HINT) from None
     if not isinstance(doc, dict):
         raise RequestError(
             f"request on stdin is a JSON {type(doc).__name__}, not an object", hint=_HINT
@@ -144,7 +147,11 @@ def go_duration(seconds: int) -> str:
     return f"{secs}s"
 
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Go accepts the micro sign (U+00B5) and the Greek mu (U+03BC) alike.
+_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0,
+          "m": 60.0, "h": 3600.0}
+_DIGITS = "0123456789."  # ASCII only, as in Go: str.isdigit() takes U+0661 and "²" too
+_MAX_SECONDS = (2**63 - 1) / 1e9  # a time.Duration is int64 nanoseconds; Go rejects beyond it
 
 
 def parse_go_duration(text: str) -> float:
@@ -162,17 +169,19 @@ def parse_go_duration(text: str) -> float:
     i = 0
     while i < len(s):
         j = i
-        while j < len(s) and (s[j].isdigit() or s[j] == "."):
+        while j < len(s) and s[j] in _DIGITS:
             j += 1
         if j == i:
             raise ValueError(f"invalid duration {text!r}")
         number = float(s[i:j])
         k = j
-        while k < len(s) and not (s[k].isdigit() or s[k] == "."):
+        while k < len(s) and s[k] not in _DIGITS:
             k += 1
         unit = s[j:k]
         if unit not in _UNITS:
             raise ValueError(f"invalid duration {text!r}: unknown unit {unit!r}")
         total += number * _UNITS[unit]
         i = k
+    if total > _MAX_SECONDS:
+        raise ValueError(f"invalid duration {text!r}: larger than Go's time.Duration holds")
     return sign * total
