@@ -22,7 +22,7 @@ import os
 import tomllib
 from typing import Any, NamedTuple
 
-from ecrcred.errors import ConfigError
+from ecrcred.errors import ConfigError, ConfigMissing
 
 DEFAULT_CONFIG = "/etc/containerd/config.toml"
 
@@ -86,7 +86,7 @@ def _read(path: str) -> dict[str, Any]:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"containerd config {path} does not exist",
+        raise ConfigMissing(f"containerd config {path} does not exist",
                           hint="pass --containerd-config or --image") from None
     except OSError as exc:
         raise ConfigError(f"cannot read containerd config {path}: {exc.strerror}",

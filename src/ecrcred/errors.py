@@ -10,6 +10,7 @@ what to do next. Messages never contain a secret: the kubelet logs a plugin's wh
     ├── UsageError                     exit 2  bad flags or arguments
     ├── RequestError                   exit 3  the CredentialProviderRequest on stdin is unusable
     ├── ConfigError                    exit 4  a config file or setting is invalid
+    │   └── ConfigMissing                      a config file that was named does not exist
     ├── DeadlineExceeded               exit 5  our own deadline, well inside the kubelet's kill
     ├── CredentialError                exit 1  no credentials could be produced for an image
     │   ├── NoSourceError                      nothing knows this registry
@@ -64,6 +65,11 @@ class RequestError(EcrcredError):
 class ConfigError(EcrcredError):
     code = "BAD_CONFIG"
     exit_code = 4
+
+
+class ConfigMissing(ConfigError):
+    """Same code and exit as ConfigError; a type of its own so a caller that can go on without
+    the file (``doctor`` on a node without containerd) tells it from a broken one."""
 
 
 class DeadlineExceeded(EcrcredError):

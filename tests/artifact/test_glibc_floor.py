@@ -13,20 +13,18 @@ import json
 import os
 import re
 import shutil
-import stat
 import struct
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ecrcred import __version__
+from tests.artifact.roots import ECR, elf_files, in_root, linked_libraries, make_root
 from tests.support.kubelet import check_response, request
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_PORTABLE = ROOT / "build" / "build-portable"
-ECR = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
 SHT_GNU_VERNEED = 0x6FFFFFFE
 
 
@@ -72,14 +70,6 @@ def glibc_versions_needed(data: bytes) -> set[tuple[int, ...]]:
     return found
 
 
-def elf_files(directory: Path) -> Iterator[Path]:
-    for path in sorted(directory.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            with path.open("rb") as f:
-                if f.read(4) == b"\x7fELF":
-                    yield path
-
-
 def test_the_build_enforces_the_floor_the_readme_documents():
     floor = dotted(documented_floor())
     readme = (ROOT / "build" / "README.md").read_text()
@@ -112,49 +102,19 @@ def floor_root_source() -> Path:
     return rootfs
 
 
-def system_libraries(directory: Path) -> set[str]:
-    """The paths of the shared libraries the artifact's ELF files link from the system (as this
-    machine's ldd resolves them: the same paths on Debian 11). A library the artifact bundles
-    is left out even where this machine's ldd finds the system's (libssl.so.3 links
-    libcrypto.so.3 without a search path): at run time the bundled one is taken. Not for the
-    executable (PyInstaller's bootloader): it loads before it knows about _internal/."""
-    bundled = {p.name for p in (directory / "_internal").iterdir()}
-    found: set[str] = set()
-    for path in elf_files(directory):
-        out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, check=False)
-        for line in out.stdout.splitlines():
-            match = re.search(r"(/\S+\.so[.\d]*) \(0x", line)
-            if match and not match[1].startswith(str(directory)) \
-                    and (path.name == "ecrcred" or Path(match[1]).name not in bundled):
-                found.add(match[1])
-    return found
-
-
-def chroot(root: Path, argv: list[str], env: dict[str, str] | None = None, stdin: bytes = b"",
-           ) -> subprocess.CompletedProcess[bytes]:
-    command = shutil.which("chroot", path="/usr/sbin:/usr/bin:/sbin:/bin")
-    assert command, "chroot (coreutils) is missing"
-    return subprocess.run([command, str(root), *argv], input=stdin, env=env or {},
-                          capture_output=True, timeout=60, check=False)
-
-
 @pytest.fixture(scope="session")
 def floor_root(artifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A root with the artifact at /opt/ecrcred and, where this machine's ldd finds the C
     libraries it links, Debian 11's (glibc 2.31): no Python, no OpenSSL, no shell."""
     source = floor_root_source()
-    root = tmp_path_factory.mktemp("glibc-floor-root")
-    shutil.copytree(artifact_dir, root / "opt" / "ecrcred", symlinks=True)
-    for library in system_libraries(artifact_dir):
-        resolved = chroot(source, ["/usr/bin/readlink", "-e", library])
+
+    def debian_11(library: str) -> Path:
+        resolved = in_root(source, ["/usr/bin/readlink", "-e", library])
         assert resolved.returncode == 0, f"Debian 11 has no {library}"
-        target = root / library.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / resolved.stdout.decode().strip().lstrip("/"), target)
-    (root / "tmp").mkdir(mode=0o1777)
-    (root / "dev").mkdir()
-    for name, minor in (("null", 3), ("urandom", 9)):
-        os.mknod(root / "dev" / name, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+        return source / resolved.stdout.decode().strip().lstrip("/")
+
+    root = make_root(tmp_path_factory.mktemp("glibc-floor-root"), artifact_dir,
+                     linked_libraries(artifact_dir, skip_bundled=True), debian_11)
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -162,7 +122,7 @@ def floor_root(artifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_the_floor_root_has_glibc_at_the_floor_and_no_python(floor_root: Path):
     # glibc's libc.so.6 run as a program says which it is (its ld.so has no --version before 2.33)
     (libc,) = [p for p in floor_root.rglob("libc.so.6") if "opt/ecrcred" not in str(p)]
-    result = chroot(floor_root, ["/" + libc.relative_to(floor_root).as_posix()])
+    result = in_root(floor_root, ["/" + libc.relative_to(floor_root).as_posix()])
     first = result.stdout.decode().splitlines()[0] if result.stdout else result.stderr.decode()
     assert first.endswith(f"release version {dotted(documented_floor())}."), first
     outside = [p for p in floor_root.rglob("*") if "opt/ecrcred" not in str(p)]
@@ -171,7 +131,7 @@ def test_the_floor_root_has_glibc_at_the_floor_and_no_python(floor_root: Path):
 
 
 def test_version_runs_on_the_floor(floor_root: Path):
-    result = chroot(floor_root, ["/opt/ecrcred/ecrcred", "version"], {"PATH": "/nonexistent"})
+    result = in_root(floor_root, ["/opt/ecrcred/ecrcred", "version"], {"PATH": "/nonexistent"})
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().startswith(f"ecrcred {__version__} (pyinstaller onedir, ")
 
@@ -179,7 +139,7 @@ def test_version_runs_on_the_floor(floor_root: Path):
 def test_get_credentials_runs_on_the_floor(floor_root: Path, aws):
     req = request(f"{ECR}/app")
     env = {**aws.env(), "ECRCRED_CACHE_DIR": "/tmp/cache", "PATH": "/nonexistent"}
-    result = chroot(floor_root, ["/opt/ecrcred/ecrcred", "get-credentials"], env,
+    result = in_root(floor_root, ["/opt/ecrcred/ecrcred", "get-credentials"], env,
                     json.dumps(req).encode() + b"\n")
     assert result.returncode == 0, result.stderr.decode()
     doc = check_response(result.stdout, req)
@@ -194,12 +154,12 @@ def test_tls_and_grpc_load_on_the_floor(floor_root: Path):
            "AWS_SECRET_ACCESS_KEY": "nothing", "AWS_EC2_METADATA_DISABLED": "true",
            "AWS_ENDPOINT_URL_ECR": "https://127.0.0.1:9"}
     req = request(f"{ECR}/app")
-    result = chroot(floor_root, ["/opt/ecrcred/ecrcred", "get-credentials", "--no-cache",
+    result = in_root(floor_root, ["/opt/ecrcred/ecrcred", "get-credentials", "--no-cache",
                                  "--timeout", "10"], env, json.dumps(req).encode() + b"\n")
     assert result.returncode == 1, result.stderr.decode()
     assert "[AWS_UNREACHABLE]" in result.stderr.decode()
     # grpc (the CRI client) loads: a missing socket is the one-line runtime error
-    result = chroot(floor_root, ["/opt/ecrcred/ecrcred", "pull-sandbox", "--image",
+    result = in_root(floor_root, ["/opt/ecrcred/ecrcred", "pull-sandbox", "--image",
                                  f"{ECR}/eks/pause:3.9", "--runtime-endpoint",
                                  "unix:///tmp/no.sock", "--timeout", "2"],
                     {"PATH": "/nonexistent", "ECRCRED_CACHE_DIR": "/tmp/cache"})

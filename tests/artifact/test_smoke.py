@@ -12,8 +12,6 @@ import json
 import os
 import re
 import shutil
-import stat
-import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,53 +19,18 @@ from pathlib import Path
 import pytest
 
 from ecrcred import __version__
+from tests.artifact.roots import ECR, in_root, linked_libraries, make_root
 from tests.support.kubelet import check_response, request
-
-ECR = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
-
-
-def linked_libraries(directory: Path) -> set[str]:
-    """The host's shared libraries that the artifact's ELF files link (as ldd resolves them)."""
-    found: set[str] = set()
-    for path in directory.rglob("*"):
-        if not path.is_file() or path.is_symlink():
-            continue
-        with path.open("rb") as f:
-            if f.read(4) != b"\x7fELF":
-                continue
-        out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, check=False)
-        for line in out.stdout.splitlines():
-            match = re.search(r"(/\S+\.so[.\d]*) \(0x", line)
-            if match and not match[1].startswith(str(directory)):
-                found.add(match[1])
-    return found
 
 
 @pytest.fixture(scope="session")
 def bare_root(artifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A root with the artifact at /opt/ecrcred and the C libraries it links: no Python, no
     shell, nothing else."""
-    root = tmp_path_factory.mktemp("bare-root")
-    shutil.copytree(artifact_dir, root / "opt" / "ecrcred", symlinks=True)
-    for library in linked_libraries(artifact_dir):
-        target = root / library.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(os.path.realpath(library), target)
-    (root / "tmp").mkdir(mode=0o1777)
-    (root / "dev").mkdir()
-    # Every node has these; grpc seeds its random generator from /dev/urandom.
-    for name, minor in (("null", 3), ("urandom", 9)):
-        os.mknod(root / "dev" / name, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+    root = make_root(tmp_path_factory.mktemp("bare-root"), artifact_dir,
+                     linked_libraries(artifact_dir), lambda lib: Path(os.path.realpath(lib)))
     yield root
     shutil.rmtree(root, ignore_errors=True)
-
-
-def in_root(root: Path, argv: list[str], env: dict[str, str], stdin: bytes = b"",
-            ) -> subprocess.CompletedProcess[bytes]:
-    chroot = shutil.which("chroot", path="/usr/sbin:/usr/bin:/sbin:/bin")
-    assert chroot, "chroot (coreutils) is missing"
-    return subprocess.run([chroot, str(root), *argv], input=stdin, env=env,
-                          capture_output=True, timeout=60, check=False)
 
 
 def test_the_bare_root_really_has_no_python(bare_root: Path):

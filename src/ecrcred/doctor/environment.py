@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ecrcred.doctor.report import Check, ok, warn
 from ecrcred.imageref import registry_host
-from ecrcred.sources.dockerconfig import DockerConfigSource, search_paths
+from ecrcred.sources.dockerconfig import DockerConfigSource, Tried, search_paths
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -83,26 +83,24 @@ class _Search(NamedTuple):
     steps: tuple[str, ...]
 
 
-def _search(image: str, home: str | None, clock: Clock, log: Logger) -> _Search:
-    def no_helpers(_name: str) -> CredentialSource:
-        raise AssertionError("explain never runs a helper")
+def _no_helpers(_name: str) -> CredentialSource:
+    raise AssertionError("explain never runs a helper")
 
-    source = DockerConfigSource(None, root_dir=KUBELET_ROOT, cwd="/", home=home,
-                                helpers=no_helpers, clock=clock, log=log)
+
+def _explain(paths: list[str] | None, home: str | None, image: str, clock: Clock,
+             log: Logger) -> tuple[str | None, list[Tried]]:
+    """The kubelet's docker config search (``paths`` None) or one file's, as ``explain`` says."""
+    source = DockerConfigSource(paths, root_dir=KUBELET_ROOT, cwd="/", home=home,
+                                helpers=_no_helpers, clock=clock, log=log)
     config, tried = source.explain(image)
+    return (config.path if config is not None else None), tried
+
+
+def _search(image: str, home: str | None, clock: Clock, log: Logger) -> _Search:
+    first, tried = _explain(None, home, image, clock, log)
     steps = tuple(f"{t.path}: {t.outcome}" for t in tried)
-    first = config.path if config is not None else None
     answering = first if tried and tried[-1].outcome == "used" else None
     return _Search(first, answering, steps)
-
-
-def _has_entry(path: str, image: str, clock: Clock, log: Logger) -> bool:
-    def no_helpers(_name: str) -> CredentialSource:
-        raise AssertionError("explain never runs a helper")
-
-    source = DockerConfigSource([path], root_dir=KUBELET_ROOT, cwd="/", home=None,
-                                helpers=no_helpers, clock=clock, log=log)
-    return any(t.outcome == "used" for t in source.explain(image)[1])
 
 
 def check_environment(image: str, env: Mapping[str, str], running: list[Process],
@@ -116,7 +114,15 @@ def check_environment(image: str, env: Mapping[str, str], running: list[Process]
     login_home = env.get("HOME") or _home_of(uid)
     login_files = [p for p in search_paths(KUBELET_ROOT, "/", login_home)
                    if login_home and p.startswith(login_home.rstrip("/") + "/")]
-    login_with_entry = [p for p in login_files if _has_entry(p, image, clock, log)]
+    entries: dict[str, bool] = {}
+
+    def has_entry(path: str) -> bool:  # each file read once, though both checks ask
+        if path not in entries:
+            tried = _explain([path], None, image, clock, log)[1]
+            entries[path] = any(t.outcome == "used" for t in tried)
+        return entries[path]
+
+    login_with_entry = [p for p in login_files if has_entry(p)]
     home = env.get("HOME") or None
     checks = []
     blind = [(f"this process (HOME {'unset' if home is None else 'set'})", home)]
@@ -143,7 +149,7 @@ def check_environment(image: str, env: Mapping[str, str], running: list[Process]
                          "what it sees", (seen_by,)))
     search = _search(image, home, clock, log)
     later = [p for p in search_paths(KUBELET_ROOT, "/", home)
-             if p != search.answering and _has_entry(p, image, clock, log)]
+             if p != search.answering and has_entry(p)]
     first_parsed = search.first_parsed
     if search.answering is None and first_parsed and later:
         checks.append(warn(

@@ -205,24 +205,29 @@ class RegistryProbe:
             headers = {"Accept": ACCEPT}
             how = "anonymous"
             authorization: str | None = None
-            challenge = ping.headers.get("www-authenticate", "")
-            if ping.status == 401:
+
+            def login(challenge: str) -> bool:
+                nonlocal how, authorization
                 how, authorization = self._authorize(endpoint, challenge, ref, creds, failures)
-                if authorization is None:
-                    return None
-                headers["Authorization"] = authorization
-            reply = self._get(endpoint, url, headers)
-            self._steps.append(f"GET {url} ({how}) -> {reply.status}")
+                if authorization is not None:
+                    headers["Authorization"] = authorization
+                return authorization is not None
+
+            def fetch() -> HttpReply:
+                reply = self._get(endpoint, url, headers)
+                self._steps.append(f"GET {url} ({how}) -> {reply.status}")
+                return reply
+
+            if ping.status == 401 and not login(ping.headers.get("www-authenticate", "")):
+                return None
+            reply = fetch()
             challenge = reply.headers.get("www-authenticate", "")
             if reply.status == 401 and authorization is None and challenge:
                 # containerd never pings: it asks for the manifest and answers its challenge
                 # (a registry may serve /v2/ to anyone and still guard the repository).
-                how, authorization = self._authorize(endpoint, challenge, ref, creds, failures)
-                if authorization is None:
+                if not login(challenge):
                     return None
-                headers["Authorization"] = authorization
-                reply = self._get(endpoint, url, headers)
-                self._steps.append(f"GET {url} ({how}) -> {reply.status}")
+                reply = fetch()
         except ssl.SSLError as exc:
             failures.append(_Failure(endpoint.url, "tls", _tls_reason(exc)))
             return None
@@ -235,10 +240,8 @@ class RegistryProbe:
             except ValueError:
                 failures.append(_Failure(endpoint.url, "server", "the manifest is not JSON"))
                 return None
-            media_type = (reply.headers.get("content-type", "").split(";")[0].strip()
-                          or str(manifest.get("mediaType", "")))
-            return _Served(endpoint, how, media_type, manifest, reply.headers, url,
-                           authorization)
+            return _Served(endpoint, how, _media_type(reply, manifest), manifest, reply.headers,
+                           url, authorization)
         failures.append(_classify(endpoint.url, reply, creds is not None))
         return None
 
@@ -350,8 +353,7 @@ class RegistryProbe:
                 manifest = json.loads(reply.body)
             except ValueError:
                 return [fail("registry.manifest", f"{its} is not JSON", "re-push the image")]
-            media_type = (reply.headers.get("content-type", "").split(";")[0]
-                          or str(manifest.get("mediaType", "")))
+            media_type = _media_type(reply, manifest)
             described += f"; {self._os}/{self._arch} is {digest} ({_name(media_type)})"
         else:
             described += f" ({served.headers.get('docker-content-digest', 'no digest header')})"
@@ -412,6 +414,12 @@ class RegistryProbe:
             return warn("registry.media-types", f"{ref}: {found}; foreign layers are fetched "
                         "from URLs outside the registry", "make sure the node can reach them")
         return ok("registry.media-types", f"{found}: {name} unpacks these")
+
+
+def _media_type(reply: HttpReply, manifest: dict[str, Any]) -> str:
+    """The Content-Type the registry served, else the manifest's own mediaType."""
+    return (reply.headers.get("content-type", "").split(";")[0].strip()
+            or str(manifest.get("mediaType", "")))
 
 
 def _reference(ref: ImageRef) -> str:

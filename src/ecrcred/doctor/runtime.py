@@ -20,7 +20,7 @@ from ecrcred.containerd_config import ContainerdConfig, RegistryHosts, registry_
 from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE
 from ecrcred.doctor.report import Check, fail, ok, skip, warn
 from ecrcred.ecrhost import parse_ecr_host
-from ecrcred.errors import ConfigError, RuntimeServiceError
+from ecrcred.errors import ConfigError, ConfigMissing, RuntimeServiceError
 from ecrcred.imageref import parse_reference
 
 if TYPE_CHECKING:
@@ -42,11 +42,11 @@ def check_containerd_config(path: Setting, image: str, host: str,
     default = registry_hosts(ContainerdConfig((), None, None, None), host)
     try:
         config = containerd_config.load(path.value)
+    except ConfigMissing:
+        return [skip("runtime.containerd-config", f"no containerd config at {path.value} "
+                     f"(from {path.origin}): pass --containerd-config on a containerd node"),
+                skip("runtime.registry-config", "no containerd config to read")], None, default
     except ConfigError as exc:
-        if "does not exist" in exc.message:
-            return [skip("runtime.containerd-config", f"no containerd config at {path.value} "
-                         f"(from {path.origin}): pass --containerd-config on a containerd node"),
-                    skip("runtime.registry-config", "no containerd config to read")], None, default
         return [fail("runtime.containerd-config", exc.message, exc.hint),
                 skip("runtime.registry-config", "the containerd config is unreadable")], None, \
             default
