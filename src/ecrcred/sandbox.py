@@ -140,13 +140,24 @@ class SandboxKeeper:
             started = self._clock.monotonic()
             actions = []
             info = self._runtime.image_status(self.image)
+            labels = None
+            if info is not None and self._containerd is not None:
+                labels = self._containerd.labels(self.image)
+                if labels is None:
+                    # Just after a deletion the CRI's image list can still show the image for a
+                    # moment, while containerd's record (which GC counts and the pin lives on)
+                    # is gone: the image is gone, and waiting for the next check would leave
+                    # pods without it until then.
+                    self._log.debug(f"{self.image}: the CRI still lists it but containerd has "
+                                    "no record of it; pulling")
+                    info = None
             if info is not None:
                 actions.append(self._act("present", reason, started, info.id))
             else:
                 ref = self._pull(reason)
                 actions.append(self._act("pulled", reason, started, ref))
             if self._containerd is not None:
-                actions.append(self._pin(reason))
+                actions.append(self._pin(reason, labels))
             return actions
 
     def _act(self, action: str, reason: str, started: float, detail: str = "") -> Action:
@@ -204,10 +215,12 @@ class SandboxKeeper:
                 self._clock.sleep(sleep)
             delay = min(delay * 2, self._retry.max_delay)
 
-    def _pin(self, reason: str) -> Action:
+    def _pin(self, reason: str, labels: dict[str, str] | None = None) -> Action:
+        """Pin the image; ``labels`` are its labels when the caller has just read them."""
         assert self._containerd is not None  # noqa: S101 - checked by the caller
         started = self._clock.monotonic()
-        labels = self._containerd.labels(self.image)
+        if labels is None:
+            labels = self._containerd.labels(self.image)
         if labels is None:
             return self._act("pin-skipped", reason, started,
                              "containerd has no image record of that name")

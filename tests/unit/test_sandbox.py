@@ -85,6 +85,18 @@ def test_pinned_image_is_left_alone():
     assert [a.action for a in actions] == ["present", "already-pinned"]
 
 
+def test_an_image_the_cri_still_lists_but_containerd_has_no_record_of_is_pulled_back():
+    # Seen against containerd 1.6.20: right after `ctr images rm`, ImageStatus still answered
+    # with the image while its record was gone, and the watch waited for its next safety net.
+    runtime = FakeRuntime(present=True)
+    runtime.labels = lambda name: None  # type: ignore[method-assign]
+    creds = Creds()
+    k, actions = keeper(runtime, creds)
+    k.ensure("image deleted")
+    assert actions[0].action == "pulled"
+    assert len(runtime.pulls) == 1 and creds.calls == [False]
+
+
 def test_no_pin_skips_containerd_entirely():
     runtime = FakeRuntime(present=False)
     k, actions = keeper(runtime, pin=False)
