@@ -123,8 +123,16 @@ class RuntimeServiceError(EcrcredError):
 
 
 class PullError(RuntimeServiceError):
+    """``detail`` is the runtime's own text, kept apart from our message (which names socket
+    paths and images) so that reading it for status words cannot be fooled by either."""
+
     code = "PULL_FAILED"
     exit_code = 7
+
+    def __init__(self, message: str, *, detail: str = "", hint: str = "",
+                 code: str | None = None) -> None:
+        super().__init__(message, hint=hint, code=code)
+        self.detail = detail or message
 
 
 EXIT_OK = 0

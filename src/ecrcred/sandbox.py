@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
@@ -39,9 +40,12 @@ if TYPE_CHECKING:
     from ecrcred.cri.client import ContainerdImages, EventStream, ImageService
     from ecrcred.seams import Clock, CredentialSource, Logger, TokenCache
 
-# Words in a runtime's pull error that no retry will fix.
-_PERMANENT = ("401 unauthorized", "403 forbidden", "404 not found", "not found",
-              "unauthorized", "denied", "manifest unknown", "name unknown", "invalid reference")
+# Words in a runtime's pull error that no retry will fix, as whole words: a temp dir named
+# /tmp/ecd-x403y or an image called team/denied-app must not read as a refusal.
+_PERMANENT = re.compile(r"\b(401|403|404|not found|unauthorized|forbidden|denied|manifest unknown"
+                        r"|name unknown|invalid reference)\b")
+_REFUSED = re.compile(r"\b(401|unauthorized)\b")
+_FORBIDDEN = re.compile(r"\b(403|forbidden|denied)\b")
 
 
 class Credentials(NamedTuple):
@@ -87,9 +91,13 @@ def credentials_resolver(sources: Sequence[CredentialSource], cache: TokenCache,
     return credentials
 
 
-def is_permanent(error: PullError) -> bool:
-    text = error.message.lower()
-    return any(word in text for word in _PERMANENT)
+def _runtime_words(error: PullError, image: str) -> str:
+    """The runtime's own words, without the image name it quotes (a name is not a status)."""
+    return error.detail.replace(image, " ").lower()
+
+
+def is_permanent(error: PullError, image: str = "") -> bool:
+    return _PERMANENT.search(_runtime_words(error, image)) is not None
 
 
 class RetryPolicy(NamedTuple):
@@ -183,7 +191,7 @@ class SandboxKeeper:
                     self.image, creds.auth, timeout=max(1.0, min(self._retry.attempt_timeout,
                                                                  remaining)))
             except PullError as exc:
-                if is_permanent(exc):
+                if is_permanent(exc, self.image):
                     if creds.from_cache and not refreshed:
                         # A cached token the registry refuses (revoked, or rotated keys): one
                         # more try with a token fetched now, bypassing the cache.
@@ -194,7 +202,8 @@ class SandboxKeeper:
                         continue
                     raise PullError(
                         f"{exc.message} (credentials: {creds.describe})",
-                        hint=_pull_hint(exc, creds), code=exc.code) from None
+                        detail=exc.detail, hint=_pull_hint(exc, creds, self.image),
+                        code=exc.code) from None
                 last = exc
             except RuntimeServiceError as exc:
                 if exc.code != "RUNTIME_UNREACHABLE":
@@ -286,15 +295,15 @@ class SandboxKeeper:
                                 f"internal error: {type(exc).__name__}: {exc} [INTERNAL]"))
 
 
-def _pull_hint(error: PullError, creds: Credentials) -> str:
-    text = error.message.lower()
+def _pull_hint(error: PullError, creds: Credentials, image: str) -> str:
+    text = _runtime_words(error, image)
     if creds.auth is None:
         return ("no credential source knows this registry, so the pull was anonymous; "
                 "add credentials for it")
-    if "401" in text or "unauthorized" in text:
+    if _REFUSED.search(text):
         return "the registry refused these credentials: check the node's AWS identity or the " \
                "registry's password"
-    if "403" in text or "denied" in text:
+    if _FORBIDDEN.search(text):
         return "the credentials are valid but not allowed to pull this repository: check its " \
                "repository policy"
     return "check that the image name and tag exist in the registry"

@@ -140,6 +140,37 @@ def test_permanent_failures_fail_at_once_naming_the_credentials(message):
     assert "password-1" not in err.value.one_line()
 
 
+@pytest.mark.parametrize(("detail", "hint"), [
+    ("failed to resolve reference: not found", "check that the image name and tag exist"),
+    ("unexpected status: 403 Forbidden", "not allowed to pull this repository"),
+    ("pull access denied", "not allowed to pull this repository"),
+    ("unexpected status: 401 Unauthorized", "the registry refused these credentials"),
+])
+def test_the_hint_reads_the_runtimes_words_not_our_socket_path_or_the_image_name(detail, hint):
+    # CI met this: a temp dir named /tmp/ecd-buip403j read as "403" and a plain 404 was
+    # reported as a repository policy refusal. An image called denied-app must not either.
+    image = "x.dkr.ecr.us-west-2.amazonaws.com/team/denied-app:403"
+    message = f"the runtime at unix:///tmp/ecd-buip403j/c.sock could not pull {image}: {detail}"
+    runtime = FakeRuntime(outcomes=[PullError(message, detail=f'"{image}": {detail}')] * 5)
+    k = SandboxKeeper(image, runtime, None, Creds(), FakeClock(), RecordingLogger(),
+                      lambda _: None, RetryPolicy(), rng=random.Random(1))
+    with pytest.raises(PullError) as err:
+        k.ensure("boot")
+    assert hint in err.value.hint, err.value.hint
+    assert len(runtime.pulls) == 1
+
+
+def test_a_transient_failure_for_an_image_named_like_a_refusal_is_still_retried():
+    image = "x.dkr.ecr.us-west-2.amazonaws.com/unauthorized/not-found:401"
+    transient = PullError(f"could not pull {image}: 503 Service Unavailable",
+                          detail=f'"{image}": 503 Service Unavailable')
+    runtime = FakeRuntime(outcomes=[transient, None])
+    k = SandboxKeeper(image, runtime, None, Creds(), FakeClock(), RecordingLogger(),
+                      lambda _: None, RetryPolicy(), rng=random.Random(1))
+    k.ensure("boot")
+    assert len(runtime.pulls) == 2
+
+
 def test_a_cached_token_the_registry_refuses_is_replaced_once_by_a_fresh_one():
     runtime = FakeRuntime(outcomes=[PullError("401 Unauthorized"), None])
     creds = Creds(from_cache=True)

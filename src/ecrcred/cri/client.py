@@ -182,7 +182,7 @@ class GrpcRuntime:
         if auth is not None:
             detail = detail.replace(auth.password, "<redacted>")
         return PullError(f"the runtime at {self.endpoint} could not pull {image}: {detail}",
-                         code=f"PULL_{code.name}")
+                         detail=detail, code=f"PULL_{code.name}")
 
     def remove_image(self, image: str) -> None:
         from ecrcred.cri._gen import cri_api_pb2 as cri
