@@ -18,6 +18,12 @@
 # Usage:
 #   install.sh [--root DIR] [--prefix DIR] ARTIFACT     ARTIFACT: ecrcred-<v>-linux-<arch>.tar.gz
 #                                                       or the unpacked ecrcred/ directory
+#   ecrcred/install.sh [--root DIR] [--prefix DIR]      the copy inside the unpacked tarball
+#                                                       installs the artifact it sits in
+#
+# The tarball is the whole bundle (build/pack): the artifact, this script, and share/ with the
+# units and provider configs. Without share/ (an artifact folder from an older build) they are
+# looked for beside this script, as in the repository's packaging/.
 #   install.sh [--root DIR] [--prefix DIR] --uninstall [--purge]
 #
 # Running it again gives the same tree. --uninstall removes the executable, the links and the
@@ -29,7 +35,7 @@ set -eu
 umask 022  # the tree is the same whatever umask the caller has
 
 prog=install.sh
-usage="usage: $prog [--root DIR] [--prefix DIR] [--files-only] ARTIFACT(.tar.gz|dir) | $prog [--root DIR] [--prefix DIR] --uninstall [--purge]"
+usage="usage: $prog [--root DIR] [--prefix DIR] [--files-only] [ARTIFACT(.tar.gz|dir)] | $prog [--root DIR] [--prefix DIR] --uninstall [--purge]"
 UNITS="ecrcred-sandbox.service ecrcred-sandbox-watch.service"
 PROVIDER_CONFIGS="provider-config.yaml provider-config-pod-identity.yaml"
 KUBELET_BIN_DIR=libexec/kubernetes/kubelet-plugins/credential-provider/exec
@@ -38,7 +44,7 @@ die() { echo "$prog: error: $*" >&2; exit 1; }
 bad_usage() { echo "$prog: error: $*; $usage" >&2; exit 2; }
 note() { echo "$prog: $*" >&2; }
 
-root=/ prefix=/usr artifact="" action=install purge=0 files_only=0
+root=/ prefix=/usr artifact="" action=install purge=0 files_only=0 src=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) [ $# -ge 2 ] || bad_usage "--root needs a directory"; root=$2; shift ;;
@@ -118,15 +124,20 @@ install_conffile() {  # SRC DEST
   fi
 }
 
-# Where the files that do not come in the artifact are: beside this script, as in the
-# repository (packaging/systemd/, the provider configs at the top) or all in one folder.
+# Where the files that are not the program are: in the bundle's share/ (build/pack), else beside
+# this script, as in the repository (packaging/systemd/, the provider configs at the top).
 here=$(cd "$(dirname "$0")" && pwd -P)
 support() {  # support NAME -> path
-  for candidate in "$here/$1" "$here/systemd/$1" "$here/../$1"; do
+  for candidate in "$src/share/$1" "$here/$1" "$here/systemd/$1" "$here/../$1"; do
     if [ -f "$candidate" ]; then echo "$candidate"; return; fi
   done
-  die "cannot find $1 beside $here/$prog (it comes with the ecrcred repository's packaging/)"
+  die "cannot find $1 in $src/share/ or beside $here/$prog; use the whole release tarball (it carries share/)"
 }
+
+# Run from inside an unpacked bundle (ecrcred/install.sh) with no artifact named: that bundle.
+if [ "$action" = install ] && [ -z "$artifact" ] && [ -f "$here/ecrcred" ] && [ -d "$here/_internal" ]; then
+  artifact=$here
+fi
 
 work=""
 cleanup() { if [ -n "$work" ]; then rm -rf "$work"; fi; }
@@ -227,7 +238,7 @@ do_install() {
   new=$R$prefix/lib/.ecrcred.new.$$ old=$R$prefix/lib/.ecrcred.old.$$
   rm -rf "$new" "$old"
   cp -RP "$src" "$new"
-  rm -f "$new/.stamp"  # build/build's bookkeeping
+  rm -rf "$new/.stamp" "$new/install.sh" "$new/share"  # the build's bookkeeping; the bundle's extras
   find "$new" -type d -exec chmod 0755 {} +
   find "$new" -type f -perm -u+x -exec chmod 0755 {} +
   find "$new" -type f ! -perm -u+x -exec chmod 0644 {} +

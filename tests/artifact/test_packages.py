@@ -396,6 +396,64 @@ def test_install_sh_from_the_unpacked_dir_gives_the_same_tree(
     assert listing(other) == listing(script_root)
 
 
+def test_the_tarball_carries_its_install_script_units_and_provider_configs(artifact_tarball: Path):
+    with tarfile.open(artifact_tarball) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        shipped = {"ecrcred/install.sh": INSTALL_SH,
+                   **{f"ecrcred/share/{u}": ROOT / "packaging" / "systemd" / u for u in UNITS},
+                   **{f"ecrcred/share/{c}": ROOT / c
+                      for c in ("provider-config.yaml", "provider-config-pod-identity.yaml")}}
+        for name, source in shipped.items():
+            assert name in members, f"{name} missing from {artifact_tarball.name}"
+            extracted = tar.extractfile(members[name])
+            assert extracted is not None and extracted.read() == source.read_bytes(), name
+        assert members["ecrcred/install.sh"].mode & 0o111 == 0o111
+        assert {(m.uid, m.gid) for m in members.values()} == {(0, 0)}
+        assert "ecrcred/.stamp" not in members
+
+
+def test_the_tarball_alone_installs_the_same_tree_as_the_deb(tmp_path: Path,
+                                                            artifact_tarball: Path,
+                                                            installed: Path):
+    # What a user of another distribution does: download, unpack, run the script inside. No
+    # repository anywhere near: the tarball is unpacked into a directory of its own.
+    download = tmp_path / "download"
+    download.mkdir()
+    shutil.copy(artifact_tarball, download)
+    unpacked = run(["tar", "-xzf", artifact_tarball.name], cwd=download)
+    assert unpacked.returncode == 0, unpacked.stderr
+    root = tmp_path / "bundle-root"
+    root.mkdir()
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    result = run(["sh", "ecrcred/install.sh", "--root", root], cwd=download, env=env)
+    assert result.returncode == 0, result.stderr
+    assert listing(root) == listing(installed)
+    assert not (root / "usr/lib/ecrcred/install.sh").exists()
+    assert not (root / "usr/lib/ecrcred/share").exists()
+    again = run([download / "ecrcred" / "install.sh", "--root", root, "--uninstall"], env=env)
+    assert again.returncode == 0, again.stderr
+    assert not (root / "usr/lib/ecrcred").exists()
+
+
+def test_an_artifact_folder_without_share_names_what_is_missing(tmp_path: Path,
+                                                               artifact_dir: Path):
+    # An artifact folder from an older build, and the script copied away from the repository.
+    bare = tmp_path / "bare" / "ecrcred"
+    shutil.copytree(artifact_dir, bare, symlinks=True,
+                    ignore=shutil.ignore_patterns("share", "install.sh"))
+    lone = tmp_path / "elsewhere" / "install.sh"
+    lone.parent.mkdir()
+    shutil.copy(INSTALL_SH, lone)
+    root = tmp_path / "r"
+    root.mkdir()
+    result = run(["sh", lone, "--root", root, bare], env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "install.sh: error: cannot find provider-config.yaml" in result.stderr
+    assert "use the whole release tarball" in result.stderr
+    assert list(root.iterdir()) == [], "nothing is installed when a file is missing"
+
+
 def test_install_sh_twice_gives_an_identical_tree(script_root: Path, artifact_tarball: Path):
     before = listing(script_root)
     result = install_sh(script_root, artifact_tarball)
