@@ -1,8 +1,11 @@
 """Benchmark of the shipped artifact; rerun with ``bench/run artifact``.
 
-Builds (with ``build/build`` and the same spec, ``build/ecrcred.spec``) ecrcred and the floor
-program ``bench/floor.py`` both as PyInstaller onedir and onefile, then times, interleaved and
-against moto's server as ECR on 127.0.0.1:
+Builds ecrcred and the floor program ``bench/floor.py`` with the same spec
+(``build/ecrcred.spec``), then times them, interleaved, against moto's server as ECR on
+127.0.0.1. The onedir pair is the release build: ``build/build-portable --floor`` builds both in
+its Debian 11 root with its own CPython (``--local`` uses ``build/build`` and this machine's
+Python instead, for a machine without root or debootstrap). The onefile pair is always
+``build/build``'s: onefile is only measured, never shipped.
 
 - a cache-hit ``get-credentials`` of each ecrcred build, and the floor of each mode: the target
   is a cache hit within 1.3x of the floor built the same way (onedir, what we ship);
@@ -33,6 +36,13 @@ from bench.plugin import machine, request, summary  # noqa: E402
 from tests.support.aws import AwsStandIn  # noqa: E402
 
 PYINSTALLER = Path(sys.executable).with_name("pyinstaller")
+
+
+def build_release() -> tuple[Path, Path]:
+    """The release artifact and its floor, built the same way (``build/build-portable``)."""
+    subprocess.run([str(ROOT / "build" / "build-portable"), "--floor"], check=True)
+    return (ROOT / "dist" / "ecrcred" / "ecrcred",
+            ROOT / "build" / "dist" / "floor-portable" / "floor" / "floor")
 
 
 def build_ecrcred(mode: str) -> Path:
@@ -79,12 +89,21 @@ def size_mb(path: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--local", action="store_true",
+                        help="build the onedir pair with build/build (this machine's Python), "
+                        "not build/build-portable")
     args = parser.parse_args()
 
+    if args.local:
+        onedir_pair = (build_ecrcred("onedir"), build_floor("onedir"))
+        built = "build/build, this machine's Python"
+    else:
+        onedir_pair = build_release()
+        built = "build/build-portable: the release artifact, Debian 11 root, its own CPython"
     programs = {
-        "ecrcred onedir": build_ecrcred("onedir"),
+        "ecrcred onedir": onedir_pair[0],
         "ecrcred onefile": build_ecrcred("onefile"),
-        "floor onedir": build_floor("onedir"),
+        "floor onedir": onedir_pair[1],
         "floor onefile": build_floor("onefile"),
     }
     work = Path(tempfile.mkdtemp(prefix="ecrcred-bench-artifact-"))
@@ -109,7 +128,8 @@ def main() -> int:
                     "ecrcred onedir, cache miss"))
 
         print(f"Machine: {machine()}; {args.runs} runs each, all programs interleaved; the "
-              "ecrcred runs are cache hits unless marked.\n")
+              "ecrcred runs are cache hits unless marked. onedir pair: "
+              f"{built}; onefile pair: build/build.\n")
         print("| program | runs | median ms | p90 ms | min ms | median CPU ms |")
         print("|---|---|---|---|---|---|")
         for name, values in samples.items():
