@@ -26,7 +26,16 @@ BENCHMARKS.md). Pure Python, no network, a few seconds.
    2**n`` s); "no jitter" replaces ``rand()`` with 1. An exec that fails makes the kubelet retry
    that image's pull after its back-off (10 s, doubling, at most 300 s). ecrcred's execs for one
    registry wait on the cache lock (at most 24 s, 0.8 x the 30 s timeout), so a node makes one
-   call at a time per registry; the incumbent's execs all call at once. EKS's sandbox unit is
+   call at a time per registry; the incumbent's execs all call at once. Each ecrcred exec that
+   holds the lock runs the real ``get_or_fetch`` on the simulated clock, over the node's token
+   cache: a hit, a hold after throttling, or a fetch. A hold is waited out (the lock held) when
+   it ends within the first half of the exec's 30 s timeout, as ``get-credentials`` does: the
+   real code calls ``clock.sleep``, which here ends the step and resumes the same exec when the
+   hold is over (``_Sleeping``); otherwise the exec fails at once, with no call. The
+   fetch pauses where the real one calls AWS (``_Fetching``); when the simulated SDK call ends,
+   the same exec's ``get_or_fetch`` is run again, to the end, with that call's outcome (the
+   lock is still held, so nothing else can have changed the cache), and so stores the token
+   or remembers the throttling exactly as the real one does. EKS's sandbox unit is
    required by the kubelet: when its ``get-login-password`` fails the node never starts its
    kubelet; ecrcred's boot unit is wanted, not required, so the kubelet starts anyway.
 
@@ -42,7 +51,7 @@ import statistics
 import sys
 from collections import Counter
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -50,7 +59,8 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from ecrcred.cache import CacheKey, get_or_fetch  # noqa: E402
+from ecrcred.cache import CacheKey, Throttled, get_or_fetch  # noqa: E402
+from ecrcred.errors import AwsThrottled, ThrottleCoolDown  # noqa: E402
 from ecrcred.tokens import Token, token_expiry  # noqa: E402
 
 HOUR = 3600.0
@@ -79,6 +89,7 @@ class MemoryTokens:
 
     def __init__(self) -> None:
         self.tokens: dict[CacheKey, Token] = {}
+        self.throttled: dict[CacheKey, Throttled] = {}
 
     def load(self, key: CacheKey) -> Token | None:
         return self.tokens.get(key)
@@ -88,6 +99,15 @@ class MemoryTokens:
 
     def lock(self, key: CacheKey) -> AbstractContextManager[None]:
         return nullcontext()
+
+    def load_throttled(self, key: CacheKey) -> Throttled | None:
+        return self.throttled.get(key)
+
+    def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
+        if throttled is None:
+            self.throttled.pop(key, None)
+        else:
+            self.throttled[key] = throttled
 
 
 class QuietLog:
@@ -201,8 +221,29 @@ GO_V2_STANDARD = Retry("aws-sdk-go-v2 standard", 3, 1)
 MAX_SDK_BACKOFF = 20.0
 CALL_LATENCY = 0.1
 SANDBOX_PULL = 1.0  # from the token to the image present (bench/sandbox.py: under a second)
-LOCK_WAIT = 24.0
+PLUGIN_TIMEOUT = 30.0  # get-credentials' default --timeout
+LOCK_WAIT = 0.8 * PLUGIN_TIMEOUT  # its cache lock wait (cli.py)
+SANDBOX_TIMEOUT = 300.0  # ecrcred-sandbox.service's --timeout: pull-sandbox waits holds out in it
 KUBELET_BACKOFF, KUBELET_MAX_BACKOFF = 10.0, 300.0
+
+
+class _Sleeping(BaseException):
+    """Raised by the herd's clock where the real code sleeps (waiting out a throttling hold,
+    the lock held): the simulation resumes the same execution ``seconds`` later."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class HerdClock(SimClock):
+    def sleep(self, seconds: float) -> None:
+        raise _Sleeping(seconds)
+
+
+class _Fetching(BaseException):
+    """Raised by the simulated fetch where the real one would call AWS: ``get_or_fetch`` lets it
+    through untouched (it is no SourceError), and the simulation starts the SDK call."""
 
 
 class Herd:
@@ -225,7 +266,10 @@ class Herd:
         self.left_out = 0  # incumbent: sandbox unit failed, kubelet never started
         self.images_done: Counter[int] = Counter()
         self.kubelet_has: set[tuple[int, int]] = set()  # (node, registry): answer cached
-        self.disk_has: set[tuple[int, int]] = set()  # ecrcred's token cache
+        self.clock, self.log = HerdClock(), QuietLog()
+        self.disks: dict[int, MemoryTokens] = {}  # each node's ecrcred token cache
+        self.held_back = 0  # ecrcred execs that failed at once during a throttling hold
+        self.waited = 0  # ecrcred execs that waited a hold out, then fetched
         self.lock_busy: set[tuple[int, int]] = set()
         self.waiting: dict[tuple[int, int], list[tuple[float, float]]] = {}
         for node in range(nodes):
@@ -266,13 +310,60 @@ class Herd:
         else:
             self.at(t + CALL_LATENCY, lambda t2: done(t2, False))
 
+    # ecrcred: one execution holding its node's lock for a registry
+    def ecrcred_exec(self, node: int, registry: int, t: float,
+                     done: Callable[[float, bool], None], wait_until: float,
+                     resumed: bool = False) -> None:
+        """The real ``get_or_fetch`` at ``t``: ``done(t, ok)`` at once for a hit or a hold it
+        cannot wait out, later for a hold it waits out, or when the fetch it starts has ended."""
+        disk = self.disks.setdefault(node, MemoryTokens())
+        key = CacheKey(f"ecr:registry-{registry}", "node")
+
+        def start_fetch() -> Token:
+            raise _Fetching
+
+        self.clock.now = t
+        try:
+            get_or_fetch(disk, key, start_fetch, self.clock, self.log, rand=self.rng.random,
+                         wait_until=wait_until)
+        except _Sleeping as sleeping:  # the hold is waited out, the lock held
+            self.waited += 0 if resumed else 1
+            self.at(t + sleeping.seconds, lambda t2: self.ecrcred_exec(
+                node, registry, t2, done, wait_until, resumed=True))
+            return
+        except _Fetching:
+            self.job(t, BOTOCORE_STANDARD,
+                     lambda t2, ok: self.ecrcred_fetched(disk, key, t2, ok, done))
+            return
+        except ThrottleCoolDown:
+            self.held_back += 1
+            done(t, False)
+            return
+        done(t, True)
+
+    def ecrcred_fetched(self, disk: MemoryTokens, key: CacheKey, t: float, ok: bool,
+                        done: Callable[[float, bool], None]) -> None:
+        """The same execution's ``get_or_fetch`` run to its end with the SDK call's outcome."""
+        asked = []
+
+        def outcome() -> Token:
+            asked.append(True)
+            if ok:
+                return ecr_token(self.clock)
+            raise AwsThrottled("ecr:GetAuthorizationToken failed: ThrottlingException",
+                               code="AWS_THROTTLING")
+
+        self.clock.now = t
+        with suppress(AwsThrottled):
+            get_or_fetch(disk, key, outcome, self.clock, self.log, rand=self.rng.random)
+        assert asked, "nothing may change a cache whose lock is held"
+        done(t, ok)
+
     # a node
     def boot(self, node: int, t: float) -> None:
         retry = AWSCLI_LEGACY if self.plugin == "incumbent" else BOTOCORE_STANDARD
 
         def sandbox_done(t2: float, ok: bool) -> None:
-            if ok and self.plugin == "ecrcred":
-                self.disk_has.add((node, 0))  # the sandbox image's registry is registry 0
             if ok:
                 self.at(t2 + SANDBOX_PULL, lambda t3: self.kubelet_start(node, t3))
             elif self.plugin == "ecrcred":
@@ -280,7 +371,10 @@ class Herd:
             else:
                 self.left_out += 1  # required by the kubelet: the node never joins
 
-        self.job(t, retry, sandbox_done)
+        if self.plugin == "ecrcred":  # pull-sandbox fills the cache for registry 0
+            self.ecrcred_exec(node, 0, t, sandbox_done, wait_until=t + SANDBOX_TIMEOUT)
+        else:
+            self.job(t, retry, sandbox_done)
 
     def kubelet_start(self, node: int, t: float) -> None:
         for registry in range(self.registries):
@@ -305,9 +399,7 @@ class Herd:
             self.job(t, GO_V2_STANDARD, lambda t2, ok: (
                 self.image_ok(node, registry, t2) if ok
                 else self.image_failed(node, registry, t2, backoff)))
-        elif key in self.disk_has:
-            self.image_ok(node, registry, t)
-        else:
+        else:  # a fresh token is a hit as soon as the lock is free, and it is free then
             self.waiting.setdefault(key, []).append((t, backoff))
             self.at(t + LOCK_WAIT, partial(self.lock_timeout, key, t))
             self.pump(key, t)
@@ -321,24 +413,22 @@ class Herd:
                 return
 
     def pump(self, key: tuple[int, int], t: float) -> None:
+        """The next execution waiting on the node's lock for a registry takes it."""
         queue = self.waiting.get(key)
         if key in self.lock_busy or not queue:
             return
-        _since, backoff = queue.pop(0)
+        since, backoff = queue.pop(0)
         self.lock_busy.add(key)
 
         def done(t2: float, ok: bool) -> None:
             self.lock_busy.discard(key)
             if ok:
-                self.disk_has.add(key)
                 self.image_ok(*key, t2)
-                for _ in self.waiting.pop(key, []):
-                    self.image_ok(*key, t2)
             else:
                 self.image_failed(*key, t2, backoff)
-                self.pump(key, t2)
+            self.pump(key, t2)
 
-        self.job(t, BOTOCORE_STANDARD, done)
+        self.ecrcred_exec(*key, t, done, wait_until=since + PLUGIN_TIMEOUT / 2)
 
 
 def herd_table(args: argparse.Namespace) -> None:
@@ -346,9 +436,10 @@ def herd_table(args: argparse.Namespace) -> None:
           f"each at boot, boot times uniform over the spread; ECR modelled as a token bucket of "
           f"{args.rate:g} calls/s refill and {args.bucket:g} capacity (assumed), simulated for "
           f"{args.horizon:g} s, seed {args.seed}.\n")
-    print("| plugin | boot spread | retry jitter | calls | throttled | peak calls in 1 s | "
-          "nodes ready: p50 s | p99 s | last s | not ready | left out (unit failed) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| plugin | boot spread | retry jitter | calls | throttled | calls per token | "
+          "holds waited out / failed at once | peak calls in 1 s | nodes ready: p50 s | p99 s | "
+          "last s | not ready | left out (unit failed) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for plugin in ("ecrcred", "incumbent"):
         for spread in args.spreads:
             for jitter in (True, False):
@@ -361,8 +452,11 @@ def herd_table(args: argparse.Namespace) -> None:
                     return f"{ready[int(p * (len(ready) - 1))]:.0f}" if ready else "-"
 
                 name = "ecrcred" if plugin == "ecrcred" else "incumbent"
+                tokens = len(h.calls) - h.throttled
+                held = f"{h.waited} / {h.held_back}" if plugin == "ecrcred" else "-"
                 print(f"| {name} | {spread:g} s | {'full' if jitter else 'none'} | "
-                      f"{len(h.calls)} | {h.throttled} | {max(per_second.values())} | "
+                      f"{len(h.calls)} | {h.throttled} | {len(h.calls) / tokens:.1f} | {held} | "
+                      f"{max(per_second.values())} | "
                       f"{q(0.5)} | {q(0.99)} | {q(1.0)} | "
                       f"{args.herd_nodes - len(h.ready) - h.left_out} | {h.left_out} |")
 

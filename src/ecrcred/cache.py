@@ -13,6 +13,16 @@ of another format version, belongs to another key, or claims a lifetime no token
 and rewritten. A directory we
 cannot use degrades to no caching with one warning: the answer is still given.
 
+A fetch that AWS throttled (after botocore's own retries) is remembered per key for a few
+seconds, in ``<digest>.throttled`` beside the token file: without that, each execution queued on
+the lock would call again the moment the one before it gave up, and a node's boot burst would
+hammer an API that has just said no (``bench/fleet.py``). The execution that meets a hold, with
+the lock held, waits it out and then fetches when its caller's ``wait_until`` leaves time for
+that (the queue behind it then gets the new token as a hit); otherwise it serves a still-valid
+cached token as a last resort, or fails at once with ``ThrottleCoolDown``. Only throttling sets a
+hold, a successful fetch clears it, and a hold that claims to last longer than a hold can (the
+clock went back, a file not ours) is ignored.
+
 Standard library only, except ``MemoryCache`` which imports cachetools when built: the cache-hit
 path of ``get-credentials`` must stay cheap.
 """
@@ -26,7 +36,7 @@ import stat
 
 from ecrcred._record import Record
 from ecrcred.deadline import Expired
-from ecrcred.errors import DeadlineExceeded, SourceError
+from ecrcred.errors import AwsThrottled, DeadlineExceeded, SourceError, ThrottleCoolDown
 from ecrcred.tokens import DEFAULT_REFRESH_MARGIN, Token, plausible_lifetime
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
@@ -41,6 +51,7 @@ if TYPE_CHECKING:
 
 CACHE_FORMAT = 1
 MAX_CACHE_FILE_BYTES = 64 * 1024
+MAX_THROTTLE_FILE_BYTES = 4 * 1024
 DEFAULT_CACHE_DIR = "/var/lib/ecrcred/cache"
 
 HIT, MISS, LAST_RESORT = "hit", "miss", "last-resort"
@@ -65,6 +76,47 @@ class CacheKey(Record):
     def digest(self) -> str:
         raw = f"v{CACHE_FORMAT}\0{self.registry}\0{self.identity}".encode()
         return sha256_hex(raw)[:40]
+
+
+class CoolDownPolicy(Record):
+    """How long a throttled fetch holds back further fetches of its key: ``length`` seconds
+    plus a random part of up to ``jitter`` seconds (5 to 7.5 s by default).
+
+    Why 5 s: it has to outlast the queue behind the throttled fetch (the other images of the
+    registry, exec'd together and waiting on the lock, which get it within moments) and be over
+    before the kubelet retries a failed pull (10 s at the earliest, then 20, 40 ... 300 s), so
+    that retry may call again. AWS's limits refill every second: a longer hold would leave
+    capacity unused. Why jitter: one account-wide burst throttles many nodes within the same
+    second; a fixed hold would end on all of them together and send their waiting executions
+    (and ``pull-sandbox``, which waits a hold out) back in step. The cost, for a fleet booting
+    within one second, is in BENCHMARKS.md: held-back executions fail, and the kubelet's own
+    back-off has no jitter.
+    """
+
+    length: float = 5.0
+    jitter: float = 2.5
+
+    @property
+    def longest(self) -> float:
+        return self.length + self.jitter
+
+
+COOL_DOWN = CoolDownPolicy()
+HOLD_MARGIN = 0.05  # a waiter sleeps this much past a hold's end, so the hold is over for sure
+
+
+class Throttled(Record):
+    """A throttled fetch, remembered: when it failed (``at``) and until when calls are held
+    back (``until``), both epoch seconds on this node's clock."""
+
+    at: float
+    until: float
+
+    def holds(self, now: float, longest: float) -> bool:
+        """Whether calls are held back at ``now``. A hold ending more than ``longest`` from now
+        is not believed (the clock went back, or the file is garbage): ignoring it costs one
+        call, believing it could block fetches for as long as the clock jumped."""
+        return now < self.until <= now + longest
 
 
 def write_atomic(directory: str, name: str, body: bytes) -> None:
@@ -101,9 +153,16 @@ class NullCache:
     def lock(self, key: CacheKey) -> _Lock:
         return _Lock(None)
 
+    def load_throttled(self, key: CacheKey) -> Throttled | None:
+        return None
+
+    def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
+        return None
+
 
 class FileCache:
-    """Tokens in ``<directory>/<digest>.json``, locked per key with ``<digest>.lock``."""
+    """Tokens in ``<directory>/<digest>.json``, locked per key with ``<digest>.lock``, a
+    throttled fetch remembered in ``<digest>.throttled``."""
 
     def __init__(self, directory: str, clock: Clock, log: Logger,
                  lock_timeout: float = 25.0) -> None:
@@ -156,6 +215,29 @@ class FileCache:
 
     def load(self, key: CacheKey) -> Token | None:
         path = self.path(key)
+        raw = self._read(path, MAX_CACHE_FILE_BYTES)
+        if raw is None:
+            return None
+        token, problem = _decode(raw, key)
+        if problem:
+            self._log.debug(f"ignoring token cache file {path}: {problem}; it will be rewritten")
+        return token
+
+    def throttled_path(self, key: CacheKey) -> str:
+        return os.path.join(self.directory, f"{key.digest}.throttled")
+
+    def load_throttled(self, key: CacheKey) -> Throttled | None:
+        path = self.throttled_path(key)
+        raw = self._read(path, MAX_THROTTLE_FILE_BYTES)
+        if raw is None:
+            return None
+        throttled, problem = _decode_throttled(raw, key)
+        if problem:
+            self._log.debug(f"ignoring throttle file {path}: {problem}")
+        return throttled
+
+    def _read(self, path: str, limit: int) -> bytes | None:
+        """Up to ``limit + 1`` bytes of ``path``; None when it is missing or unreadable."""
         try:
             # O_NONBLOCK: a FIFO planted at the path must not block us until the deadline
             # (it reads as empty, so it is ignored and replaced); files ignore the flag.
@@ -163,19 +245,15 @@ class FileCache:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            self._log.debug(f"ignoring token cache file {path}: {_reason(exc)}")
+            self._log.debug(f"ignoring cache file {path}: {_reason(exc)}")
             return None
         try:
-            raw = os.read(fd, MAX_CACHE_FILE_BYTES + 1)
+            return os.read(fd, limit + 1)
         except OSError as exc:
-            self._log.debug(f"ignoring token cache file {path}: {_reason(exc)}")
+            self._log.debug(f"ignoring cache file {path}: {_reason(exc)}")
             return None
         finally:
             os.close(fd)
-        token, problem = _decode(raw, key)
-        if problem:
-            self._log.debug(f"ignoring token cache file {path}: {problem}; it will be rewritten")
-        return token
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -196,6 +274,27 @@ class FileCache:
             write_atomic(self.directory, os.path.basename(path), body)
         except OSError as exc:
             self._degrade(f"cannot write token cache file {path} ({_reason(exc)})")
+
+    def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
+        """Remember a throttled fetch for ``key``, or (None) forget it. Best effort: without
+        the file every execution simply calls AWS, as it would with no cache."""
+        path = self.throttled_path(key)
+        if throttled is None:
+            _unlink(path)
+            return
+        if not self._ensure_directory():
+            return
+        body = json.dumps({
+            "version": CACHE_FORMAT,
+            "registry": key.registry,
+            "identity": key.identity,
+            "throttled_at": throttled.at,
+            "until": throttled.until,
+        }).encode()
+        try:
+            write_atomic(self.directory, os.path.basename(path), body)
+        except OSError as exc:
+            self._log.debug(f"cannot write throttle file {path} ({_reason(exc)})")
 
     # -- locking ---------------------------------------------------------------------------
 
@@ -262,6 +361,26 @@ def _decode(raw: bytes, key: CacheKey) -> tuple[Token | None, str]:
     return Token(username, password, float(expires_at), float(fetched_at)), ""
 
 
+def _decode_throttled(raw: bytes, key: CacheKey) -> tuple[Throttled | None, str]:
+    """A remembered throttled fetch from a throttle file's bytes, or None and why not."""
+    if len(raw) > MAX_THROTTLE_FILE_BYTES:
+        return None, "file is too large"
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None, "not valid JSON (truncated or corrupt)"
+    if not isinstance(doc, dict):
+        return None, "not a JSON object"
+    if doc.get("version") != CACHE_FORMAT:
+        return None, f"format version {doc.get('version')!r}, expected {CACHE_FORMAT}"
+    if doc.get("registry") != key.registry or doc.get("identity") != key.identity:
+        return None, "written for another registry or identity"
+    at, until = doc.get("throttled_at"), doc.get("until")
+    if not (_is_finite(at) and _is_finite(until)):  # json reads NaN and Infinity
+        return None, "missing or impossible times"
+    return Throttled(float(at), float(until)), ""
+
+
 class _Lock:
     """Holds a locked file descriptor until the ``with`` block ends (closing releases the flock).
 
@@ -289,6 +408,10 @@ def _unlink(path: str) -> None:
 
 def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_finite(value: object) -> TypeGuard[float]:
+    return _is_number(value) and abs(value) < float("inf")  # False for NaN too
 
 
 def _fsync_directory(directory: str) -> None:
@@ -339,6 +462,13 @@ class MemoryCache:
     def lock(self, key: CacheKey) -> AbstractContextManager[None]:
         return self._inner.lock(key)
 
+    # A hold is shared with the other processes through the inner cache, never kept in memory.
+    def load_throttled(self, key: CacheKey) -> Throttled | None:
+        return self._inner.load_throttled(key)
+
+    def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
+        self._inner.store_throttled(key, throttled)
+
 
 def get_or_fetch(
     cache: TokenCache,
@@ -347,12 +477,25 @@ def get_or_fetch(
     clock: Clock,
     log: Logger,
     refresh_margin: float = DEFAULT_REFRESH_MARGIN,
+    cool_down: CoolDownPolicy = COOL_DOWN,
+    rand: Callable[[], float] | None = None,
+    wait_until: float | None = None,
 ) -> tuple[Token, str]:
     """A fresh token for ``key``, fetching at most once across all processes sharing the cache.
 
     Returns the token and how it was obtained (``hit``, ``miss`` or ``last-resort``). On a source
     failure, a cached token that is stale but still has minutes to live is served with a warning
-    rather than failing the pull; an expired token never is.
+    rather than failing the pull; an expired token never is. A fetch that AWS throttled holds
+    fetches for ``key`` back for ``cool_down`` (``rand``, in [0, 1), draws its jitter). A caller
+    that meets a hold ending before ``wait_until`` (monotonic; None: never wait) sleeps until it
+    ends, the lock held, then fetches, unless a cached token still good for minutes can be
+    served at once; one that cannot wait gets that last-resort token or ``ThrottleCoolDown``,
+    and nothing is fetched.
+
+    Why wait rather than fail: a failed exec makes the kubelet back off that pull for 10 s and
+    more, without jitter, so nodes that failed together come back together. In the fleet
+    simulation failing at once left 24 of 1000 nodes not ready after 900 s; waiting (the queue
+    behind the lock then hits the new token) readies all of them sooner than no hold at all.
     """
     cached = cache.load(key)
     if cached is not None and cached.is_fresh(clock.time(), refresh_margin):
@@ -363,8 +506,20 @@ def get_or_fetch(
         if cached is not None and cached.is_fresh(now, refresh_margin):
             return cached, HIT  # another process refreshed it while we waited
         try:
+            throttled = cache.load_throttled(key)
+            if throttled is not None and throttled.holds(now, cool_down.longest):
+                held = _held_back(key, throttled, now)
+                # A cached token still good for minutes is served at once, without waiting.
+                servable = cached is not None and cached.servable_as_last_resort(now)
+                if (servable or wait_until is None
+                        or clock.monotonic() + held.retry_after > wait_until):
+                    raise held
+                log.info(f"{held.message}; waiting for the hold to end")
+                clock.sleep(held.retry_after + HOLD_MARGIN)
             token = fetch()
         except (SourceError, Expired) as exc:
+            if isinstance(exc, AwsThrottled):
+                _remember_throttling(cache, key, clock.time(), cool_down, rand)
             # Expired: our own deadline hit while the API hung. A token that is still valid is
             # a better answer than none; without one, the deadline's message goes out.
             if cached is not None and cached.servable_as_last_resort(now):
@@ -376,4 +531,30 @@ def get_or_fetch(
                 return cached, LAST_RESORT
             raise
         cache.store(key, token)
+        cache.store_throttled(key, None)
         return token, MISS
+
+
+def _remember_throttling(cache: TokenCache, key: CacheKey, now: float, policy: CoolDownPolicy,
+                         rand: Callable[[], float] | None) -> None:
+    if rand is None:
+        import random  # only when AWS has just throttled us: never on the kubelet's hot path
+
+        rand = random.random
+    cache.store_throttled(key, Throttled(now, now + policy.length + policy.jitter * rand()))
+
+
+def _held_back(key: CacheKey, throttled: Throttled, now: float) -> ThrottleCoolDown:
+    import time  # a builtin module: formatting the hold's end costs no file load
+
+    left = throttled.until - now
+    ago = max(0.0, now - throttled.at)
+    until = time.strftime("%H:%M:%S", time.gmtime(throttled.until))
+    host = key.registry.partition(":")[2] or key.registry  # "ecr:<host>" (sources.ecr)
+    return ThrottleCoolDown(
+        f"AWS throttled the token request for {host} {ago:.0f}s ago; ecrcred sends no new one "
+        f"until {until}Z (in {left:.1f}s) rather than add to the throttling",
+        hint="the kubelet retries the pull after its back-off; if this persists, raise the "
+        "account's ECR GetAuthorizationToken quota or spread the nodes' boots",
+        retry_after=left,
+    )

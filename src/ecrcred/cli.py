@@ -226,13 +226,16 @@ def _get_credentials(args: argparse.Namespace | SimpleNamespace, env: Mapping[st
     clock = SystemClock()
     # The lock wait ends before the deadline, so its own message (who holds it) can be seen.
     cache, state_dir = _token_cache(args, env, log, lock_timeout=timeout * 0.8)
+    # A throttling hold (at most 7.5 s) is waited out only in the first half of our time: the
+    # fetch after it needs the other half.
+    wait_until = clock.monotonic() + timeout / 2
 
     with deadline(timeout, "get-credentials",
                   hint="check the node's network path to the registry's token API, or raise "
                   "--timeout (ECRCRED_TIMEOUT)"):
         sources = _sources(args, env, log, clock, state_dir, aws_timeout=min(10.0, timeout))
         raw = sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1)
-        output = run_plugin(raw, sources, cache, clock, log)
+        output = run_plugin(raw, sources, cache, clock, log, wait_until)
     sys.stdout.buffer.write(output)
     sys.stdout.buffer.flush()
     return EXIT_OK

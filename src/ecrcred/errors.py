@@ -16,6 +16,8 @@ what to do next. Messages never contain a secret: the kubelet logs a plugin's wh
     │   ├── NoSourceError                      nothing knows this registry
     │   ├── SourceError                        a source was asked and failed
     │   │   ├── AwsError                       an AWS API call failed (ECR, ECR Public, STS)
+    │   │   │   ├── AwsThrottled               AWS throttled it, past the SDK's retries
+    │   │   │   └── ThrottleCoolDown           not called: it was throttled seconds ago
     │   │   ├── TokenDecodeError               the registry token is not what AWS documents
     │   │   ├── SecretFileError                a password file or variable is missing/unreadable
     │   │   ├── DockerConfigError              a docker config file exists but is unusable
@@ -91,6 +93,27 @@ class SourceError(CredentialError):
 
 class AwsError(SourceError):
     code = "AWS_ERROR"
+
+
+class AwsThrottled(AwsError):
+    """AWS refused the call as over its rate limit, and the SDK's retries did not get through.
+
+    A type of its own because the token cache reacts to it: it holds further fetches for the
+    same key back for a few seconds (``cache.get_or_fetch``). The code stays the one the AWS
+    error code gives (``AWS_THROTTLING``, ``AWS_TOO_MANY_REQUESTS``)."""
+
+
+class ThrottleCoolDown(AwsError):
+    """No call was made: one for the same registry and identity was throttled seconds ago.
+
+    ``retry_after`` is how many seconds from now the hold ends, for a caller that has time to
+    wait it out (``pull-sandbox``); the kubelet simply retries the pull after its back-off."""
+
+    code = "AWS_THROTTLED_RECENTLY"
+
+    def __init__(self, message: str, *, retry_after: float, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
 
 
 class TokenDecodeError(SourceError):

@@ -34,9 +34,11 @@ if TYPE_CHECKING:
 
 
 def run_plugin(raw_request: bytes, sources: Sequence[CredentialSource], cache: TokenCache,
-               clock: Clock, log: Logger) -> bytes:
+               clock: Clock, log: Logger, wait_until: float | None = None) -> bytes:
+    """``wait_until`` (monotonic): until when a throttling hold may be waited out (see
+    ``cache.get_or_fetch``); None never waits."""
     request = parse_request(raw_request)
-    response = get_credentials(request, sources, cache, clock, log)
+    response = get_credentials(request, sources, cache, clock, log, wait_until)
     return render_response(response)
 
 
@@ -47,7 +49,8 @@ class Resolved(Record):
 
 
 def resolve(image: str, sources: Sequence[CredentialSource], cache: TokenCache, clock: Clock,
-            log: Logger, pod: Pod | None = None) -> Resolved | None:
+            log: Logger, pod: Pod | None = None,
+            wait_until: float | None = None) -> Resolved | None:
     """Credentials for an image (``host/repository``) from the first source that claims it,
     through the shared token cache; None when no source knows the registry. ``get-credentials``
     and ``pull-sandbox`` both come through here, so they always agree."""
@@ -58,7 +61,8 @@ def resolve(image: str, sources: Sequence[CredentialSource], cache: TokenCache, 
         fetch = lookup.fetch if pod is None else _refusing_echo(lookup, pod)
         if lookup.cache_key is None:
             return Resolved(lookup, fetch(), DIRECT)
-        token, how = get_or_fetch(cache, lookup.cache_key, fetch, clock, log)
+        token, how = get_or_fetch(cache, lookup.cache_key, fetch, clock, log,
+                                  wait_until=wait_until)
         return Resolved(lookup, token, how)
     return None
 
@@ -80,12 +84,12 @@ def _refusing_echo(lookup: Lookup, pod: Pod) -> Callable[[], Token]:
 
 
 def get_credentials(request: Request, sources: Sequence[CredentialSource], cache: TokenCache,
-                    clock: Clock, log: Logger) -> Response:
+                    clock: Clock, log: Logger, wait_until: float | None = None) -> Response:
     pod = None
     if request.service_account_token:
         log.add_secret(request.service_account_token)
         pod = Pod(request.service_account_token, request.service_account_annotations or {})
-    resolved = resolve(request.image, sources, cache, clock, log, pod)
+    resolved = resolve(request.image, sources, cache, clock, log, pod, wait_until)
     if resolved is None:
         raise NoSourceError(
             f"no credential source knows the registry of image {request.image} (host "

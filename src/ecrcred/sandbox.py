@@ -32,6 +32,7 @@ from ecrcred.errors import (
     EcrcredError,
     PullError,
     RuntimeServiceError,
+    ThrottleCoolDown,
 )
 from ecrcred.imageref import parse_reference, registry_host
 from ecrcred.provider import resolve
@@ -175,8 +176,8 @@ class SandboxKeeper:
         return done
 
     def _pull(self, reason: str) -> str:
-        creds = self._credentials(self.reference.name, False)
         give_up = self._clock.monotonic() + self._retry.deadline
+        creds = self._credentials_by(give_up, fresh=False)
         delay = self._retry.first_delay
         attempt = 0
         refreshed = False
@@ -196,7 +197,7 @@ class SandboxKeeper:
                         # A cached token the registry refuses (revoked, or rotated keys): one
                         # more try with a token fetched now, bypassing the cache.
                         refreshed = True
-                        creds = self._credentials(self.reference.name, True)
+                        creds = self._credentials_by(give_up, fresh=True)
                         self._log.info(f"pull of {self.image} refused with a cached token; "
                                        "retrying once with a fresh one")
                         continue
@@ -223,6 +224,24 @@ class SandboxKeeper:
             else:
                 self._clock.sleep(sleep)
             delay = min(delay * 2, self._retry.max_delay)
+
+    def _credentials_by(self, give_up: float, *, fresh: bool) -> Credentials:
+        """The credentials, waiting out a throttling hold that ends before ``give_up``
+        (monotonic): another execution was throttled moments ago, and our deadline is long
+        enough to ask again once the hold is over, as we would have asked before it existed."""
+        while True:
+            try:
+                return self._credentials(self.reference.name, fresh)
+            except ThrottleCoolDown as exc:
+                wait = exc.retry_after + 0.1  # a moment past the end: the hold is over for sure
+                if self._clock.monotonic() + wait >= give_up or (
+                        self._stop is not None and self._stop.is_set()):
+                    raise
+                self._log.info(f"{exc.message}; waiting {wait:.1f}s for the hold to end")
+                if self._stop is not None:
+                    self._stop.wait(wait)
+                else:
+                    self._clock.sleep(wait)
 
     def _pin(self, reason: str, labels: dict[str, str] | None = None) -> Action:
         """Pin the image; ``labels`` are its labels when the caller has just read them."""

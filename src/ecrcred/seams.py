@@ -7,7 +7,8 @@ them freely.
 
 - ``Clock``: wall time for token expiry, monotonic time and sleep for deadlines and waits.
 - ``Logger``: levelled diagnostics on stderr, scrubbing registered secrets.
-- ``TokenCache``: load, store and a cross-process lock per key.
+- ``TokenCache``: load, store and a cross-process lock per key, and a throttled fetch remembered
+  per key (so processes sharing the cache hold back together).
 - ``CredentialSource``: claims an image (``Lookup``) or says "not mine" (None).
 - ``EcrApi``: the one AWS call behind ECR and ECR Public tokens, as some AWS identity.
 - ``StsApi``: the two STS calls that give that identity (a role, or the pod's role).
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from ecrcred.cache import CacheKey
+    from ecrcred.cache import CacheKey, Throttled
     from ecrcred.ecrhost import EcrRegistry
     from ecrcred.sources import Lookup, Pod
     from ecrcred.sources.aws import AuthorizationData, AwsCredentials
@@ -47,6 +48,11 @@ class TokenCache(Protocol):
     def load(self, key: CacheKey) -> Token | None: ...
     def store(self, key: CacheKey, token: Token) -> None: ...
     def lock(self, key: CacheKey) -> AbstractContextManager[None]: ...
+    def load_throttled(self, key: CacheKey) -> Throttled | None: ...
+    def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
+        """Remember a throttled fetch (shared with every process using the cache); None
+        forgets it."""
+        ...
 
 
 class CredentialSource(Protocol):

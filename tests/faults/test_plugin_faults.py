@@ -61,13 +61,16 @@ def pod_request() -> dict[str, object]:
 # -- throttling and 5xx -------------------------------------------------------------------------
 
 def test_persistent_throttling_ends_in_one_clear_error_after_four_jittered_attempts(
-        ecrcred_bin, kubelet_env, aws):
+        ecrcred_bin, kubelet_env, aws, tmp_path):
     gaps = []
-    for _ in range(2):
+    for run in range(2):
         aws.reset()
         aws.fault(code="ThrottlingException", status=400, times=50)
         started = time.monotonic()
-        result = exec_provider(ecrcred_bin, request(f"{ECR}/app"), kubelet_env)
+        # A cache of its own each time: the first run's throttling holds the second one back
+        # (test_a_burst_under_throttling_makes_one_call_and_every_execution_says_why).
+        env = dict(kubelet_env, ECRCRED_CACHE_DIR=str(tmp_path / f"cache-{run}"))
+        result = exec_provider(ecrcred_bin, request(f"{ECR}/app"), env)
         elapsed = time.monotonic() - started
         clean_failure(result, 1, "ThrottlingException", ECR, "[AWS_THROTTLING]")
         times = aws.call_times("GetAuthorizationToken")
@@ -78,6 +81,93 @@ def test_persistent_throttling_ends_in_one_clear_error_after_four_jittered_attem
     # Full jitter: each wait is uniform in [0, 2^n) s, so six of them spread over more than
     # 0.15 s (all six inside 0.15 s: p < 1e-4); a fixed backoff gives six equal gaps.
     assert max(gaps) - min(gaps) > 0.15, gaps
+
+
+def test_a_burst_under_throttling_makes_one_call_and_every_execution_says_why(
+        ecrcred_bin, kubelet_env, aws):
+    aws.fault(code="ThrottlingException", status=400, times=500)
+    # --timeout 8: a hold (5 to 7.5 s) may be waited out only in the first 4 s, and the first
+    # fetch's own retries take part of those; so no execution here has time to wait.
+    short = dict(kubelet_env, ECRCRED_TIMEOUT="8")
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(
+            lambda i: exec_provider(ecrcred_bin, request(f"{ECR}/i{i}"), short), range(6)))
+    # One execution fetches (botocore's 4 attempts) and is throttled; the five queued behind it
+    # on the cache lock find the throttling remembered and do not call again.
+    assert aws.calls("GetAuthorizationToken") == 4
+    lines = [clean_failure(result, 1, ECR) for result in results]
+    assert sum("ThrottlingException" in line and line.endswith("[AWS_THROTTLING]")
+               for line in lines) == 1, lines
+    held = [line for line in lines if line.endswith("[AWS_THROTTLED_RECENTLY]")]
+    assert len(held) == 5, lines
+    for line in held:
+        assert f"AWS throttled the token request for {ECR}" in line
+        assert "ecrcred sends no new one until" in line
+
+    # A later execution inside the hold fails at once, still without a call.
+    started = time.monotonic()
+    again = exec_provider(ecrcred_bin, request(f"{ECR}/app"), short)
+    clean_failure(again, 1, "[AWS_THROTTLED_RECENTLY]")
+    assert time.monotonic() - started < 5
+    assert aws.calls("GetAuthorizationToken") == 4
+
+    # AWS recovers; once the hold is over the next execution fetches and clears the hold.
+    aws.reset()
+    (hold,) = Path(kubelet_env["ECRCRED_CACHE_DIR"]).glob("*.throttled")
+    time.sleep(max(0.0, json.loads(hold.read_text())["until"] - time.time()) + 0.2)
+    after = exec_provider(ecrcred_bin, request(f"{ECR}/app"), kubelet_env)
+    assert after.returncode == 0, after.stderr.decode()
+    assert aws.calls("GetAuthorizationToken") == 1
+    assert not hold.exists()
+
+
+def test_executions_with_time_wait_the_hold_out_and_one_call_serves_the_whole_queue(
+        ecrcred_bin, kubelet_env, aws):
+    # AWS throttles exactly one fetch (botocore's 4 attempts), then recovers.
+    aws.fault(code="ThrottlingException", status=400, times=4)
+    first = exec_provider(ecrcred_bin, request(f"{ECR}/first"), kubelet_env)
+    clean_failure(first, 1, "[AWS_THROTTLING]")
+    (hold,) = Path(kubelet_env["ECRCRED_CACHE_DIR"]).glob("*.throttled")
+    until = json.loads(hold.read_text())["until"]
+    assert 4.5 < until - time.time() <= 7.5, "a hold of 5 to 7.5 s from the throttled fetch"
+    assert aws.calls("GetAuthorizationToken") == 4
+
+    # The node's burst arrives during the hold, with the default 30 s timeout: the first to take
+    # the lock waits the hold out and fetches once; the others then find that token.
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(
+            lambda i: exec_provider(ecrcred_bin, request(f"{ECR}/i{i}"), kubelet_env), range(4)))
+    finished = time.time()
+    for result in results:
+        assert result.returncode == 0, result.stderr.decode()
+        assert b"Traceback" not in result.stderr
+    waited = [r for r in results if b"waiting for the hold to end" in r.stderr]
+    assert len(waited) == 1, [r.stderr.decode() for r in results]
+    assert finished >= until, "nobody called AWS before the hold was over"
+    assert aws.calls("GetAuthorizationToken") == 5, "one more call for the whole queue"
+    assert not hold.exists()
+
+
+def test_a_burst_under_throttling_with_a_valid_token_cached_is_served_it_with_one_fetch(
+        ecrcred_bin, kubelet_env, aws):
+    assert exec_provider(ecrcred_bin, request(f"{ECR}/app"), kubelet_env).returncode == 0
+    (cached,) = Path(kubelet_env["ECRCRED_CACHE_DIR"]).glob("*.json")
+    doc = json.loads(cached.read_text())
+    now = time.time()
+    doc.update(fetched_at=now - 11.5 * 3600, expires_at=now + 1800)  # stale, 30 min to live
+    cached.write_text(json.dumps(doc))
+    aws.reset()
+    aws.fault(code="ThrottlingException", status=400, times=500)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(
+            lambda i: exec_provider(ecrcred_bin, request(f"{ECR}/app"), kubelet_env), range(4)))
+    assert aws.calls("GetAuthorizationToken") == 4, "one fetch, botocore's 4 attempts"
+    for result in results:
+        assert result.returncode == 0, result.stderr.decode()
+        assert cache_duration(result) == 60
+        assert len(warnings(result, "serving the cached token")) == 1
+    held = [r for r in results if b"[AWS_THROTTLED_RECENTLY]" in r.stderr]
+    assert len(held) == 3, [r.stderr.decode() for r in results]
 
 
 def test_throttling_that_outlasts_the_deadline_ends_at_the_deadline(ecrcred_bin, kubelet_env,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from ecrcred.cache import CacheKey
+from ecrcred.cache import CacheKey, Throttled
 from ecrcred.sources import Lookup, Pod
 from ecrcred.tokens import Token
 
@@ -66,13 +66,16 @@ class RecordingLogger:
 
 class DictCache:
     """A ``TokenCache`` in a dict, counting loads and stores, with a hook run on taking the lock
-    (a stand-in for another process that refreshes the token while we wait for it)."""
+    (a stand-in for another process that refreshes the token while we wait for it); throttled
+    fetches are remembered in ``throttled``."""
 
     def __init__(self, on_lock: Callable[[DictCache, CacheKey], None] | None = None) -> None:
         self.tokens: dict[CacheKey, Token] = {}
+        self.throttled: dict[CacheKey, Throttled] = {}
         self.loads = 0
         self.stores: list[tuple[CacheKey, Token]] = []
         self.locks = 0
+        self.held = False  # whether the lock is held right now
         self._on_lock = on_lock
 
     def load(self, key: CacheKey) -> Token | None:
@@ -88,7 +91,20 @@ class DictCache:
         self.locks += 1
         if self._on_lock is not None:
             self._on_lock(self, key)
-        yield
+        self.held = True
+        try:
+            yield
+        finally:
+            self.held = False
+
+    def load_throttled(self, key: CacheKey) -> Throttled | None:
+        return self.throttled.get(key)
+
+    def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
+        if throttled is None:
+            self.throttled.pop(key, None)
+        else:
+            self.throttled[key] = throttled
 
 
 class CountingFetch:

@@ -8,24 +8,37 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ecrcred.cache import (
     CACHE_FORMAT,
+    COOL_DOWN,
     HIT,
+    HOLD_MARGIN,
     LAST_RESORT,
     MAX_CACHE_FILE_BYTES,
+    MAX_THROTTLE_FILE_BYTES,
     MISS,
     CacheKey,
+    CoolDownPolicy,
     FileCache,
     MemoryCache,
     NullCache,
+    Throttled,
     get_or_fetch,
 )
 from ecrcred.clock import SystemClock
-from ecrcred.errors import AwsError, DeadlineExceeded, SourceError
+from ecrcred.deadline import Expired
+from ecrcred.errors import (
+    AwsError,
+    AwsThrottled,
+    DeadlineExceeded,
+    SourceError,
+    ThrottleCoolDown,
+)
 from ecrcred.tokens import DEFAULT_REFRESH_MARGIN, Token
 from tests.unit.fakes import T0, CountingFetch, DictCache, FakeClock, RecordingLogger
 
@@ -445,6 +458,357 @@ def test_get_or_fetch_over_file_caches_fetches_once_for_two_processes(tmp_path: 
     assert first == (token("fetched-password-value"), MISS)
     assert second == (token("fetched-password-value"), HIT)
     assert fetch.calls == 1
+
+
+# -- get_or_fetch: holding back after throttling ---------------------------------------------
+
+def throttling() -> AwsThrottled:
+    return AwsThrottled("ecr:GetAuthorizationToken for ECR registry x failed: "
+                        "ThrottlingException: Rate exceeded", hint="try again shortly",
+                        code="AWS_THROTTLING")
+
+
+class TickingFetch:
+    """A fetch that takes ``seconds`` of the clock (botocore's retries) and then fails or
+    answers."""
+
+    def __init__(self, clock: FakeClock, result: Token | Exception, seconds: float = 3.0):
+        self.clock, self.result, self.seconds, self.calls = clock, result, seconds, 0
+
+    def __call__(self) -> Token:
+        self.calls += 1
+        self.clock.advance(self.seconds)
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+def raising(error: BaseException) -> Callable[[], Token]:
+    def fetch() -> Token:
+        raise error
+
+    return fetch
+
+
+def never_called() -> Token:
+    raise AssertionError("fetch must not be called during a hold")
+
+
+def test_a_throttled_fetch_makes_the_next_caller_fail_at_once_without_fetching():
+    cache, clock, log = DictCache(), FakeClock(), RecordingLogger()
+    with pytest.raises(AwsThrottled):
+        get_or_fetch(cache, KEY, TickingFetch(clock, throttling()), clock, log, rand=lambda: 0.0)
+    assert cache.throttled[KEY] == Throttled(T0 + 3, T0 + 3 + COOL_DOWN.length)
+
+    clock.advance(2)  # another execution, queued on the lock behind the throttled one
+    with pytest.raises(ThrottleCoolDown) as caught:
+        get_or_fetch(cache, KEY, never_called, clock, log)
+    error = caught.value
+    assert error.code == "AWS_THROTTLED_RECENTLY"
+    assert error.retry_after == pytest.approx(3.0)
+    line = error.one_line()
+    host = KEY.registry.removeprefix("ecr:")
+    assert f"AWS throttled the token request for {host} 2s ago" in line
+    assert "in 3.0s" in line
+    assert "22:13:28Z" in line  # T0 + 3 + 5, when it is worth asking again
+    assert line.endswith("[AWS_THROTTLED_RECENTLY]")
+    assert isinstance(error, SourceError), "the CLI's one error path: exit 1, one line"
+
+
+def test_a_caller_with_time_waits_the_hold_out_with_the_lock_held_then_fetches_once():
+    cache, log = DictCache(), RecordingLogger()
+    slept_holding_the_lock = []
+
+    class Clock(FakeClock):
+        def sleep(self, seconds: float) -> None:
+            slept_holding_the_lock.append(cache.held)
+            super().sleep(seconds)
+
+    clock = Clock()
+    cache.throttled[KEY] = Throttled(clock.now - 2, clock.now + 3)
+    fetch = TickingFetch(clock, token(fetched_at=T0 + 3.05), seconds=0.0)
+    got, how = get_or_fetch(cache, KEY, fetch, clock, log, wait_until=clock.mono + 3.5)
+    assert (got, how, fetch.calls) == (fetch.result, MISS, 1)
+    assert clock.sleeps == [pytest.approx(3.0 + HOLD_MARGIN)], "slept exactly to the hold's end"
+    assert slept_holding_the_lock == [True], "the queue behind waits on the lock, not on AWS"
+    assert KEY not in cache.throttled, "the fetch that followed cleared the hold"
+    (info,) = [line for line in log.at("info") if "waiting for the hold to end" in line]
+    assert "AWS throttled the token request" in info
+    # the queue behind it now hits the new token without any call
+    assert get_or_fetch(cache, KEY, never_called, clock, log, wait_until=clock.mono + 30) == (
+        fetch.result, HIT)
+
+
+def test_during_a_hold_a_servable_cached_token_is_served_at_once_even_with_time_to_wait():
+    cache, log = DictCache(), RecordingLogger()
+    stale = token("stale-password-value")
+    cache.tokens[KEY] = stale
+    clock = FakeClock(now=stale.expires_at - 1800)
+    cache.throttled[KEY] = Throttled(clock.now - 1, clock.now + 4)
+    assert get_or_fetch(cache, KEY, never_called, clock, log, wait_until=clock.mono + 60) == (
+        stale, LAST_RESORT)
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("wait_until", [None, 2.9], ids=["no-budget", "hold-ends-too-late"])
+def test_a_caller_without_time_for_the_hold_fails_at_once_and_sleeps_not(wait_until):
+    cache, clock, log = DictCache(), FakeClock(), RecordingLogger()
+    cache.throttled[KEY] = Throttled(clock.now - 2, clock.now + 3)
+    budget = None if wait_until is None else clock.mono + wait_until
+    with pytest.raises(ThrottleCoolDown):
+        get_or_fetch(cache, KEY, never_called, clock, log, wait_until=budget)
+    assert clock.sleeps == []
+
+
+def test_during_a_hold_a_stale_but_valid_cached_token_is_served_as_last_resort():
+    cache, log = DictCache(), RecordingLogger()
+    stale = token("stale-password-value")
+    cache.tokens[KEY] = stale
+    clock = FakeClock(now=stale.expires_at - 1800)
+    cache.throttled[KEY] = Throttled(clock.now - 1, clock.now + 4)
+    assert get_or_fetch(cache, KEY, never_called, clock, log) == (stale, LAST_RESORT)
+    (warning,) = log.at("warning")
+    assert "[AWS_THROTTLED_RECENTLY]" in warning
+    assert "serving the cached token" in warning
+    assert "stale-password-value" not in warning
+
+
+def test_a_throttled_fetch_with_a_valid_cached_token_serves_it_and_still_holds_back():
+    cache, log = DictCache(), RecordingLogger()
+    stale = token("stale-password-value")
+    cache.tokens[KEY] = stale
+    clock = FakeClock(now=stale.expires_at - 1800)
+    assert get_or_fetch(cache, KEY, TickingFetch(clock, throttling()), clock, log,
+                        rand=lambda: 0.0) == (stale, LAST_RESORT)
+    assert KEY in cache.throttled
+    clock.advance(1)
+    assert get_or_fetch(cache, KEY, never_called, clock, log) == (stale, LAST_RESORT)
+
+
+def test_once_the_hold_is_over_the_next_caller_fetches_and_success_clears_the_hold():
+    cache, clock, log = DictCache(), FakeClock(), RecordingLogger()
+    cache.throttled[KEY] = Throttled(T0 - 5, T0)  # ends exactly now
+    new = token("fetched-password-value")
+    fetch = CountingFetch(new)
+    assert get_or_fetch(cache, KEY, fetch, clock, log) == (new, MISS)
+    assert fetch.calls == 1
+    assert cache.throttled == {}, "a successful fetch forgets the throttling"
+
+
+@pytest.mark.parametrize(("rand", "length"), [(0.0, 5.0), (0.5, 6.25), (0.999999, 7.5)])
+def test_the_hold_lasts_its_length_plus_a_random_part_of_the_jitter(rand: float, length: float):
+    cache, clock = DictCache(), FakeClock()
+    with pytest.raises(AwsThrottled):
+        get_or_fetch(cache, KEY, TickingFetch(clock, throttling(), 0.0), clock, RecordingLogger(),
+                     rand=lambda: rand)
+    held = cache.throttled[KEY]
+    assert held.at == T0
+    assert held.until - held.at == pytest.approx(length)
+
+
+def test_the_default_hold_is_between_5_and_7_5_seconds_and_jittered():
+    lengths = set()
+    for _ in range(20):
+        cache, clock = DictCache(), FakeClock()
+        with pytest.raises(AwsThrottled):
+            get_or_fetch(cache, KEY, CountingFetch(throttling()), clock, RecordingLogger())
+        lengths.add(cache.throttled[KEY].until - T0)
+    assert all(5.0 <= n < 7.5 for n in lengths), lengths
+    assert len(lengths) > 1, "every node's hold would end at the same moment"
+
+
+def test_a_hold_of_another_policy_is_honoured_with_its_own_length():
+    cache, clock = DictCache(), FakeClock()
+    policy = CoolDownPolicy(length=30.0, jitter=0.0)
+    with pytest.raises(AwsThrottled):
+        get_or_fetch(cache, KEY, CountingFetch(throttling()), clock, RecordingLogger(),
+                     cool_down=policy)
+    clock.advance(29)
+    with pytest.raises(ThrottleCoolDown):
+        get_or_fetch(cache, KEY, never_called, clock, RecordingLogger(), cool_down=policy)
+
+
+@pytest.mark.parametrize("error", [
+    AwsError("ecr:GetAuthorizationToken failed: ServiceUnavailableException",
+             code="AWS_SERVICE_UNAVAILABLE"),
+    AwsError("ecr:GetAuthorizationToken failed: AccessDeniedException",
+             code="AWS_ACCESS_DENIED"),
+    AwsError("ecr:GetAuthorizationToken failed: ThrottlingException", code="AWS_THROTTLING"),
+    SourceError("the helper failed"),
+    DeadlineExceeded("took too long"),
+    Expired(),
+], ids=["5xx", "access-denied", "throttling-code-on-a-plain-aws-error", "other-source",
+        "deadline", "our-deadline-mid-fetch"])
+def test_failures_other_than_throttling_set_no_hold(error: BaseException):
+    cache, clock = DictCache(), FakeClock()
+    with pytest.raises(type(error)):
+        get_or_fetch(cache, KEY, raising(error), clock, RecordingLogger())
+    assert cache.throttled == {}
+    fetch = CountingFetch(token())
+    assert get_or_fetch(cache, KEY, fetch, clock, RecordingLogger()) == (token(), MISS)
+    assert fetch.calls == 1
+
+
+@pytest.mark.parametrize(("at", "until", "why"), [
+    (T0 - 10, T0 + 3600, "an hour away: the clock went back"),
+    (T0, T0 + COOL_DOWN.longest + 0.01, "just longer than any hold"),
+    (T0 - 10, T0 - 1, "over"),
+    (T0 + 3600, T0 + 3605, "throttled in the future, ending past the longest hold"),
+])
+def test_a_hold_that_is_over_or_claims_too_long_is_ignored(at: float, until: float, why: str):
+    cache, clock = DictCache(), FakeClock()
+    cache.throttled[KEY] = Throttled(at, until)
+    fetch = CountingFetch(token())
+    assert get_or_fetch(cache, KEY, fetch, clock, RecordingLogger()) == (token(), MISS), why
+    assert cache.throttled == {}
+
+
+def test_a_hold_ending_exactly_at_the_longest_is_still_honoured():
+    cache, clock = DictCache(), FakeClock()
+    cache.throttled[KEY] = Throttled(T0, T0 + COOL_DOWN.longest)
+    with pytest.raises(ThrottleCoolDown):
+        get_or_fetch(cache, KEY, never_called, clock, RecordingLogger())
+
+
+def test_a_hold_is_per_key():
+    cache, clock = DictCache(), FakeClock()
+    cache.throttled[KEY] = Throttled(T0 - 1, T0 + 4)
+    fetch = CountingFetch(token())
+    assert get_or_fetch(cache, OTHER_KEY, fetch, clock, RecordingLogger()) == (token(), MISS)
+    assert KEY in cache.throttled
+
+
+def test_a_fresh_cached_token_is_served_whatever_the_hold():
+    cache, clock = DictCache(), FakeClock(now=T0 + HOUR)
+    cache.tokens[KEY] = token()
+    cache.throttled[KEY] = Throttled(clock.now - 1, clock.now + 4)
+    assert get_or_fetch(cache, KEY, never_called, clock, RecordingLogger()) == (token(), HIT)
+
+
+def test_null_cache_remembers_no_throttling():
+    cache, clock = NullCache(), FakeClock()
+    with pytest.raises(AwsThrottled):
+        get_or_fetch(cache, KEY, CountingFetch(throttling()), clock, RecordingLogger())
+    assert cache.load_throttled(KEY) is None
+    fetch = CountingFetch(token())
+    assert get_or_fetch(cache, KEY, fetch, clock, RecordingLogger()) == (token(), MISS)
+
+
+def test_memory_cache_keeps_holds_in_the_inner_cache_where_other_processes_see_them():
+    inner, clock = DictCache(), FakeClock()
+    cache = MemoryCache(inner, clock)
+    with pytest.raises(AwsThrottled):
+        get_or_fetch(cache, KEY, CountingFetch(throttling()), clock, RecordingLogger(),
+                     rand=lambda: 0.0)
+    assert inner.throttled[KEY] == Throttled(T0, T0 + 5)
+    inner.throttled[KEY] = Throttled(T0, T0 + 2)  # another process wrote a shorter one
+    assert cache.load_throttled(KEY) == Throttled(T0, T0 + 2)
+    cache.store_throttled(KEY, None)
+    assert inner.throttled == {}
+
+
+# -- FileCache: the throttle file ---------------------------------------------------------------
+
+def test_a_throttled_fetch_holds_back_another_process_sharing_the_directory(tmp_path: Path):
+    clock, log = FakeClock(), RecordingLogger()
+    with pytest.raises(AwsThrottled):
+        get_or_fetch(file_cache(tmp_path, clock), KEY, CountingFetch(throttling()), clock, log)
+    clock.advance(1)
+    with pytest.raises(ThrottleCoolDown):
+        get_or_fetch(file_cache(tmp_path, clock), KEY, never_called, clock, log)
+    clock.advance(COOL_DOWN.longest)
+    fetch = CountingFetch(token("fetched-password-value", fetched_at=clock.now))
+    _token, how = get_or_fetch(file_cache(tmp_path, clock), KEY, fetch, clock, log)
+    assert (how, fetch.calls) == (MISS, 1)
+    assert not os.path.exists(file_cache(tmp_path).throttled_path(KEY)), "cleared on success"
+
+
+def test_the_throttle_file_round_trips_is_0600_and_holds_no_secret(tmp_path: Path):
+    cache = file_cache(tmp_path)
+    cache.store(KEY, token("the-password-value"))
+    cache.store_throttled(KEY, Throttled(T0, T0 + 6.5))
+    assert file_cache(tmp_path).load_throttled(KEY) == Throttled(T0, T0 + 6.5)
+    path = cache.throttled_path(KEY)
+    assert mode(path) == 0o600
+    assert os.path.basename(path) == f"{KEY.digest}.throttled"
+    assert "the-password-value" not in Path(path).read_text()
+    assert file_cache(tmp_path).load(KEY) == token("the-password-value"), "token file untouched"
+    cache.store_throttled(KEY, None)
+    assert not os.path.exists(path)
+    cache.store_throttled(KEY, None)  # clearing nothing is fine
+
+
+def throttle_doc(**changes: object) -> dict[str, object]:
+    doc: dict[str, object] = {"version": CACHE_FORMAT, "registry": KEY.registry,
+                              "identity": KEY.identity, "throttled_at": T0, "until": T0 + 5}
+    doc.update(changes)
+    return doc
+
+
+@pytest.mark.parametrize("content", [
+    b"",
+    b"\x00\xff garbage",
+    json.dumps(throttle_doc())[:30].encode(),
+    b"[1, 2]",
+    json.dumps(throttle_doc(version=0)).encode(),
+    json.dumps(throttle_doc(version=2)).encode(),
+    json.dumps({"version": CACHE_FORMAT}).encode(),
+    json.dumps(throttle_doc(registry=OTHER_KEY.registry)).encode(),
+    json.dumps(throttle_doc(until="soon")).encode(),
+    json.dumps(throttle_doc(until=True)).encode(),
+    json.dumps(throttle_doc(until=None)).encode(),
+    b'{"version": 1, "registry": "%s", "identity": "%s", "throttled_at": 1, "until": NaN}'
+    % (KEY.registry.encode(), KEY.identity.encode()),
+    b'{"version": 1, "registry": "%s", "identity": "%s", "throttled_at": 1, "until": Infinity}'
+    % (KEY.registry.encode(), KEY.identity.encode()),
+    json.dumps(throttle_doc(throttled_at=float("-inf"))).encode(),
+    json.dumps(throttle_doc(until=T0 + 10 * 365 * 24 * HOUR)).encode(),
+    json.dumps(throttle_doc(pad="x" * MAX_THROTTLE_FILE_BYTES)).encode(),
+], ids=["empty", "binary", "truncated", "array", "version-0", "version-2", "no-times",
+        "other-key", "string", "bool", "null", "nan", "infinity", "at-minus-infinity", "ten-years",
+        "too-large"])
+def test_a_corrupt_old_or_far_future_throttle_file_is_ignored_and_the_fetch_goes_ahead(
+        tmp_path: Path, content: bytes):
+    clock, log = FakeClock(), RecordingLogger()
+    cache = file_cache(tmp_path, clock, log)
+    cache.store(KEY, token(fetched_at=T0 - 12 * HOUR))  # expired: nothing to fall back on
+    Path(cache.throttled_path(KEY)).write_bytes(content)
+    fetch = CountingFetch(token("fetched-password-value"))
+    assert get_or_fetch(cache, KEY, fetch, clock, log) == (token("fetched-password-value"), MISS)
+    assert fetch.calls == 1
+    assert not os.path.exists(cache.throttled_path(KEY)), "replaced by the success"
+
+
+def test_a_fifo_or_directory_at_the_throttle_path_neither_blocks_nor_crashes(tmp_path: Path):
+    clock = FakeClock()
+    cache = file_cache(tmp_path, clock)
+    cache.store(KEY, token())
+    os.mkfifo(cache.throttled_path(KEY))
+    assert cache.load_throttled(KEY) is None
+    os.unlink(cache.throttled_path(KEY))
+    os.mkdir(cache.throttled_path(KEY))
+    assert cache.load_throttled(KEY) is None
+    cache.store_throttled(KEY, Throttled(T0, T0 + 5))  # cannot replace a directory: no error
+    cache.store_throttled(KEY, None)
+
+
+def test_a_symlink_at_the_throttle_path_is_not_followed(tmp_path: Path):
+    cache = file_cache(tmp_path / "cache")
+    cache.store(KEY, token())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text(json.dumps(throttle_doc()))
+    os.symlink(elsewhere, cache.throttled_path(KEY))
+    assert cache.load_throttled(KEY) is None
+
+
+def test_remembering_throttling_in_an_unusable_directory_is_silently_skipped(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    log = RecordingLogger()
+    cache = file_cache(blocker / "cache", log=log)
+    cache.store_throttled(KEY, Throttled(T0, T0 + 5))
+    cache.store_throttled(KEY, None)
+    assert cache.load_throttled(KEY) is None
 
 
 # -- MemoryCache ------------------------------------------------------------------------------

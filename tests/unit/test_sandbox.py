@@ -7,10 +7,19 @@ import threading
 
 import pytest
 
+from ecrcred.cache import NullCache, Throttled
 from ecrcred.cri.client import PINNED_LABEL, Auth, ImageInfo
-from ecrcred.errors import DeadlineExceeded, PullError, RuntimeServiceError
-from ecrcred.sandbox import Action, Credentials, RetryPolicy, SandboxKeeper, format_action
-from tests.unit.fakes import FakeClock, RecordingLogger
+from ecrcred.errors import DeadlineExceeded, PullError, RuntimeServiceError, ThrottleCoolDown
+from ecrcred.sandbox import (
+    Action,
+    Credentials,
+    RetryPolicy,
+    SandboxKeeper,
+    credentials_resolver,
+    format_action,
+)
+from ecrcred.tokens import Token
+from tests.unit.fakes import T0, CountingFetch, DictCache, FakeClock, FakeSource, RecordingLogger
 
 IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.9"
 INFO = ImageInfo("sha256:abc", (IMAGE,), (), 1000, False)
@@ -250,3 +259,51 @@ def test_an_unexpected_error_in_a_watch_pass_is_reported_and_the_watch_goes_on()
     k, actions = keeper(Broken())
     k._ensure_logged("periodic check")
     assert actions[0].action == "failed" and "INTERNAL" in actions[0].detail
+
+
+# -- a throttling hold on the registry's token ---------------------------------------------------
+
+HOST = IMAGE.split("/", 1)[0]
+
+
+def held_back_resolver(clock: FakeClock, hold: float, cache=None):
+    """The real resolver and token cache, with the registry's token API held back for ``hold``
+    seconds because another execution was throttled a second ago."""
+    fetch = CountingFetch(Token("AWS", "fetched-password", T0 + 12 * 3600, T0))
+    source = FakeSource({HOST}, fetch)
+    cache = DictCache() if cache is None else cache
+    key = source.lookup(IMAGE, None).cache_key  # type: ignore[union-attr]
+    if isinstance(cache, DictCache):
+        cache.throttled[key] = Throttled(clock.now - 1, clock.now + hold)
+    return credentials_resolver([source], cache, clock, RecordingLogger()), fetch
+
+
+def test_a_throttling_hold_is_waited_out_within_the_deadline_and_the_pull_goes_ahead():
+    clock = FakeClock()
+    creds, fetch = held_back_resolver(clock, hold=4.0)
+    runtime = FakeRuntime()
+    k, actions = keeper(runtime, creds, clock=clock, deadline=30.0)
+    k.ensure("boot")
+    assert actions[0].action == "pulled"
+    assert fetch.calls == 1, "asked once, after the hold"
+    assert clock.sleeps == [pytest.approx(4.1)]
+    assert runtime.pulls == [Auth("AWS", "fetched-password")]
+
+
+def test_a_throttling_hold_longer_than_the_deadline_fails_at_once_with_its_own_error():
+    clock = FakeClock()
+    creds, fetch = held_back_resolver(clock, hold=6.0)
+    runtime = FakeRuntime()
+    k, _ = keeper(runtime, creds, clock=clock, deadline=5.0)
+    with pytest.raises(ThrottleCoolDown) as caught:
+        k.ensure("boot")
+    assert (fetch.calls, clock.sleeps, runtime.pulls) == (0, [], [])
+    assert caught.value.one_line().endswith("[AWS_THROTTLED_RECENTLY]")
+
+
+def test_without_a_cache_there_is_no_hold_to_wait_for():
+    clock = FakeClock()
+    creds, fetch = held_back_resolver(clock, hold=4.0, cache=NullCache())
+    k, actions = keeper(FakeRuntime(), creds, clock=clock)
+    k.ensure("boot")
+    assert (actions[0].action, fetch.calls, clock.sleeps) == ("pulled", 1, [])

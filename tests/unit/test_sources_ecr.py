@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import Stubber
 
 from ecrcred.ecrhost import EcrRegistry, parse_ecr_host
-from ecrcred.errors import AwsError, TokenDecodeError
+from ecrcred.errors import AwsError, AwsThrottled, TokenDecodeError
 from ecrcred.sources.aws import AuthorizationData, AwsCredentials, BotoEcrApi
 from ecrcred.sources.ecr import (
     IDENTITY_ENV,
@@ -373,6 +373,23 @@ def test_boto_api_turns_client_errors_into_aws_errors_with_a_hint(
     assert hint in caught.value.hint
     assert code in caught.value.message
     assert HOST in caught.value.message
+
+
+@pytest.mark.parametrize(("code", "throttled"), [
+    ("ThrottlingException", True),
+    ("TooManyRequestsException", True),
+    ("ServerException", False),
+    ("AccessDeniedException", False),
+])
+def test_boto_api_marks_throttling_so_the_cache_can_hold_back(boto_api: BotoEcrApi, code: str,
+                                                              throttled: bool):
+    client = boto_api._client(registry(), None)
+    with Stubber(client) as stub:
+        stub.add_client_error("get_authorization_token", code, "Rate exceeded")
+        with pytest.raises(AwsError) as caught:
+            boto_api.get_authorization_token(registry())
+    assert isinstance(caught.value, AwsThrottled) is throttled
+    assert caught.value.code.startswith("AWS_")
 
 
 def test_boto_api_reports_an_empty_reply(boto_api: BotoEcrApi):

@@ -11,7 +11,7 @@ need HOME.
 from __future__ import annotations
 
 from ecrcred._record import Record
-from ecrcred.errors import AwsError
+from ecrcred.errors import AwsError, AwsThrottled
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
@@ -43,6 +43,12 @@ class AwsCredentials(Record):
 
     def __repr__(self) -> str:
         return f"AwsCredentials(access_key_id={self.access_key_id!r}, secret=<redacted>)"
+
+
+# The error codes by which ECR, ECR Public and STS say "over the rate limit" (botocore retries
+# them in standard mode; these are what is left when its attempts are spent).
+THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "Throttling",
+                              "RequestLimitExceeded"})
 
 
 def _config(env: Mapping[str, str], timeout: float, region: str, *, fips: bool = False,
@@ -101,7 +107,8 @@ def call_aws(what: str, call: Callable[[], Any], hint: Callable[[str], str]) -> 
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = error.get("Code", "Unknown")
-        raise AwsError(
+        kind = AwsThrottled if code in THROTTLING_CODES else AwsError
+        raise kind(
             f"{what} failed: {code}: {error.get('Message', '')}".rstrip(": "),
             hint=hint(code),
             code=f"AWS_{_upper_snake(code)}",
@@ -237,7 +244,8 @@ def _client_error_hint(code: str, registry: EcrRegistry, assumed: bool = False) 
                 "ExpiredTokenException", "InvalidClientTokenId"):
         return "the node's AWS credentials are invalid or expired; check the credential chain"
     if code in ("ThrottlingException", "TooManyRequestsException"):
-        return "the API is throttling; it was retried, try again shortly"
+        return ("the API is throttling; it was retried: try again shortly (for a few seconds "
+                "ecrcred makes no new call for this registry)")
     if code == "InvalidParameterException":
         return f"check that account {registry.account} and region {registry.region} exist"
     return "run with --debug for details"
