@@ -215,7 +215,7 @@ class SandboxKeeper:
                 raise DeadlineExceeded(
                     f"pulling {self.image} ({reason}) did not succeed within "
                     f"{self._retry.deadline:g}s after {attempt} attempts; last error: "
-                    f"{last.message}", hint=last.hint or "check the registry and the runtime")
+                    f"{last.message}", hint=last.hint or _transient_hint(last, self.image))
             sleep = min(remaining, self._rng.uniform(0, delay))
             self._log.info(f"pull of {self.image} failed (attempt {attempt}, "
                            f"{last.message}); retrying in {sleep:.1f}s")
@@ -312,6 +312,17 @@ class SandboxKeeper:
         except Exception as exc:  # noqa: BLE001 - a bug must not end the safety net silently
             self._report(Action("failed", self.image, reason, 0.0,
                                 f"internal error: {type(exc).__name__}: {exc} [INTERNAL]"))
+
+
+def _transient_hint(error: RuntimeServiceError, image: str) -> str:
+    """What to check when retries ran out. A certificate containerd does not trust is retried
+    (at boot a CA may be written after containerd starts) but is most often configuration."""
+    words = _runtime_words(error, image) if isinstance(error, PullError) else ""
+    if "x509:" in words:
+        return ("containerd does not trust the registry's certificate: set `ca` for this host in "
+                "its hosts.toml (config_path) or add the CA to the node's trust store; "
+                "`ecrcred doctor` shows which CA files containerd uses")
+    return "check the registry and the runtime"
 
 
 def _pull_hint(error: PullError, creds: Credentials, image: str) -> str:

@@ -179,7 +179,8 @@ def test_a_tls_failure_to_the_registry_is_a_clear_error_naming_x509(
     started = time.monotonic()
     result = pull_sandbox(ecrcred_bin, containerd, node_env, "--timeout", "4")
     # Retried (a CA written late at boot is fixed by waiting), then one error that says why.
-    pull_failure(result, 5, "x509: certificate signed by unknown authority", "[DEADLINE]")
+    pull_failure(result, 5, "x509: certificate signed by unknown authority", "[DEADLINE]",
+                 "set `ca` for this host in its hosts.toml")
     assert time.monotonic() - started < 25
     assert SANDBOX not in images(containerd)
 
