@@ -19,7 +19,7 @@ import sys
 from types import SimpleNamespace
 
 from ecrcred import __version__
-from ecrcred.errors import EXIT_INTERNAL, EXIT_OK, EcrcredError, UsageError
+from ecrcred.errors import EXIT_INTERNAL, EXIT_OK, ConfigError, EcrcredError, UsageError
 from ecrcred.log import DEBUG, ERROR, INFO, WARNING, StderrLogger
 from ecrcred.settings import pick
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import NoReturn
 
+    from ecrcred.containerd_config import ContainerdConfig
     from ecrcred.doctor import Options
     from ecrcred.doctor.environment import Process
     from ecrcred.router import Router
@@ -355,7 +356,7 @@ def _doctor(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
         raise UsageError("--timeout must be a positive number of seconds")
     clock = SystemClock()
     running = processes()
-    options, sandbox = _doctor_options(args, env, running)
+    options, containerd = _doctor_options(args, env, running)
     try:
         cache, state_dir = _token_cache(args, env, log, lock_timeout=args.timeout)
     except EcrcredError as exc:
@@ -366,7 +367,7 @@ def _doctor(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
         cache=cache,
         runtime=lambda: GrpcRuntime(options.runtime_endpoint, call_timeout=args.timeout),
         http=HttpClient(), running=running, env=env, clock=clock, log=log)
-    report = diagnose(options, sandbox, collaborators)
+    report = diagnose(options, containerd, collaborators)
     text = render_json(report) if args.output == "json" else render_text(
         report, verbose=getattr(args, "verbose", False))
     sys.stdout.write(log.scrub(text))
@@ -375,9 +376,11 @@ def _doctor(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
 
 
 def _doctor_options(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
-                    running: list[Process]) -> tuple[Options, str | None]:
+                    running: list[Process],
+                    ) -> tuple[Options, ContainerdConfig | ConfigError]:
     """What to check and where things are: flags, then the running kubelet's own flags, then
-    the paths our packages install. Also the sandbox image containerd's config names."""
+    the paths our packages install. Also containerd's config, read here once: its sandbox image
+    is the default image, and ``diagnose`` judges the same reading."""
     import platform
     import shutil
 
@@ -392,7 +395,7 @@ def _doctor_options(args: argparse.Namespace | SimpleNamespace, env: Mapping[str
         kubelet_flags,
     )
     from ecrcred.doctor.registry import goarch
-    from ecrcred.errors import ConfigError
+    from ecrcred.doctor.runtime import load_containerd_config
     from ecrcred.settings import Setting
 
     kubelet = next((p for p in running if p.name == "kubelet"), None)
@@ -407,13 +410,10 @@ def _doctor_options(args: argparse.Namespace | SimpleNamespace, env: Mapping[str
 
     containerd = pick("--containerd-config", args.containerd_config, env,
                       "ECRCRED_CONTAINERD_CONFIG", containerd_config.DEFAULT_CONFIG)
-    sandbox = None
-    try:
-        found = containerd_config.load(containerd.value).sandbox_image
-        sandbox = found.value if found else None
-        origin = f"the sandbox image of {found.file}" if found else ""
-    except ConfigError:
-        origin = ""
+    loaded = load_containerd_config(containerd.value)
+    found = None if isinstance(loaded, ConfigError) else loaded.sandbox_image
+    sandbox = found.value if found else None
+    origin = f"the sandbox image of {found.file}" if found else ""
     image = args.image
     if image is not None:
         origin = "--image"
@@ -429,7 +429,7 @@ def _doctor_options(args: argparse.Namespace | SimpleNamespace, env: Mapping[str
         provider_config=setting(args.provider_config, CONFIG_FLAG, DEFAULT_PROVIDER_CONFIG),
         provider_bin_dir=setting(args.provider_bin_dir, BIN_DIR_FLAG, DEFAULT_BIN_DIR),
         self_path=self_path, timeout=args.timeout, skip=frozenset(args.skip),
-        platform=("linux", goarch(platform.machine()))), sandbox
+        platform=("linux", goarch(platform.machine()))), loaded
 
 
 def _version() -> int:

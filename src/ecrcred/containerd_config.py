@@ -8,9 +8,10 @@ depends on the config version, and merges ``imports`` drop-ins in order, later f
 - version 1 (no ``version``): ``[plugins.cri] sandbox_image``
 
 It also answers "where would containerd's CRI send a pull for this host?" (``registry_hosts``):
-the ``<config_path>/<host>/hosts.toml`` mirrors and CA files, or the deprecated
-``registry.mirrors`` / ``registry.configs`` tables, then the host itself. ``doctor`` follows that
-list to reach the registry the way containerd would.
+the ``<config_path>/<host>/hosts.toml`` mirrors with their CA files and client certificates, or
+the deprecated ``registry.mirrors`` / ``registry.configs`` tables (``mirrors."*"`` standing in
+for a host without its own entry), then the host itself. ``doctor`` follows that list to reach
+the registry the way containerd would.
 
 Facts: shared/reference/containerd-cri.md. Parsing uses the standard library's tomllib.
 """
@@ -53,6 +54,12 @@ class LegacyHost(NamedTuple):
     skip_verify: bool  # registry.configs."<host>".tls.insecure_skip_verify
     has_auth: bool  # registry.configs."<host>".auth is set (static credentials; never kept)
     file: str
+    cert_file: str | None = None  # registry.configs."<host>".tls.cert_file (client certificate)
+    key_file: str | None = None  # registry.configs."<host>".tls.key_file (its private key)
+    # a registry.mirrors."<host>" table exists, even without endpoints: mirrors."*" then does
+    # not apply to the host
+    mirrored: bool = False
+    has_tls: bool = False  # a registry.configs."<host>".tls table exists, whatever it holds
 
 
 class ContainerdConfig(NamedTuple):
@@ -164,7 +171,11 @@ def _legacy_hosts(registry: dict[str, Any], file: str,
         skip = tls.get("insecure_skip_verify") is True or before.skip_verify
         auth = config.get("auth")
         has_auth = before.has_auth or (isinstance(auth, dict) and any(auth.values()))
-        out[host] = LegacyHost(endpoints, ca_file or None, skip, has_auth, file)
+        out[host] = LegacyHost(endpoints, ca_file or None, skip, has_auth, file,
+                               _str(tls, "cert_file") or before.cert_file,
+                               _str(tls, "key_file") or before.key_file,
+                               before.mirrored or isinstance(mirror, dict),
+                               before.has_tls or isinstance(config.get("tls"), dict))
     return out
 
 
@@ -189,6 +200,11 @@ DOCKER_HUB_SERVER = "https://registry-1.docker.io"
 ALL_CAPABILITIES = ("pull", "resolve", "push")
 
 
+# A client certificate and its private key, as containerd loads them; an empty key means the
+# key is in the certificate's file.
+ClientPair = tuple[str, str]
+
+
 class Endpoint(NamedTuple):
     """One place containerd would try for a registry host, in order."""
 
@@ -198,6 +214,7 @@ class Endpoint(NamedTuple):
     skip_verify: bool
     override_path: bool  # the url's path replaces /v2
     mirror: bool  # not the image's own host: containerd adds ?ns=<host> to its requests
+    client: tuple[ClientPair, ...] = ()  # client certificates to present (mutual TLS)
 
     @property
     def pulls(self) -> bool:
@@ -238,16 +255,77 @@ def _string_list(value: Any, field: str, notes: list[str]) -> tuple[str, ...]:
     return ()
 
 
-def _hosts_toml_endpoint(url: str, table: dict[str, Any], host: str,
-                         notes: list[str]) -> Endpoint:
+def _absolute(path: str, directory: str) -> str:
+    """containerd's ``makeAbsPath``: a relative ``ca`` or ``client`` path is in the host dir."""
+    return path if os.path.isabs(path) else os.path.join(directory, path)
+
+
+def _client_pairs(value: Any, directory: str, where: str) -> tuple[ClientPair, ...]:
+    """``client`` the way containerd's ``parseHostConfig`` reads it (1.5 to 2.x).
+
+    ``"a.pem"`` is one file holding the certificate and its key; in an array, each string is
+    such a file too (so ``["cert.pem", "key.pem"]`` is two combined files, not a pair), and
+    each two-string array is a certificate and its key. Any other shape makes containerd
+    log "failed to decode hosts.toml" and ignore the whole file: a ConfigError here.
+    """
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        items = [None]
+    pairs: list[ClientPair] = []
+    for item in items:
+        if isinstance(item, str):
+            pairs.append((_absolute(item, directory), ""))
+        elif (isinstance(item, list) and len(item) == 2
+              and all(isinstance(p, str) for p in item)):
+            pairs.append((_absolute(item[0], directory), _absolute(item[1], directory)))
+        else:
+            raise ConfigError(
+                f"{where}: client = {value!r} is not a shape containerd reads (a file, an "
+                "array of files, or an array of [certificate, key] pairs): containerd logs "
+                "\"failed to decode hosts.toml\" and ignores the whole file",
+                hint='write client = [["/path/cert.pem", "/path/key.pem"]]')
+    return tuple(pairs)
+
+
+def _hosts_toml_endpoint(url: str, table: dict[str, Any], host: str, notes: list[str],
+                         path: str) -> Endpoint:
     if "://" not in url:
         url = "https://" + url
     capabilities = table.get("capabilities")
     caps = (tuple(c for c in capabilities if isinstance(c, str))
             if isinstance(capabilities, list) else ALL_CAPABILITIES)
-    return Endpoint(url.rstrip("/"), caps, _string_list(table.get("ca"), "ca", notes),
-                    table.get("skip_verify") is True, table.get("override_path") is True,
-                    _is_mirror(url, host))
+    directory = os.path.dirname(path)
+    ca = tuple(_absolute(c, directory) for c in _string_list(table.get("ca"), "ca", notes))
+    client = (_client_pairs(table["client"], directory, path) if "client" in table else ())
+    return Endpoint(url.rstrip("/"), caps, ca, table.get("skip_verify") is True,
+                    table.get("override_path") is True, _is_mirror(url, host), client)
+
+
+def _cert_files(directory: str) -> tuple[tuple[str, ...], tuple[ClientPair, ...]]:
+    """A host directory without hosts.toml, as containerd's ``loadCertFiles`` reads it: each
+    ``*.crt`` is a CA; each ``*.cert`` a client certificate, with its key in the ``.key`` file
+    of the same name when there is one (else in the ``.cert`` file itself)."""
+    cas = tuple(sorted(glob.glob(os.path.join(directory, "*.crt"))))
+    pairs = []
+    for cert in sorted(glob.glob(os.path.join(directory, "*.cert"))):
+        key = cert[:-len(".cert")] + ".key"
+        pairs.append((cert, key if os.path.exists(key) else ""))
+    return cas, tuple(pairs)
+
+
+def _legacy_client(tls: LegacyHost | None, url: str) -> tuple[ClientPair, ...]:
+    """``registry.configs."<host>".tls`` cert_file and key_file: containerd's ``getTLSConfig``
+    wants both or neither, and fails every pull through the endpoint otherwise."""
+    if tls is None or not (tls.cert_file or tls.key_file):
+        return ()
+    if tls.cert_file and tls.key_file:
+        return ((tls.cert_file, tls.key_file),)
+    given, missing = ("cert_file", "key_file") if tls.cert_file else ("key_file", "cert_file")
+    raise ConfigError(
+        f'registry.configs."{_url_host(url)}".tls in {tls.file} sets {given} without '
+        f"{missing}: containerd fails every pull through {url} (\"{given.split('_')[0]} file "
+        f"... was specified, but no corresponding {missing.split('_')[0]} file was "
+        "specified\")", hint="set both cert_file and key_file, or neither")
 
 
 def _host_dir(config_path: str, host: str) -> str | None:
@@ -262,9 +340,11 @@ def registry_hosts(config: ContainerdConfig, host: str) -> RegistryHosts:
     """Where containerd's CRI sends a pull for ``host``, in the order it tries them.
 
     With ``config_path``: ``<config_path>/<host>/hosts.toml`` (or ``_default/``), its
-    ``[host."…"]`` entries in file order, then ``server`` (default ``https://<host>``); without a
-    hosts.toml, the directory's ``*.crt`` files are CAs for the host itself. Without
-    ``config_path``: the deprecated ``registry.mirrors`` endpoints, then the host itself.
+    ``[host."…"]`` entries in file order, then ``server`` (default ``https://<host>``), each with
+    its ``ca`` and ``client`` files (relative ones in the host directory); without a
+    hosts.toml, the directory's ``*.crt`` files are CAs and its ``*.cert``/``*.key`` files client
+    certificates for the host itself. Without ``config_path``: the deprecated
+    ``registry.mirrors`` endpoints (see ``_legacy_hosts_for``), then the host itself.
     """
     notes: list[str] = []
     own = default_server(host)
@@ -277,20 +357,37 @@ def registry_hosts(config: ContainerdConfig, host: str) -> RegistryHosts:
                                  ())
         path = os.path.join(directory, "hosts.toml")
         if not os.path.isfile(path):
-            cas = tuple(sorted(glob.glob(os.path.join(directory, "*.crt"))))
+            cas, client = _cert_files(directory)
             return RegistryHosts(host, (Endpoint(own, ALL_CAPABILITIES, cas, False, False,
-                                                 False),), f"{directory} (certificates only)", ())
+                                                 False, client),),
+                                 f"{directory} (certificates only)", ())
         doc = _read(path)
-        endpoints = [_hosts_toml_endpoint(url, table, host, notes)
+        endpoints = [_hosts_toml_endpoint(url, table, host, notes, path)
                      for url, table in _table(doc, "host").items() if isinstance(table, dict)]
         server = _str(doc, "server") or own
-        endpoints.append(_hosts_toml_endpoint(server, doc, host, notes))
+        endpoints.append(_hosts_toml_endpoint(server, doc, host, notes, path))
         return RegistryHosts(host, tuple(endpoints), path, tuple(notes))
+    return _legacy_hosts_for(config, host)
+
+
+def _legacy_hosts_for(config: ContainerdConfig, host: str) -> RegistryHosts:
+    """The deprecated route: ``registry.mirrors."<host>"``, or ``registry.mirrors."*"`` when the
+    host has no mirrors table of its own, then the host itself.
+
+    containerd's CRI (``registryEndpoints`` in pkg/cri/server/image_pull.go, the same from 1.5
+    to 1.7, so in 1.6.20) takes ``Mirrors[host]`` when that key exists, even with no endpoints,
+    and ``Mirrors["*"]`` otherwise; ``registry.configs`` plays no part in that choice.
+    """
+    own = default_server(host)
     legacy = config.legacy.get(host)
-    if legacy is None:
+    wildcard = config.legacy.get("*")
+    mirrors = legacy
+    if (legacy is None or not legacy.mirrored) and wildcard is not None and wildcard.mirrored:
+        mirrors = wildcard
+    if mirrors is None:
         return RegistryHosts(host, (Endpoint(own, ALL_CAPABILITIES, (), False, False, False),),
                              "no registry config for this host", ())
-    urls = list(legacy.endpoints)
+    urls = list(mirrors.endpoints) if mirrors.mirrored else []
     if own not in urls:
         urls.append(own)
     endpoints = []
@@ -302,6 +399,8 @@ def registry_hosts(config: ContainerdConfig, host: str) -> RegistryHosts:
         has_path = "/" in url.split("://", 1)[-1].rstrip("/")
         endpoints.append(Endpoint(url.rstrip("/"), ALL_CAPABILITIES, ca,
                                   tls is not None and tls.skip_verify, has_path,
-                                  _is_mirror(url, host)))
-    return RegistryHosts(host, tuple(endpoints),
-                         f'registry.mirrors/configs."{host}" in {legacy.file} (deprecated)', ())
+                                  _is_mirror(url, host), _legacy_client(tls, url)))
+    origin = (f'registry.mirrors."*" in {mirrors.file} (deprecated; {host} has no mirrors '
+              "entry of its own)" if mirrors is wildcard else
+              f'registry.mirrors/configs."{host}" in {mirrors.file} (deprecated)')
+    return RegistryHosts(host, tuple(endpoints), origin, ())

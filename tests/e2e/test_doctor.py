@@ -13,13 +13,16 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import ECR_HOST, REGISTRY_PASSWORD, REGISTRY_USER, SANDBOX_IMAGE
+from tests.support.containerd import Containerd
 from tests.support.processes import Process
-from tests.support.registry import OCI_INDEX, OCTET_STREAM
+from tests.support.registry import OCI_INDEX, OCTET_STREAM, Registry
+from tests.support.tls import make_ca, make_client_cert
 from tests.support.token_registry import TokenRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -300,6 +303,131 @@ def test_bearer_auth_goes_through_the_token_realm_with_our_credentials(
     assert code == 0, checks
 
 
+# -- a registry that demands a client certificate (mutual TLS) ---------------------------------
+
+MTLS_HOST = "mtls.corp.example"
+
+
+@pytest.fixture(scope="module")
+def mtls_registry(tmp_path_factory) -> Registry:
+    reg = Registry(tmp_path_factory.mktemp("mreg"), username=REGISTRY_USER,
+                   password=REGISTRY_PASSWORD, client_certificates=True)
+    try:
+        reg.push_test_image("eks/pause", "3.9")
+        yield reg
+    finally:
+        reg.stop()
+
+
+def write_mtls_hosts(containerd, registry: Registry, client_line: str) -> None:
+    write_hosts(containerd.certs_dir, MTLS_HOST, f"""\
+server = "https://127.0.0.1:1"
+[host."https://{registry.host}"]
+  capabilities = ["pull", "resolve"]
+  ca = ["{registry.cert_path}"]
+{client_line}""")
+
+
+def pull(ecrcred_bin, containerd, image, env,
+         timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    """The real containerd's CRI pull of ``image``, with the credentials ecrcred resolves;
+    pull-sandbox retries for ``timeout`` seconds and logs containerd's error for each try."""
+    return subprocess.run([ecrcred_bin, "pull-sandbox", "--image", image, "--no-pin",
+                           "--runtime-endpoint", containerd.endpoint, "--timeout", str(timeout)],
+                          env=env, capture_output=True, timeout=timeout + 30, check=False)
+
+
+@pytest.mark.parametrize("shape", ["pair", "combined-file", "relative-pair"])
+def test_a_registry_demanding_a_client_certificate_is_reached_with_the_hosts_toml_client(
+        ecrcred_bin, containerd, mtls_registry, node, tmp_path, shape):
+    client = mtls_registry.client
+    assert client is not None
+    if shape == "relative-pair":  # relative to the host directory, as containerd reads it
+        host_dir = Path(containerd.certs_dir) / MTLS_HOST
+        host_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(client.cert, host_dir / "node.pem")
+        shutil.copy(client.key, host_dir / "node.key")
+    line = {"pair": f'  client = [["{client.cert}", "{client.key}"]]\n',
+            "combined-file": f'  client = "{client.combined}"\n',
+            "relative-pair": '  client = [["node.pem", "node.key"]]\n'}[shape]
+    write_mtls_hosts(containerd, mtls_registry, line)
+    env = {**node["env"], **static_rule(tmp_path, MTLS_HOST, REGISTRY_PASSWORD)}
+    image = f"{MTLS_HOST}/eks/pause:3.9"
+    code, report, _, _ = doctor(ecrcred_bin, containerd, node, "--image", image,
+                                "--skip", "kubelet", env=env)
+    checks = by_id(report)
+    assert checks["registry.endpoint"]["status"] == "ok", checks
+    assert checks["registry.endpoint"]["message"].startswith(f"https://{mtls_registry.host} "
+                                                             "served")
+    assert checks["registry.manifest"]["status"] == "ok", checks
+    assert "client " in " ".join(checks["runtime.registry-config"]["details"])
+    # containerd 1.6.20 reads the same hosts.toml the same way: its pull goes through.
+    pulled = pull(ecrcred_bin, containerd, image, env)
+    assert pulled.returncode == 0, pulled.stderr.decode()
+    assert code == 0, checks
+
+
+@pytest.mark.parametrize("case", ["none", "another-ca"])
+def test_a_refused_client_certificate_is_named_with_the_client_fix(
+        ecrcred_bin, containerd, mtls_registry, node, tmp_path, case):
+    line, said = "", "the registry wants a client certificate and none is configured"
+    if case == "another-ca":
+        # Go refuses it after a TLS 1.3 handshake, usually with a reset that hides its alert
+        stranger = make_client_cert(tmp_path, "stranger", make_ca(tmp_path, "other-ca"))
+        line = f'  client = [["{stranger.cert}", "{stranger.key}"]]\n'
+        said = "the registry refused the client certificate"
+    write_mtls_hosts(containerd, mtls_registry, line)
+    env = {**node["env"], **static_rule(tmp_path, MTLS_HOST, REGISTRY_PASSWORD)}
+    image = f"{MTLS_HOST}/eks/pause:3.9"
+    code, report, _, _ = doctor(ecrcred_bin, containerd, node, "--image", image,
+                                "--skip", "kubelet", env=env)
+    endpoint = by_id(report)["registry.endpoint"]
+    assert code == 1
+    assert endpoint["status"] == "fail"
+    # the mirror's refusal, not the dead upstream's "connection refused", is the verdict
+    assert endpoint["message"].startswith(
+        f"TLS to https://{mtls_registry.host} failed: {said}"), endpoint
+    assert "(all 2 endpoints failed; -v shows each)" in endpoint["message"]
+    assert 'client = [["cert.pem", "key.pem"]]' in endpoint["fix"]
+    assert "hosts.toml" in endpoint["fix"]
+    pulled = pull(ecrcred_bin, containerd, image, env, timeout=3)
+    assert pulled.returncode != 0, "containerd cannot pull with it either"
+    if case == "none":
+        assert "bad certificate" in pulled.stderr.decode(), pulled.stderr.decode()
+
+
+@pytest.mark.parametrize("case", ["missing-file", "two-strings"])
+def test_a_client_certificate_containerd_cannot_load_fails_naming_it_as_the_pull_fails(
+        ecrcred_bin, containerd, mtls_registry, node, tmp_path, case):
+    client = mtls_registry.client
+    assert client is not None
+    missing = str(tmp_path / "no-such" / "node.pem")
+    if case == "missing-file":
+        line, named, why = (f'  client = [["{missing}", "{client.key}"]]\n', missing,
+                            "No such file or directory")
+    else:
+        # client = ["cert", "key"] is two files that each hold a certificate and its key to
+        # containerd, not a pair
+        line, named, why = (f'  client = ["{client.cert}", "{client.key}"]\n', client.cert,
+                            "not a PEM file holding both a certificate and its private key")
+    write_mtls_hosts(containerd, mtls_registry, line)
+    env = {**node["env"], **static_rule(tmp_path, MTLS_HOST, REGISTRY_PASSWORD)}
+    image = f"{MTLS_HOST}/eks/pause:3.9"
+    code, report, _, _ = doctor(ecrcred_bin, containerd, node, "--image", image,
+                                "--skip", "kubelet", env=env)
+    endpoint = by_id(report)["registry.endpoint"]
+    assert code == 1
+    assert endpoint["status"] == "fail"
+    assert endpoint["message"].startswith(
+        f"client certificate {named} for https://{mtls_registry.host} cannot be used: {why}")
+    assert f"containerd fails every pull from {MTLS_HOST}" in endpoint["message"]
+    pulled = pull(ecrcred_bin, containerd, image, env, timeout=3)
+    assert pulled.returncode != 0
+    said = pulled.stderr.decode()
+    assert ("unable to read CERT file" if case == "missing-file" else
+            "failed to load X509 key pair") in said, said
+
+
 # -- containerd's registry config (seed 004) ---------------------------------------------------
 
 def _legacy_config(tmp_path: Path, registry, *, with_config_path: bool) -> Path:
@@ -336,6 +464,47 @@ def test_the_deprecated_mirrors_form_is_followed_and_warned_about(
     assert config_check["status"] == "warn"
     assert "deprecated registry.mirrors" in config_check["message"]
     assert "ctr ignores it" in config_check["message"]
+
+
+def test_the_legacy_wildcard_mirror_is_the_route_containerd_pulls_through(
+        ecrcred_bin, registry, pause_image, node, tmp_path):
+    # registry.mirrors."*" stands in for every host without a mirrors entry of its own: a host
+    # that resolves nowhere is pulled from the local registry by containerd 1.6.20's CRI, and
+    # doctor follows the same endpoint.
+    host = "wild.corp.example"
+    image = f"{host}/eks/pause:3.9"
+    workdir = Path(tempfile.mkdtemp(prefix="ecd-", dir="/tmp"))
+    wildcard = f"""\
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."*"]
+    endpoint = ["{registry.url}"]
+  [plugins."io.containerd.grpc.v1.cri".registry.configs."{registry.host}".tls]
+    ca_file = "{registry.cert_path}"
+"""
+    try:
+        cd = Containerd(workdir, SANDBOX_IMAGE, config_path=False, extra_config=wildcard)
+        try:
+            env = {**node["env"], **static_rule(tmp_path, host, REGISTRY_PASSWORD)}
+            pulled = subprocess.run([ecrcred_bin, "pull-sandbox", "--image", image, "--no-pin",
+                                     "--runtime-endpoint", cd.endpoint, "--timeout", "30"],
+                                    env=env, capture_output=True, timeout=60, check=False)
+            assert pulled.returncode == 0, pulled.stderr.decode()
+            code, report, _, _ = doctor(ecrcred_bin, cd, node, "--image", image,
+                                        "--skip", "kubelet", env=env)
+        finally:
+            leftover = cd.stop()
+        assert not leftover
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    checks = by_id(report)
+    route = checks["runtime.registry-config"]
+    assert route["status"] == "warn", route  # the deprecated form, which ctr ignores
+    assert f"go {registry.url} (mirror) -> https://{host}" in route["message"]
+    endpoint = checks["registry.endpoint"]
+    assert endpoint["status"] == "ok", checks
+    assert endpoint["message"].startswith(f"{registry.url} served {image}")
+    assert f'registry.mirrors."*" in {cd.config_path}' in endpoint["message"]
+    assert checks["registry.manifest"]["status"] == "ok"
+    assert code == 0, checks
 
 
 def test_mirrors_beside_config_path_fail_as_the_real_containerd_does(

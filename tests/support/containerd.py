@@ -13,7 +13,9 @@ the snapshotter the CRI plugin is configured with, so images pulled with ``ctr``
 same way as CRI pulls (ctr would otherwise unpack into overlayfs).
 
 ``extra_config`` is appended to the generated TOML: it may add tables, not repeat one that is
-already written (containerd refuses to start on "duplicated tables").
+already written (containerd refuses to start on "duplicated tables"). With
+``config_path=False`` the registry table is left out, for the deprecated ``registry.mirrors`` /
+``registry.configs`` tables, which containerd refuses beside ``config_path``.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class Containerd:
     TOOLS = ("containerd", "ctr")
 
     def __init__(self, workdir: Path | str, sandbox_image: str, *,
-                 start_timeout: float = 30.0, extra_config: str = "") -> None:
+                 start_timeout: float = 30.0, extra_config: str = "",
+                 config_path: bool = True) -> None:
         self.tools = require(*self.TOOLS)
         workdir = Path(workdir)
         self._own_dir: Path | None = None
@@ -74,15 +77,19 @@ class Containerd:
         self.start_timeout = start_timeout
         self.timings: dict[str, float] = {}
         Path(self.certs_dir).mkdir(exist_ok=True)
-        self._write_config(extra_config)
+        self._write_config(extra_config, config_path)
         self.process: Process | None = None
         self.start()
 
     # -- config --------------------------------------------------------------------------------
 
-    def _write_config(self, extra: str) -> None:
+    def _write_config(self, extra: str, config_path: bool) -> None:
         w = self.workdir
         disabled = ", ".join(_toml(p) for p in DISABLED_PLUGINS)
+        registry = (f"""\
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = {_toml(self.certs_dir)}
+""" if config_path else "")
         Path(self.config_path).write_text(f"""\
 version = 2
 root = {_toml(self.root)}
@@ -103,9 +110,7 @@ disabled_plugins = [{disabled}]
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = {_toml(str(w / "cni" / "bin"))}
     conf_dir = {_toml(str(w / "cni" / "net.d"))}
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = {_toml(self.certs_dir)}
-{extra}""")
+{registry}{extra}""")
 
     def add_mirror(self, upstream_host: str, registry: Registry) -> str:
         """Make ``upstream_host`` resolve to ``registry`` (CRI pulls; ``ctr`` with --hosts-dir).

@@ -6,6 +6,11 @@ under ``workdir``, then starts ``docker-registry serve`` on a free port and wait
 answers 401 over TLS. ``push_test_image`` writes a tiny OCI image layout and pushes it with
 skopeo; it returns the manifest digest as the registry stores it.
 
+``Registry(workdir, client_certificates=True)`` also demands mutual TLS: a client CA in
+``http.tls.clientcas`` (distribution then requires and verifies a client certificate) and a
+client certificate it signed, ``client`` (cert, key and a combined file), which the registry's
+own requests and skopeo present.
+
 A missing tool raises ``MissingTool`` (a test fixture turns it into a failure, never a skip).
 """
 
@@ -30,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.processes import Process
+from tests.support.tls import Pair, make_ca, make_client_cert
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -96,7 +102,8 @@ class Registry:
     TOOLS = ("docker-registry", "openssl", "htpasswd", "skopeo")
 
     def __init__(self, workdir: Path | str, username: str = "ecrcred",
-                 password: str | None = None, start_timeout: float = 30.0) -> None:
+                 password: str | None = None, start_timeout: float = 30.0,
+                 client_certificates: bool = False) -> None:
         self.tools = require(*self.TOOLS)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -108,10 +115,17 @@ class Registry:
         self.cert_path = str(self.workdir / "cert.pem")
         self.key_path = str(self.workdir / "key.pem")
         self._make_cert()
+        self.client_ca: Pair | None = None
+        self.client: Pair | None = None
+        if client_certificates:
+            self.client_ca = make_ca(self.workdir / "client-ca", "client-ca")
+            self.client = make_client_cert(self.workdir / "client", "node", self.client_ca)
         self.htpasswd_path = str(self.workdir / "htpasswd")
         self._make_htpasswd()
         self.timings["files"] = time.monotonic() - t0
         self._ssl = ssl.create_default_context(cafile=self.cert_path)
+        if self.client is not None:
+            self._ssl.load_cert_chain(self.client.cert, self.client.key)
         self.process: Process | None = None
         t1 = time.monotonic()
         self._start(start_timeout)
@@ -139,6 +153,7 @@ class Registry:
         storage = self.workdir / "storage"
         storage.mkdir(exist_ok=True)
         config = self.workdir / "config.yml"
+        clientcas = (f"    clientcas:\n      - {self.client_ca.cert}\n" if self.client_ca else "")
         config.write_text(f"""\
 version: 0.1
 log:
@@ -159,7 +174,7 @@ http:
   tls:
     certificate: {self.cert_path}
     key: {self.key_path}
-auth:
+{clientcas}auth:
   htpasswd:
     realm: ecrcred-test
     path: {self.htpasswd_path}
@@ -246,6 +261,13 @@ auth:
         argv = [self.tools["skopeo"], "--insecure-policy", "copy", "--quiet",
                 "--dest-creds", f"{self.username}:{self.password}",
                 "--dest-tls-verify=false", "--preserve-digests", source, dest]
+        if self.client is not None:
+            # skopeo takes a client certificate from a directory: <name>.cert and <name>.key
+            cert_dir = self.workdir / "skopeo-certs"
+            cert_dir.mkdir(exist_ok=True)
+            shutil.copy(self.client.cert, cert_dir / "client.cert")
+            shutil.copy(self.client.key, cert_dir / "client.key")
+            argv[-2:-2] = ["--dest-cert-dir", str(cert_dir)]
         _run(argv, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(self.workdir)})
         stored_type, digest, manifest = self.get_manifest(repo, tag)
         if stored_type != manifest_type or manifest["config"]["mediaType"] != config_media_type:

@@ -337,3 +337,141 @@ def test_a_legacy_endpoint_path_replaces_v2_as_containerd_uses_it(tmp_path):
     assert [(e.url, e.override_path) for e in hosts.endpoints] == [
         ("https://proxy.example.com/v2/hub", True), ("https://mirror.example.com", False),
         ("https://registry-1.docker.io", False)]
+
+
+# -- client certificates (mutual TLS) -------------------------------------------------------------
+
+@pytest.mark.parametrize(("line", "pairs"), [
+    pytest.param('client = "/etc/c/both.pem"', (("/etc/c/both.pem", ""),), id="one-file"),
+    # containerd reads each string of an array as a file holding a certificate AND its key:
+    # two strings are two such files, not a certificate and its key
+    pytest.param('client = ["/etc/c/a.pem", "/etc/c/b.pem"]',
+                 (("/etc/c/a.pem", ""), ("/etc/c/b.pem", "")), id="array-of-files"),
+    pytest.param('client = [["/etc/c/cert.pem", "/etc/c/key.pem"]]',
+                 (("/etc/c/cert.pem", "/etc/c/key.pem"),), id="array-of-pairs"),
+    pytest.param('client = ["/etc/c/both.pem", ["/etc/c/cert.pem", "/etc/c/key.pem"]]',
+                 (("/etc/c/both.pem", ""), ("/etc/c/cert.pem", "/etc/c/key.pem")), id="mixed"),
+    pytest.param("", (), id="none"),
+])
+def test_client_certificates_are_read_in_each_shape_containerd_accepts(tmp_path, line, pairs):
+    config, certs = with_config_path(tmp_path)
+    hosts_toml(certs, HOST, f'{line}\n[host."https://mirror.example.com"]\n{line}\n')
+    mirror, server = containerd_config.registry_hosts(config, HOST).endpoints
+    assert mirror.client == pairs, "a [host] entry"
+    assert server.client == pairs, "the top level, for the server"
+
+
+def test_relative_client_and_ca_paths_are_in_the_host_directory(tmp_path):
+    # containerd's makeAbsPath: relative to the directory holding hosts.toml
+    config, certs = with_config_path(tmp_path)
+    hosts_toml(certs, HOST, '[host."https://mirror.example.com"]\nca = ["ca.pem"]\n'
+                            'client = [["client.cert", "/abs/client.key"]]\n')
+    mirror = containerd_config.registry_hosts(config, HOST).endpoints[0]
+    assert mirror.ca == (str(certs / HOST / "ca.pem"),)
+    assert mirror.client == ((str(certs / HOST / "client.cert"), "/abs/client.key"),)
+
+
+@pytest.mark.parametrize("value", [
+    "5", '[["/etc/c/cert.pem"]]', '[["/a.pem", "/b.pem", "/c.pem"]]', "[1]",
+    '{ cert = "/a.pem" }',
+])
+def test_a_client_shape_containerd_cannot_read_is_a_config_error_naming_the_file(tmp_path,
+                                                                                 value):
+    config, certs = with_config_path(tmp_path)
+    path = hosts_toml(certs, HOST, f'[host."https://mirror.example.com"]\nclient = {value}\n')
+    with pytest.raises(ConfigError) as err:
+        containerd_config.registry_hosts(config, HOST)
+    assert err.value.message.startswith(f"{path}: client = ")
+    assert "ignores the whole file" in err.value.message
+    assert 'client = [["' in err.value.hint
+
+
+def test_a_certificates_only_directory_gives_its_cert_files_as_client_certificates(tmp_path):
+    # containerd's loadCertFiles: x.cert with x.key beside it, or a .cert holding its own key
+    config, certs = with_config_path(tmp_path)
+    directory = certs / HOST
+    directory.mkdir()
+    for name in ("ca.crt", "with-key.cert", "with-key.key", "alone.cert", "stray.key"):
+        write(directory / name, "")
+    endpoint = containerd_config.registry_hosts(config, HOST).endpoints[0]
+    assert endpoint.ca == (str(directory / "ca.crt"),)
+    assert endpoint.client == ((str(directory / "alone.cert"), ""),
+                               (str(directory / "with-key.cert"), str(directory / "with-key.key")))
+
+
+def test_legacy_tls_cert_and_key_files_are_the_client_pair_of_the_endpoint_they_name(tmp_path):
+    path = write(tmp_path / "c.toml",
+                 f'version = 2\n{V2_REGISTRY}.mirrors."{HOST}"]\n'
+                 'endpoint = ["https://mirror.example.com"]\n'
+                 f'{V2_REGISTRY}.configs."mirror.example.com".tls]\n'
+                 'cert_file = "/etc/ssl/node.pem"\nkey_file = "/etc/ssl/node.key"\n')
+    mirror, server = containerd_config.registry_hosts(containerd_config.load(path),
+                                                      HOST).endpoints
+    assert mirror.client == (("/etc/ssl/node.pem", "/etc/ssl/node.key"),)
+    assert server.client == ()
+
+
+@pytest.mark.parametrize(("line", "given", "missing"), [
+    ('cert_file = "/etc/ssl/node.pem"', "cert_file", "key_file"),
+    ('key_file = "/etc/ssl/node.key"', "key_file", "cert_file"),
+])
+def test_a_legacy_cert_file_without_its_key_file_is_a_config_error(tmp_path, line, given,
+                                                                   missing):
+    # containerd's getTLSConfig refuses half a pair, and with it every pull through the endpoint
+    path = write(tmp_path / "c.toml", f'version = 2\n{V2_REGISTRY}.configs."{HOST}".tls]\n{line}\n')
+    with pytest.raises(ConfigError) as err:
+        containerd_config.registry_hosts(containerd_config.load(path), HOST)
+    assert f'registry.configs."{HOST}".tls in {path} sets {given} without {missing}' in (
+        err.value.message)
+
+
+# -- the legacy registry.mirrors."*" -------------------------------------------------------------
+
+WILDCARD = (f'version = 2\n{V2_REGISTRY}.mirrors."*"]\n'
+            'endpoint = ["https://cache.example.com"]\n'
+            f'{V2_REGISTRY}.configs."cache.example.com".tls]\nca_file = "/etc/ssl/cache.pem"\n')
+
+
+def test_legacy_mirrors_wildcard_stands_in_for_a_host_without_an_entry_of_its_own(tmp_path):
+    path = write(tmp_path / "c.toml", WILDCARD)
+    hosts = containerd_config.registry_hosts(containerd_config.load(path), HOST)
+    assert urls(hosts) == ["https://cache.example.com", f"https://{HOST}"]
+    assert [e.mirror for e in hosts.endpoints] == [True, False]
+    assert hosts.endpoints[0].ca == ("/etc/ssl/cache.pem",), "the mirror's own tls table"
+    assert hosts.origin == (f'registry.mirrors."*" in {path} (deprecated; {HOST} has no '
+                            "mirrors entry of its own)")
+
+
+def test_a_host_with_only_registry_configs_still_gets_the_wildcard_mirrors(tmp_path):
+    # containerd picks the endpoints from registry.mirrors alone; configs only add TLS and auth
+    path = write(tmp_path / "c.toml",
+                 WILDCARD + f'{V2_REGISTRY}.configs."{HOST}".tls]\ninsecure_skip_verify = true\n')
+    hosts = containerd_config.registry_hosts(containerd_config.load(path), HOST)
+    assert urls(hosts) == ["https://cache.example.com", f"https://{HOST}"]
+    assert [e.skip_verify for e in hosts.endpoints] == [False, True]
+
+
+@pytest.mark.parametrize(("entry", "expected"), [
+    pytest.param('endpoint = ["https://own.example.com"]\n',
+                 ["https://own.example.com", f"https://{HOST}"], id="own-endpoints"),
+    pytest.param("", [f"https://{HOST}"], id="own-entry-without-endpoints"),
+])
+def test_a_host_with_its_own_mirrors_entry_ignores_the_wildcard(tmp_path, entry, expected):
+    # Mirrors[host] is taken whenever the key exists, even with no endpoints in it
+    path = write(tmp_path / "c.toml", WILDCARD + f'{V2_REGISTRY}.mirrors."{HOST}"]\n{entry}')
+    hosts = containerd_config.registry_hosts(containerd_config.load(path), HOST)
+    assert urls(hosts) == expected
+    assert hosts.origin == f'registry.mirrors/configs."{HOST}" in {path} (deprecated)'
+
+
+def test_a_wildcard_from_an_import_applies_to_hosts_the_main_file_does_not_mirror(tmp_path):
+    drop = tmp_path / "config.d"
+    drop.mkdir()
+    write(drop / "10-wildcard.toml", WILDCARD)
+    main = write(tmp_path / "config.toml", 'version = 2\nimports = ["config.d/*.toml"]\n'
+                                           f'{V2_REGISTRY}.mirrors."docker.io"]\n'
+                                           'endpoint = ["https://hub.example.com"]\n')
+    config = containerd_config.load(main)
+    assert urls(containerd_config.registry_hosts(config, HOST))[0] == "https://cache.example.com"
+    assert urls(containerd_config.registry_hosts(config, "docker.io"))[0] == (
+        "https://hub.example.com")

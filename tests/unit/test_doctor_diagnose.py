@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from ecrcred.config.rules import defaults
+from ecrcred.containerd_config import ClientPair, ContainerdConfig, Found
 from ecrcred.cri.client import ImageInfo, RuntimeVersion
 from ecrcred.doctor import AREAS, Collaborators, Options, diagnose
 from ecrcred.doctor.registry import HttpReply
-from ecrcred.doctor.report import FAIL, OK, SKIP, WARN, Check
+from ecrcred.doctor.report import FAIL, OK, SKIP, WARN, Check, Report
+from ecrcred.doctor.runtime import load_containerd_config
 from ecrcred.errors import ConfigError, RuntimeServiceError, UsageError
 from ecrcred.router import Router, SourceFactory
 from ecrcred.settings import Setting
@@ -54,7 +56,7 @@ class OpenRegistry:
         self.urls: list[str] = []
 
     def get(self, url: str, headers: dict[str, str], *, ca: tuple[str, ...], skip_verify: bool,
-            timeout: float) -> HttpReply:
+            timeout: float, client: tuple[ClientPair, ...] = ()) -> HttpReply:
         self.urls.append(url)
         if url.endswith("/v2/"):
             return HttpReply(200, {}, b"{}")
@@ -98,15 +100,25 @@ def collaborators(tmp_path: Path, **changes: Any) -> Collaborators:
                          clock=FakeClock(), log=RecordingLogger())._replace(**changes)
 
 
+def run(opts: Options, c: Collaborators, sandbox: str | None = None) -> Report:
+    """``diagnose`` with containerd's config read from ``opts`` as the CLI reads it; with
+    ``sandbox``, a config that names that sandbox image instead."""
+    containerd = load_containerd_config(opts.containerd_config.value)
+    if sandbox is not None:
+        file = "/etc/containerd/config.toml"
+        containerd = ContainerdConfig((file,), Found(sandbox, file, 2), None, None)
+    return diagnose(opts, containerd, c)
+
+
 def by_id(checks: tuple[Check, ...]) -> dict[str, Check]:
     return {c.id: c for c in checks}
 
 
 def test_every_area_skipped_gives_a_skip_per_check_and_builds_nothing(tmp_path: Path):
     http = OpenRegistry()
-    report = diagnose(options(tmp_path, skip=frozenset(AREAS)), None,
-                      collaborators(tmp_path, router=never("the router"),
-                                    runtime=never("the runtime"), http=http))
+    report = run(options(tmp_path, skip=frozenset(AREAS)),
+                 collaborators(tmp_path, router=never("the router"),
+                               runtime=never("the runtime"), http=http))
     assert [(c.id, c.status) for c in report.checks] == [
         ("credentials.rule", SKIP), ("credentials.token", SKIP),
         ("kubelet.config", SKIP), ("kubelet.provider", SKIP), ("kubelet.match", SKIP),
@@ -123,7 +135,7 @@ def test_every_area_skipped_gives_a_skip_per_check_and_builds_nothing(tmp_path: 
 
 @pytest.mark.parametrize("area", AREAS)
 def test_skipping_one_area_leaves_the_others_checked(tmp_path: Path, area: str):
-    report = diagnose(options(tmp_path, skip=frozenset({area})), None, collaborators(tmp_path))
+    report = run(options(tmp_path, skip=frozenset({area})), collaborators(tmp_path))
     skipped = {c.id.split(".")[0] for c in report.checks if c.message == f"skipped by --skip "
                f"{area}"}
     assert skipped == {area}
@@ -136,7 +148,7 @@ def test_an_invalid_ecrcred_config_fails_credentials_and_the_rest_still_runs(tmp
         raise ConfigError("/etc/ecrcred/config.yaml: registries[0]: unknown field 'mach'",
                           hint="fix the config")
 
-    report = diagnose(options(tmp_path), None, collaborators(tmp_path, router=broken))
+    report = run(options(tmp_path), collaborators(tmp_path, router=broken))
     checks = by_id(report.checks)
     assert checks["credentials.config"] == Check(
         "credentials.config", FAIL, "/etc/ecrcred/config.yaml: registries[0]: unknown field "
@@ -149,9 +161,9 @@ def test_an_invalid_ecrcred_config_fails_credentials_and_the_rest_still_runs(tmp
 
 def test_the_runtime_version_reaches_the_media_type_verdict(tmp_path: Path):
     octet = "application/octet-stream"
-    on_14 = by_id(diagnose(options(tmp_path), None, collaborators(
+    on_14 = by_id(run(options(tmp_path), collaborators(
         tmp_path, http=OpenRegistry(octet), runtime=lambda: FakeRuntime(CONTAINERD_14))).checks)
-    on_crio = by_id(diagnose(options(tmp_path), None, collaborators(
+    on_crio = by_id(run(options(tmp_path), collaborators(
         tmp_path, http=OpenRegistry(octet), runtime=lambda: FakeRuntime(CRI_O))).checks)
     assert on_14["registry.media-types"].status == FAIL
     assert on_crio["registry.media-types"].status == WARN
@@ -159,7 +171,7 @@ def test_the_runtime_version_reaches_the_media_type_verdict(tmp_path: Path):
 
 
 def test_without_the_runtime_area_the_version_is_unknown_to_the_registry(tmp_path: Path):
-    report = diagnose(options(tmp_path, skip=frozenset({"runtime"})), None, collaborators(
+    report = run(options(tmp_path, skip=frozenset({"runtime"})), collaborators(
         tmp_path, http=OpenRegistry("application/octet-stream"), runtime=never("the runtime")))
     check = by_id(report.checks)["registry.media-types"]
     assert "the runtime (version unknown)" in check.message
@@ -169,8 +181,7 @@ def test_a_runtime_that_cannot_be_built_fails_the_cri_check(tmp_path: Path):
     def unreachable() -> FakeRuntime:
         raise RuntimeServiceError("cannot reach the container runtime", hint="is it running?")
 
-    checks = by_id(diagnose(options(tmp_path), None,
-                            collaborators(tmp_path, runtime=unreachable)).checks)
+    checks = by_id(run(options(tmp_path), collaborators(tmp_path, runtime=unreachable)).checks)
     assert checks["runtime.cri"] == Check("runtime.cri", FAIL,
                                           "cannot reach the container runtime", "is it running?")
     assert "registry.endpoint" in checks
@@ -178,24 +189,23 @@ def test_a_runtime_that_cannot_be_built_fails_the_cri_check(tmp_path: Path):
 
 def test_the_runtime_is_closed_after_its_checks(tmp_path: Path):
     runtime = FakeRuntime()
-    diagnose(options(tmp_path), None, collaborators(tmp_path, runtime=lambda: runtime))
+    run(options(tmp_path), collaborators(tmp_path, runtime=lambda: runtime))
     assert runtime.closed
 
 
 def test_the_sandbox_image_is_recognised_however_it_is_spelled(tmp_path: Path):
     runtime = FakeRuntime(images={"docker.io/library/pause:3.9": ImageInfo(
         "sha256:" + "e" * 64, (), (), 1, pinned=True)})
-    report = diagnose(options(tmp_path, image="pause:3.9", skip=frozenset({"registry"})),
-                      "docker.io/library/pause:3.9",
-                      collaborators(tmp_path, runtime=lambda: runtime))
+    report = run(options(tmp_path, image="pause:3.9", skip=frozenset({"registry"})),
+                 collaborators(tmp_path, runtime=lambda: runtime), "docker.io/library/pause:3.9")
     checks = by_id(report.checks)
     assert checks["runtime.sandbox-image"].status == OK
     assert "runtime.image" not in checks
 
 
 def test_an_image_that_is_not_the_sandbox_gets_the_plain_image_check(tmp_path: Path):
-    checks = by_id(diagnose(options(tmp_path, skip=frozenset({"registry"})),
-                            "docker.io/library/pause:3.9", collaborators(tmp_path)).checks)
+    checks = by_id(run(options(tmp_path, skip=frozenset({"registry"})), collaborators(tmp_path),
+                       "docker.io/library/pause:3.9").checks)
     assert checks["runtime.image"].status == OK
     assert "runtime.sandbox-image" not in checks
 
@@ -208,8 +218,8 @@ def test_the_containerd_registry_route_is_what_the_registry_probe_follows(tmp_pa
     config.write_text('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
                       f'config_path = "{certs}"\n')
     http = OpenRegistry()
-    report = diagnose(options(tmp_path, containerd_config=config, skip=frozenset({"runtime"})),
-                      None, collaborators(tmp_path, http=http))
+    report = run(options(tmp_path, containerd_config=config, skip=frozenset({"runtime"})),
+                 collaborators(tmp_path, http=http))
     assert http.urls[0] == "https://mirror.example.com/v2/"
     assert http.urls[1] == f"https://mirror.example.com/v2/team/app/manifests/1.0?ns={HOST}"
     assert by_id(report.checks)["registry.endpoint"].message.startswith(
@@ -218,11 +228,11 @@ def test_the_containerd_registry_route_is_what_the_registry_probe_follows(tmp_pa
 
 def test_an_image_that_is_not_a_reference_is_a_usage_error(tmp_path: Path):
     with pytest.raises(UsageError) as caught:
-        diagnose(options(tmp_path, image="Not An/Image"), None, collaborators(tmp_path))
+        run(options(tmp_path, image="Not An/Image"), collaborators(tmp_path))
     assert "invalid image reference" in caught.value.message
     assert "--image" in caught.value.hint
 
 
 def test_the_report_names_the_image_and_where_it_came_from(tmp_path: Path):
-    report = diagnose(options(tmp_path, skip=frozenset(AREAS)), None, collaborators(tmp_path))
+    report = run(options(tmp_path, skip=frozenset(AREAS)), collaborators(tmp_path))
     assert (report.image, report.image_origin) == (IMAGE, "--image")

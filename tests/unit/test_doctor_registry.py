@@ -11,11 +11,12 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 
-from ecrcred.containerd_config import ALL_CAPABILITIES, Endpoint, RegistryHosts
+from ecrcred.containerd_config import ALL_CAPABILITIES, ClientPair, Endpoint, RegistryHosts
 from ecrcred.cri.client import RuntimeVersion
 from ecrcred.doctor.registry import (
     DOCKER_LIST,
@@ -27,10 +28,12 @@ from ecrcred.doctor.registry import (
     HttpReply,
     RegistryProbe,
     goarch,
+    load_client_pair,
     version_tuple,
 )
 from ecrcred.doctor.report import FAIL, OK, SKIP, WARN, Check
 from ecrcred.imageref import parse_reference
+from tests.support.tls import Pair, make_ca, make_client_cert, make_server_cert
 
 USER = "robot"
 PASSWORD = "pw-7f3a9c-do-not-print"
@@ -67,6 +70,13 @@ AMD64_DIGEST = "sha256:" + "b" * 64
 ARM64_DIGEST = "sha256:" + "c" * 64
 
 
+@pytest.fixture(scope="module")
+def client_pair(tmp_path_factory: pytest.TempPathFactory) -> Pair:
+    """A real client certificate and key (openssl), for what loads them for real."""
+    directory = tmp_path_factory.mktemp("client-cert")
+    return make_client_cert(directory, "node", make_ca(directory, "client-ca"))
+
+
 # -- the fake HTTP seam ---------------------------------------------------------------------------
 
 Route = HttpReply | OSError | Callable[[dict[str, str]], HttpReply]
@@ -77,6 +87,7 @@ class Sent(NamedTuple):
     headers: dict[str, str]
     ca: tuple[str, ...]
     skip_verify: bool
+    client: tuple[ClientPair, ...] = ()
 
 
 class FakeHttp:
@@ -89,8 +100,8 @@ class FakeHttp:
         self.sent: list[Sent] = []
 
     def get(self, url: str, headers: dict[str, str], *, ca: tuple[str, ...], skip_verify: bool,
-            timeout: float) -> HttpReply:
-        self.sent.append(Sent(url, dict(headers), ca, skip_verify))
+            timeout: float, client: tuple[ClientPair, ...] = ()) -> HttpReply:
+        self.sent.append(Sent(url, dict(headers), ca, skip_verify, client))
         route = self.routes.get(url, ConnectionRefusedError(111, "Connection refused"))
         if isinstance(route, OSError):
             raise route
@@ -353,7 +364,9 @@ def test_docker_hub_library_paths_missing_from_a_mirror_say_the_mirror_must_serv
     assert statuses(checks) == {"registry.endpoint": OK, "registry.manifest": FAIL}
     assert "library/ paths (seed 004)" in checks["registry.manifest"].fix
     assert "docker.io/library/alpine:3" in checks["registry.manifest"].message
-    assert "Connection refused" in checks["registry.manifest"].message, "the server was tried too"
+    assert "(all 2 endpoints failed; -v shows each)" in checks["registry.manifest"].message
+    assert "https://registry-1.docker.io: unreachable: Connection refused" in checks[
+        "registry.manifest"].details, "the server was tried too"
 
 
 def test_docker_hub_library_paths_missing_without_a_mirror_get_the_plain_fix():
@@ -583,6 +596,168 @@ def test_a_manifest_challenge_without_credentials_says_the_registry_needs_them()
     assert http.urls() == [f"{API}/", MANIFEST]
 
 
+# -- client certificates (mutual TLS) -------------------------------------------------------------
+
+NODE_PAIR = ("/etc/ssl/node.pem", "/etc/ssl/node.key")
+MIRROR = "https://mirror.example.com"
+MIRROR_API = f"{MIRROR}/v2"
+
+
+def loads_every_pair(pair: tuple[str, str]) -> tuple[str, str] | None:
+    return None
+
+
+def client_probe(http: FakeHttp, registry: RegistryHosts,
+                 check: Callable[[tuple[str, str]], tuple[str, str] | None] = loads_every_pair,
+                 ) -> dict[str, Check]:
+    checks = RegistryProbe(http, 5.0, ("linux", "amd64"), CONTAINERD_16, check).check(
+        parse_reference(IMAGE), registry, CREDS)
+    return {c.id: c for c in checks}
+
+
+def test_each_endpoints_client_certificate_goes_with_all_its_requests():
+    bearer_mirror = {f"{MIRROR_API}/": reply(401, www_authenticate=BEARER_CHALLENGE),
+                     TOKEN_URL: needs(BASIC, reply(200, {"token": TOKEN})),
+                     f"{MIRROR_API}/team/app/manifests/1.0?ns={HOST}": registry_error(404, "X")}
+    http = FakeHttp({**bearer_mirror, **open_registry()})
+    client_probe(http, hosts(mirror(MIRROR, client=(NODE_PAIR,)), server()))
+    assert {s.url: s.client for s in http.sent} == {
+        f"{MIRROR_API}/": (NODE_PAIR,), TOKEN_URL: (NODE_PAIR,),  # the realm too, as containerd
+        f"{MIRROR_API}/team/app/manifests/1.0?ns={HOST}": (NODE_PAIR,),
+        f"{API}/": (), MANIFEST: ()}
+
+
+def test_an_unusable_client_certificate_fails_before_any_request_naming_file_and_host():
+    # containerd loads every endpoint's pairs first and fails the pull on any error, even for
+    # an endpoint that cannot pull
+    http = FakeHttp(open_registry())
+    resolve_only = mirror(MIRROR, capabilities=("resolve",), client=(NODE_PAIR,))
+    origin = f"/etc/containerd/certs.d/{HOST}/hosts.toml"
+    checks = client_probe(http, hosts(resolve_only, server(), origin=origin),
+                          lambda pair: (pair[0], "No such file or directory"))
+    assert statuses(checks) == {"registry.endpoint": FAIL}
+    check = checks["registry.endpoint"]
+    assert check.message == (
+        f"client certificate /etc/ssl/node.pem for {MIRROR} cannot be used: No such file or "
+        f"directory; containerd fails every pull from {HOST} before its first request")
+    assert f"client = ... in {origin}" in check.fix
+    assert check.details == (f"{MIRROR}: client /etc/ssl/node.pem + /etc/ssl/node.key",)
+    assert http.sent == [], "no request: containerd would send none"
+
+
+def certificate_required() -> ssl.SSLError:
+    return ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate "
+                           "required (_ssl.c:2580)")
+
+
+@pytest.mark.parametrize(("client", "said"), [
+    pytest.param((), "wants a client certificate and none is configured", id="none-configured"),
+    pytest.param((NODE_PAIR,), "refused the client certificate", id="refused"),
+])
+def test_a_registry_that_wants_a_client_certificate_fails_with_the_client_fix(
+        client: tuple[tuple[str, str], ...], said: str):
+    origin = f"/etc/containerd/certs.d/{HOST}/hosts.toml"
+    checks = client_probe(FakeHttp({f"{API}/": certificate_required()}),
+                          hosts(server(client=client), origin=origin))
+    assert statuses(checks) == {"registry.endpoint": FAIL}
+    assert checks["registry.endpoint"].message == (
+        f"TLS to https://{HOST} failed: the registry {said} ([SSL: "
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required (_ssl.c:2580))")
+    assert checks["registry.endpoint"].fix == (
+        f'give https://{HOST} a client certificate it trusts: client = [["cert.pem", '
+        f'"key.pem"]] for it in {origin}')
+
+
+def test_load_client_pair_names_the_file_and_why_it_cannot_be_used(tmp_path: Path,
+                                                                    client_pair: Pair):
+    missing = str(tmp_path / "absent.pem")
+    assert load_client_pair((missing, "")) == (missing, "No such file or directory")
+    assert load_client_pair((client_pair.cert, str(tmp_path))) == (str(tmp_path),
+                                                                  "Is a directory")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not pem\n")
+    files, why = load_client_pair((str(garbage), client_pair.key)) or ("", "")
+    assert files == f"{garbage} + {client_pair.key}"
+    assert why.startswith("not a PEM certificate and its private key (")
+
+
+def test_a_lone_certificate_without_its_key_is_refused_as_containerd_refuses_it(
+        client_pair: Pair):
+    # client = ["cert.pem", "key.pem"] is two combined files to containerd, not a pair
+    files, why = load_client_pair((client_pair.cert, "")) or ("", "")
+    assert files == client_pair.cert
+    assert "not a PEM file holding both a certificate and its private key" in why
+    assert "each string in a client array" in why
+
+
+@pytest.mark.parametrize("form", ["pair", "combined"])
+def test_load_client_pair_accepts_a_pair_and_a_combined_file(client_pair: Pair, form: str):
+    pair = (client_pair.cert, client_pair.key) if form == "pair" else (client_pair.combined, "")
+    assert load_client_pair(pair) is None
+
+
+# -- the verdict when every endpoint fails -------------------------------------------------------
+
+MIRROR_B = "https://mirror-b.example.com"
+
+
+def outcome(url: str, kind: str) -> dict[str, Route]:
+    """Routes for one endpoint that fails the way ``kind`` says."""
+    api = f"{url}/v2"
+    manifest = f"{api}/team/app/manifests/1.0" + ("" if url == f"https://{HOST}" else
+                                                   f"?ns={HOST}")
+    return {
+        "refused": {},
+        "tls": {f"{api}/": untrusted()},
+        "client-cert": {f"{api}/": certificate_required()},
+        "auth": {f"{api}/": reply(401, www_authenticate=BASIC_CHALLENGE),
+                 manifest: registry_error(401, "UNAUTHORIZED")},
+        "denied": {f"{api}/": reply(200), manifest: registry_error(403, "DENIED")},
+        "missing": {f"{api}/": reply(200), manifest: registry_error(404, "MANIFEST_UNKNOWN")},
+        "server": {f"{api}/": reply(200), manifest: reply(503, b"down")},
+    }[kind]
+
+
+@pytest.mark.parametrize(("kinds", "chosen", "check_id"), [
+    # the brief's case: a dead mirror in front of the upstream that said why
+    pytest.param(("refused", "auth"), 1, "registry.auth", id="auth-over-refused"),
+    pytest.param(("refused", "missing"), 1, "registry.manifest", id="missing-over-refused"),
+    pytest.param(("missing", "auth"), 1, "registry.auth", id="auth-over-missing"),
+    pytest.param(("auth", "denied"), 1, "registry.auth", id="denied-over-auth"),
+    pytest.param(("tls", "missing"), 1, "registry.manifest", id="missing-over-tls"),
+    pytest.param(("refused", "tls"), 1, "registry.endpoint", id="tls-over-refused"),
+    pytest.param(("server", "client-cert"), 1, "registry.endpoint", id="client-cert-over-5xx"),
+    pytest.param(("refused", "server"), 1, "registry.endpoint", id="server-over-refused"),
+    pytest.param(("tls", "client-cert"), 0, "registry.endpoint", id="tls-ties-client-cert"),
+    pytest.param(("refused", "refused"), 0, "registry.endpoint", id="tie-earlier-wins"),
+    pytest.param(("missing", "missing"), 0, "registry.manifest", id="tie-missing"),
+    pytest.param(("denied", "refused", "auth"), 0, "registry.auth", id="three-denied-first"),
+])
+def test_when_every_endpoint_fails_the_most_informative_failure_is_the_verdict(
+        kinds: tuple[str, ...], chosen: int, check_id: str):
+    urls = [MIRROR, MIRROR_B, f"https://{HOST}"][-len(kinds):]
+    routes: dict[str, Route] = {}
+    for url, kind in zip(urls, kinds, strict=True):
+        routes.update(outcome(url, kind))
+    endpoints = [mirror(u) if u != f"https://{HOST}" else server() for u in urls]
+    checks = probe(FakeHttp(routes), registry=hosts(*endpoints))
+    check = checks[check_id]
+    assert check.status == FAIL, checks
+    named = urls[chosen]
+    others = [u for u in urls if u != named]
+    assert named in check.message
+    assert not any(f"{u}:" in check.message or f"TLS to {u}" in check.message
+                   for u in others), "only the verdict's endpoint is in the message"
+    assert f"(all {len(kinds)} endpoints failed; -v shows each)" in check.message
+    listed = [d for d in check.details if any(d.startswith(f"{u}: ") for u in urls)]
+    assert [d.split(": ", 1)[0] for d in listed] == urls, "every endpoint in the details"
+
+
+def test_with_one_endpoint_the_message_does_not_count_endpoints():
+    checks = probe(FakeHttp(outcome(f"https://{HOST}", "auth")))
+    assert "endpoints failed" not in checks["registry.auth"].message
+
+
 # -- media types ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("runtime", "status"), [
@@ -803,3 +978,109 @@ def test_a_closed_port_is_an_oserror():
         port = s.getsockname()[1]
     with pytest.raises(OSError):
         HttpClient().get(f"http://127.0.0.1:{port}/v2/", {}, ca=(), skip_verify=False, timeout=5)
+
+
+# -- the real HTTP client against a loopback server that demands a client certificate -------------
+
+class _MutualTls(http.server.ThreadingHTTPServer):
+    """HTTPS on 127.0.0.1 that answers 200 only after the TLS handshake accepted a client
+    certificate signed by ``client_ca``."""
+
+    def __init__(self, server_cert: Pair, client_ca: Pair) -> None:
+        super().__init__(("127.0.0.1", 0), _Recorder)
+        self.seen: list[tuple[str, str | None]] = []
+        self.redirects: dict[str, str] = {}
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(server_cert.cert, server_cert.key)
+        context.load_verify_locations(cafile=client_ca.cert)
+        context.verify_mode = ssl.CERT_REQUIRED
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a refused handshake is what some tests are about
+
+
+@pytest.fixture(scope="module")
+def mutual_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pair, Pair]]:
+    directory = tmp_path_factory.mktemp("mtls")
+    server_cert = make_server_cert(directory, "server")
+    client_ca = make_ca(directory, "client-ca")
+    server = _MutualTls(server_cert, client_ca)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield (f"https://127.0.0.1:{server.server_address[1]}", server_cert,
+               make_client_cert(directory, "node", client_ca))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("form", ["pair", "combined"])
+def test_the_client_presents_the_endpoints_client_certificate(
+        mutual_tls: tuple[str, Pair, Pair], form: str):
+    url, server_cert, node = mutual_tls
+    pair = (node.cert, node.key) if form == "pair" else (node.combined, "")
+    got = HttpClient().get(f"{url}/v2/", {}, ca=(server_cert.cert,), skip_verify=False,
+                           timeout=5, client=(pair,))
+    assert got.status == 200
+
+
+def test_a_client_certificate_from_another_ca_is_named_as_refused(
+        mutual_tls: tuple[str, Pair, Pair], tmp_path: Path):
+    url, server_cert, _ = mutual_tls
+    stranger = make_client_cert(tmp_path, "stranger", make_ca(tmp_path, "other-ca"))
+    registry = RegistryHosts("127.0.0.1", (server(url, ca=(server_cert.cert,),
+                                                  client=((stranger.cert, stranger.key),)),),
+                             "/etc/containerd/certs.d/127.0.0.1/hosts.toml", ())
+    checks = RegistryProbe(HttpClient(), 5.0, ("linux", "amd64"), CONTAINERD_16).check(
+        parse_reference(f"{url.removeprefix('https://')}/team/app:1.0"), registry, None)
+    assert [c.id for c in checks] == ["registry.endpoint"]
+    assert "the registry refused the client certificate" in checks[0].message
+    assert 'client = [["cert.pem", "key.pem"]]' in checks[0].fix
+
+
+def test_a_reset_after_the_tls_13_handshake_is_asked_again_over_tls_12(
+        mutual_tls: tuple[str, Pair, Pair], tmp_path: Path):
+    # Go's TLS server (distribution's, containerd's peers) judges the client certificate after
+    # a TLS 1.3 handshake has ended for the client and often resets the connection before its
+    # alert is read: the client sees only EOF or a reset. This server does exactly that on the
+    # first connection and refuses the certificate inside a TLS 1.2 handshake on the second.
+    _, server_cert, _ = mutual_tls
+    client_ca = make_ca(tmp_path, "client-ca")
+    stranger = make_client_cert(tmp_path, "stranger", make_ca(tmp_path, "other-ca"))
+    resetting = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    resetting.minimum_version = ssl.TLSVersion.TLSv1_3
+    resetting.load_cert_chain(server_cert.cert, server_cert.key)
+    refusing = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    refusing.load_cert_chain(server_cert.cert, server_cert.key)
+    refusing.load_verify_locations(cafile=client_ca.cert)
+    refusing.verify_mode = ssl.CERT_REQUIRED
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[str] = []
+
+    def serve() -> None:
+        for context in (resetting, refusing):
+            conn, _ = listener.accept()
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    seen.append(str(tls.version()))
+                    tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                   (1).to_bytes(4, "little") + (0).to_bytes(4, "little"))
+            except (ssl.SSLError, OSError) as exc:
+                seen.append(type(exc).__name__)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        port = listener.getsockname()[1]
+        with pytest.raises(ssl.SSLError) as caught:
+            HttpClient().get(f"https://127.0.0.1:{port}/v2/", {}, ca=(server_cert.cert,),
+                             skip_verify=False, timeout=5,
+                             client=((stranger.cert, stranger.key),))
+    finally:
+        thread.join(10)
+        listener.close()
+    assert "ALERT_UNKNOWN_CA" in str(caught.value), "the refusal, named"
+    assert seen[0] == "TLSv1.3" and len(seen) == 2, seen

@@ -10,7 +10,7 @@ import pytest
 from ecrcred.containerd_config import ContainerdConfig, RegistryHosts, registry_hosts
 from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE, ImageInfo, RuntimeVersion
 from ecrcred.doctor.report import FAIL, OK, SKIP, WARN, Check
-from ecrcred.doctor.runtime import check_containerd_config, check_runtime
+from ecrcred.doctor.runtime import check_containerd_config, check_runtime, load_containerd_config
 from ecrcred.errors import RuntimeServiceError
 from ecrcred.settings import Setting
 
@@ -203,7 +203,8 @@ ECR_HOST = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
 def config_checks(setting: Setting, host: str = "registry.example.com",
                   image: str = "registry.example.com/team/app"
                   ) -> tuple[dict[str, Check], ContainerdConfig | None, RegistryHosts]:
-    checks, config, hosts = check_containerd_config(setting, image, host)
+    checks, config, hosts = check_containerd_config(
+        setting, load_containerd_config(setting.value), image, host)
     return {c.id: c for c in checks}, config, hosts
 
 
@@ -327,3 +328,54 @@ def test_a_broken_hosts_toml_fails_the_registry_check_and_keeps_the_default_rout
     assert statuses(checks) == {"runtime.containerd-config": OK, "runtime.registry-config": FAIL}
     assert config is not None
     assert [e.url for e in hosts.endpoints] == ["https://registry.example.com"]
+
+
+def test_the_config_is_judged_as_it_was_read_once_not_read_again(tmp_path: Path):
+    # doctor reads containerd's config once (the CLI takes the sandbox image from that reading)
+    setting = write(tmp_path / "config.toml", V2)
+    loaded = load_containerd_config(setting.value)
+    Path(setting.value).write_text("version = [2\n")  # what a second reading would see
+    checks, config, _ = check_containerd_config(setting, loaded, "registry.example.com/team/app",
+                                                "registry.example.com")
+    assert statuses({c.id: c for c in checks}) == {"runtime.containerd-config": OK,
+                                                   "runtime.registry-config": OK}
+    assert config is loaded
+
+
+def test_an_unreadable_config_is_reported_from_the_one_reading(tmp_path: Path):
+    setting = write(tmp_path / "config.toml", "version = [2\n")
+    loaded = load_containerd_config(setting.value)
+    Path(setting.value).write_text(V2)
+    checks, config, _ = check_containerd_config(setting, loaded, "registry.example.com/team/app",
+                                                "registry.example.com")
+    assert checks[0].status == FAIL and "is not valid TOML" in checks[0].message
+    assert config is None
+
+
+@pytest.mark.parametrize("table", [
+    'cert_file = "/etc/ssl/node.pem"\nkey_file = "/etc/ssl/node.key"\n',
+    "",
+])
+def test_any_legacy_tls_table_beside_config_path_fails_as_containerd_refuses_it(
+        tmp_path: Path, table: str):
+    # containerd's ValidatePluginConfig: configs."<host>".tls != nil, whatever the table holds
+    certs = tmp_path / "certs.d"
+    certs.mkdir()
+    setting = write(tmp_path / "config.toml",
+                    f'{V2}{REGISTRY}]\nconfig_path = "{certs}"\n'
+                    f'{REGISTRY}.configs."mirror.example.com".tls]\n{table}')
+    check = config_checks(setting)[0]["runtime.registry-config"]
+    assert check.status == FAIL
+    assert "`configs.tls` cannot be set when `config_path` is provided" in check.message
+
+
+def test_client_certificates_are_in_the_route_details(tmp_path: Path):
+    certs = tmp_path / "certs.d"
+    write(certs / "registry.example.com" / "hosts.toml",
+          '[host."https://mirror.example.com"]\ncapabilities = ["pull", "resolve"]\n'
+          'client = ["/etc/ssl/both.pem", ["/etc/ssl/c.pem", "/etc/ssl/k.pem"]]\n')
+    setting = write(tmp_path / "config.toml", f'{V2}{REGISTRY}]\nconfig_path = "{certs}"\n')
+    check = config_checks(setting)[0]["runtime.registry-config"]
+    assert check.details[0] == (
+        "https://mirror.example.com: capabilities pull, resolve; ca system; client "
+        "/etc/ssl/both.pem (certificate and key), /etc/ssl/c.pem + /etc/ssl/k.pem")

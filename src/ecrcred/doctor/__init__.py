@@ -12,14 +12,16 @@ in the order a pull meets them, one module per area:
 - ``environment``: what a systemd service without HOME would read.
 
 ``diagnose`` wires them; its collaborators (the router, the token cache, the runtime, HTTP, the
-process table) are passed in, so each area is tested with fakes and the whole against the real
-stack. ``report`` renders the result; only ``fail`` makes the command exit non-zero.
+process table) and containerd's config, read once by the caller, are passed in, so each area is
+tested with fakes and the whole against the real stack. ``report`` renders the result; only
+``fail`` makes the command exit non-zero.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from ecrcred.containerd_config import ContainerdConfig
 from ecrcred.doctor.credentials import check_credentials
 from ecrcred.doctor.environment import Process, check_environment
 from ecrcred.doctor.kubelet import check_kubelet
@@ -32,6 +34,7 @@ from ecrcred.imageref import parse_reference
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from ecrcred.errors import ConfigError
     from ecrcred.router import Router
     from ecrcred.seams import Clock, Logger, TokenCache
     from ecrcred.settings import Setting
@@ -63,9 +66,16 @@ class Collaborators(NamedTuple):
     log: Logger
 
 
-def diagnose(options: Options, sandbox_image: str | None, c: Collaborators) -> Report:
-    """Every check for ``options.image``; ``sandbox_image`` is the one containerd's config names
-    (the kubelet never asks providers for it, and it must be pinned)."""
+def diagnose(options: Options, containerd: ContainerdConfig | ConfigError,
+             c: Collaborators) -> Report:
+    """Every check for ``options.image``.
+
+    ``containerd`` is ``runtime.load_containerd_config(options.containerd_config.value)``, read
+    once by the caller (which also took the default image from it): the registry route and the
+    sandbox image it names (the kubelet never asks providers for that one, and it must be
+    pinned) come from it, or its error is reported."""
+    named = containerd.sandbox_image if isinstance(containerd, ContainerdConfig) else None
+    sandbox_image = named.value if named is not None else None
     image = options.image
     try:
         ref = parse_reference(image)
@@ -95,7 +105,7 @@ def diagnose(options: Options, sandbox_image: str | None, c: Collaborators) -> R
         checks += check_kubelet(ref.name, options.provider_config, options.provider_bin_dir,
                                 options.self_path, is_sandbox)
     found_config, _config, hosts = check_containerd_config(options.containerd_config,
-                                                           ref.name, ref.host)
+                                                           containerd, ref.name, ref.host)
     version = None
     if not skipped("runtime", ("runtime.containerd-config", "runtime.registry-config",
                                "runtime.cri", "runtime.image")):

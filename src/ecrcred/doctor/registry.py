@@ -1,16 +1,20 @@
 """The registry, reached for real the way containerd's CRI would reach it.
 
 For each endpoint containerd would try for the image's host (hosts.toml mirrors with their CA
-files, then the server: ``containerd_config.registry_hosts``), in order, until one serves the
-manifest: ping ``/v2/``, follow its auth challenge (Basic, or Bearer through the token realm)
-with the credentials ecrcred resolved, fetch the manifest with the Accept list containerd sends,
-resolve an index to the node's platform, and judge the media types against what containerd
-versions unpack (seed ``002_…``: an ``application/octet-stream`` config fails on containerd 1.4;
-schema 1 is disabled in 2.0 and removed in 2.1).
+files and client certificates, then the server: ``containerd_config.registry_hosts``), in order,
+until one serves the manifest: ping ``/v2/``, follow its auth challenge (Basic, or Bearer through
+the token realm) with the credentials ecrcred resolved, fetch the manifest with the Accept list
+containerd sends, resolve an index to the node's platform, and judge the media types against
+what containerd versions unpack (seed ``002_…``: an ``application/octet-stream`` config fails
+on containerd 1.4; schema 1 is disabled in 2.0 and removed in 2.1).
+
+Before the first request, every client certificate of every endpoint is loaded, as containerd
+does (one it cannot load fails every pull of the host). When every endpoint fails, the verdict
+names the most informative failure (``_verdict``), not the first.
 
 HTTP goes through the ``Http`` seam; ``HttpClient`` is the standard library's http.client with
-the CA files and skip_verify of the endpoint. Redirects are followed without the Authorization
-header when they leave the host. Nothing here prints a credential or a token.
+the CA files, client certificate and skip_verify of the endpoint. Redirects are followed without
+the Authorization header when they leave the host. Nothing here prints a credential or a token.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import json
 import re
 import socket
 import ssl
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import SplitResult, urlencode, urljoin, urlsplit
 
+from ecrcred.containerd_config import ClientPair
 from ecrcred.doctor.report import Check, fail, ok, warn
 
 if TYPE_CHECKING:
@@ -54,6 +60,9 @@ LAYERS = {
 }
 MAX_BODY = 4 << 20  # containerd refuses bigger manifests too
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+# TLS alerts a server sends about the client's certificate (none, or one it does not trust)
+_CLIENT_CERT_ALERT = re.compile(
+    r"ALERT_(CERTIFICATE_\w+|BAD_CERTIFICATE|UNKNOWN_CA|UNSUPPORTED_CERTIFICATE)")
 
 
 class HttpReply(NamedTuple):
@@ -64,17 +73,18 @@ class HttpReply(NamedTuple):
 
 class Http(Protocol):
     def get(self, url: str, headers: dict[str, str], *, ca: tuple[str, ...], skip_verify: bool,
-            timeout: float) -> HttpReply:
-        """GET ``url``; raises OSError (ssl.SSLError included) when it cannot be reached."""
+            timeout: float, client: tuple[ClientPair, ...] = ()) -> HttpReply:
+        """GET ``url``, presenting ``client`` to a server that asks for a certificate; raises
+        OSError (ssl.SSLError included) when it cannot be reached."""
         ...
 
 
 class HttpClient:
     """``Http`` over http.client: the endpoint's CA files on top of the system's, as containerd
-    does, and at most three redirects."""
+    does, its client certificate, and at most three redirects."""
 
     def get(self, url: str, headers: dict[str, str], *, ca: tuple[str, ...], skip_verify: bool,
-            timeout: float) -> HttpReply:
+            timeout: float, client: tuple[ClientPair, ...] = ()) -> HttpReply:
         import http.client
 
         for _ in range(4):
@@ -85,7 +95,8 @@ class HttpClient:
             connection: http.client.HTTPConnection
             if parts.scheme == "https":
                 connection = http.client.HTTPSConnection(
-                    parts.netloc, timeout=timeout, context=_tls_context(ca, skip_verify))
+                    parts.netloc, timeout=timeout,
+                    context=_tls_context(ca, skip_verify, client))
             else:
                 connection = http.client.HTTPConnection(parts.netloc, timeout=timeout)
             try:
@@ -94,6 +105,13 @@ class HttpClient:
                 body = response.read(MAX_BODY)
                 reply = HttpReply(response.status,
                                   {k.lower(): v for k, v in response.getheaders()}, body)
+            except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError) as exc:
+                if parts.scheme != "https":
+                    raise
+                refusal = _certificate_refusal(parts, ca, skip_verify, client, timeout)
+                if refusal is None:
+                    raise
+                raise refusal from exc
             finally:
                 connection.close()
             location = reply.headers.get("location")
@@ -106,14 +124,72 @@ class HttpClient:
         return reply
 
 
-def _tls_context(ca: tuple[str, ...], skip_verify: bool) -> ssl.SSLContext:
+def _certificate_refusal(parts: SplitResult, ca: tuple[str, ...], skip_verify: bool,
+                         client: tuple[ClientPair, ...], timeout: float) -> ssl.SSLError | None:
+    """The server's alert about our client certificate, when a TLS 1.2 handshake gives one.
+
+    Under TLS 1.3 the client's handshake ends before the server has judged its certificate; a
+    server that then refuses it (Go's, as distribution and containerd use) often closes the
+    connection with our request unread, and the reset swallows its alert: all we see is EOF.
+    TLS 1.2 settles the client certificate inside the handshake, so one more handshake there
+    names the refusal. None when it does not (another cause, or a TLS 1.3-only server)."""
+    context = _tls_context(ca, skip_verify, client)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    host = parts.hostname or ""
+    try:
+        with (socket.create_connection((host, parts.port or 443), timeout=timeout) as raw,
+              context.wrap_socket(raw, server_hostname=host)):
+            return None
+    except ssl.SSLError as exc:
+        return exc if _CLIENT_CERT_ALERT.search(str(exc)) else None
+    except OSError:
+        return None
+
+
+def _tls_context(ca: tuple[str, ...], skip_verify: bool,
+                 client: tuple[ClientPair, ...] = ()) -> ssl.SSLContext:
     context = ssl.create_default_context()
     for path in ca:
         context.load_verify_locations(cafile=path)
+    if client:
+        # Go offers the first of containerd's pairs that the server's request accepts; an
+        # SSLContext holds one chain per key type, so the first pair stands for all (one pair is
+        # what hosts.toml files hold in practice).
+        cert, key = client[0]
+        context.load_cert_chain(cert, key or None)
     if skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def load_client_pair(pair: ClientPair) -> tuple[str, str] | None:
+    """Why a client certificate pair cannot be used: (the file or files, the reason), or None.
+
+    The ``ClientCheck`` that ``RegistryProbe`` uses by default: reads the files and loads them
+    the way containerd's ``tls.X509KeyPair`` would (a pair without a key file holds the key in
+    the certificate's file)."""
+    cert, key = pair
+    for path in (cert, key) if key else (cert,):
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as exc:
+            return path, exc.strerror or type(exc).__name__
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key or None)
+    except ssl.SSLError as exc:
+        said = re.sub(r" \(_ssl\.c:\d+\)$", "", _tls_reason(exc))
+        if key:
+            return f"{cert} + {key}", f"not a PEM certificate and its private key ({said})"
+        return cert, (f"not a PEM file holding both a certificate and its private key ({said}):"
+                      " containerd reads a lone file, and each string in a client array, as one "
+                      "such file")
+    return None
+
+
+# (cert, key) -> (the file or files, why they cannot be used), or None when they load
+ClientCheck = Callable[[ClientPair], tuple[str, str] | None]
 
 
 def goarch(machine: str) -> str:
@@ -138,8 +214,34 @@ class Credentials(NamedTuple):
 
 class _Failure(NamedTuple):
     endpoint: str
-    kind: str  # "unreachable", "tls", "auth", "denied", "missing", "server"
+    kind: str  # a key of _RANK
     detail: str
+
+
+# How much a failure tells about why the image cannot be pulled: lower tells more (_verdict).
+_RANK = {"denied": 0, "auth": 1, "missing": 2, "client-cert": 3, "tls": 3, "server": 4,
+         "unreachable": 5}
+
+
+def _verdict(failures: list[_Failure]) -> _Failure:
+    """The failure the summary names when every endpoint failed: the one that says most.
+
+    containerd reports the first failure that is not a 404 (its resolver's ``firstErr``), which
+    is often a dead mirror's "connection refused" standing in front of the upstream that said
+    why. The further a request got, the more its failure says about this pull:
+
+    1. ``denied`` (403): the registry knows who we are and refuses this repository;
+    2. ``auth`` (401, or a challenge we cannot answer): it wants other credentials, or any;
+    3. ``missing`` (404): we were let in and the tag or repository is not there;
+    4. ``client-cert`` / ``tls``: a server answered, but the node's TLS settings for it are wrong
+       (a client certificate it wants or refuses; a CA we lack);
+    5. ``server``: it answered something unusable (a 5xx, a manifest that is not JSON);
+    6. ``unreachable``: no answer at all (refused, timed out, no such name).
+
+    Ties go to the earlier endpoint, the one containerd tries first. Every failure stays in
+    the check's details (``-v``, and ``details`` in JSON).
+    """
+    return min(failures, key=lambda f: _RANK.get(f.kind, len(_RANK)))
 
 
 class _Served(NamedTuple):
@@ -156,15 +258,20 @@ class RegistryProbe:
     """Walks the endpoints of one image as containerd would, and judges what it finds."""
 
     def __init__(self, http: Http, timeout: float, platform: tuple[str, str],
-                 runtime: RuntimeVersion | None) -> None:
+                 runtime: RuntimeVersion | None,
+                 client_check: ClientCheck = load_client_pair) -> None:
         self._http = http
         self._timeout = timeout
         self._os, self._arch = platform
         self._runtime = runtime
+        self._client_check = client_check
         self._steps: list[str] = []
 
     def check(self, ref: ImageRef, hosts: RegistryHosts,
               creds: Credentials | None) -> list[Check]:
+        unusable = self._client_certificates(hosts)
+        if unusable is not None:
+            return [unusable]
         pulling = [e for e in hosts.endpoints if e.pulls]
         failures: list[_Failure] = []
         served = None
@@ -186,6 +293,30 @@ class RegistryProbe:
         ]
         return checks + self._judge(ref, served, hosts, creds)
 
+    def _client_certificates(self, hosts: RegistryHosts) -> Check | None:
+        """A FAIL naming the first client certificate file that cannot be used, if any.
+
+        containerd loads the client pairs of every endpoint of the host (pull capability or not)
+        before its first request, and any error ("unable to read CERT file", "failed to load
+        X509 key pair") fails the whole pull: no endpoint is tried."""
+        for endpoint in hosts.endpoints:
+            for pair in endpoint.client:
+                problem = self._client_check(pair)
+                if problem is None:
+                    continue
+                files, why = problem
+                where = (f"client = ... in {hosts.origin}" if hosts.origin.endswith("hosts.toml")
+                         else f"the client certificate settings of {hosts.origin}")
+                return fail("registry.endpoint",
+                            f"client certificate {files} for {endpoint.url} cannot be used: {why}"
+                            f"; containerd fails every pull from {hosts.host} before its first "
+                            "request", f"put a readable PEM certificate and key there, or fix "
+                            f"{where} (a certificate with its key in another file is a pair: "
+                            'client = [["cert.pem", "key.pem"]])',
+                            tuple(f"{e.url}: client {c}{' + ' + k if k else ''}"
+                                  for e in hosts.endpoints for c, k in e.client))
+        return None
+
     # -- reaching the manifest ---------------------------------------------------------------
 
     def _api(self, endpoint: Endpoint) -> str:
@@ -193,7 +324,7 @@ class RegistryProbe:
 
     def _get(self, endpoint: Endpoint, url: str, headers: dict[str, str]) -> HttpReply:
         return self._http.get(url, headers, ca=endpoint.ca, skip_verify=endpoint.skip_verify,
-                              timeout=self._timeout)
+                              timeout=self._timeout, client=endpoint.client)
 
     def _manifest(self, endpoint: Endpoint, ref: ImageRef, reference: str, hosts: RegistryHosts,
                   creds: Credentials | None, failures: list[_Failure]) -> _Served | None:
@@ -229,7 +360,13 @@ class RegistryProbe:
                     return None
                 reply = fetch()
         except ssl.SSLError as exc:
-            failures.append(_Failure(endpoint.url, "tls", _tls_reason(exc)))
+            if _CLIENT_CERT_ALERT.search(str(exc)):
+                presented = "refused the client certificate" if endpoint.client else \
+                    "wants a client certificate and none is configured"
+                failures.append(_Failure(endpoint.url, "client-cert",
+                                         f"the registry {presented} ({_tls_reason(exc)})"))
+            else:
+                failures.append(_Failure(endpoint.url, "tls", _tls_reason(exc)))
             return None
         except OSError as exc:  # socket errors and timeouts are OSErrors
             failures.append(_Failure(endpoint.url, "unreachable", _os_reason(exc)))
@@ -263,9 +400,9 @@ class RegistryProbe:
                      "scope": f"repository:{ref.repository}:pull"}
             token_url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urlencode(
                 {k: v for k, v in query.items() if v})
-            reply = self._http.get(token_url, {"Authorization": f"Basic {basic}"} if basic else {},
-                                   ca=endpoint.ca, skip_verify=endpoint.skip_verify,
-                                   timeout=self._timeout)
+            # containerd's authorizer asks the realm through the endpoint's own TLS client
+            reply = self._get(endpoint, token_url,
+                              {"Authorization": f"Basic {basic}"} if basic else {})
             self._steps.append(f"GET {params['realm']} (token, "
                                f"{'Basic' if basic else 'anonymous'}) -> {reply.status}")
             token = None
@@ -290,31 +427,42 @@ class RegistryProbe:
                          f"capability ({hosts.origin})",
                          'give the mirror capabilities = ["pull", "resolve"]')]
         details = steps + tuple(f"{f.endpoint}: {f.kind}: {f.detail}" for f in failures)
-        first = failures[0]
-        tried = "; ".join(f"{f.endpoint}: {f.detail}" for f in failures)
-        if first.kind in ("auth", "denied"):
+        chosen = _verdict(failures)
+        also = (f" (all {len(failures)} endpoints failed; -v shows each)" if len(failures) > 1
+                else "")
+        said = f"{chosen.endpoint}: {chosen.detail}{also}"
+        in_hosts_toml = hosts.origin.endswith("hosts.toml")
+        if chosen.kind in ("auth", "denied"):
             fix = (f"check what {creds.describe} gives" if creds else
                    f"add a rule for {ref.host} to the ecrcred config (or, for ECR, let the "
                    "node's role call ecr:GetAuthorizationToken)")
-            if first.kind == "denied":
+            if chosen.kind == "denied":
                 fix = f"grant the identity of {creds.describe if creds else 'the node'} pull " \
                       f"access (ecr:BatchGetImage, ecr:GetDownloadUrlForLayer) on {ref.repository}"
-            return [fail("registry.auth", f"{ref} was refused: {tried}", fix, details)]
-        if first.kind == "missing":
-            fix = f"check the tag, or push {ref} to {first.endpoint}"
+            return [fail("registry.auth", f"{ref} was refused: {said}", fix, details)]
+        if chosen.kind == "missing":
+            fix = f"check the tag, or push {ref} to {chosen.endpoint}"
             if ref.host == "docker.io" and ref.repository.startswith("library/") and any(
                     e.mirror for e in hosts.endpoints):
                 fix = ("this mirror must serve Docker Hub's library/ paths (seed 004): "
                        "use a mirror that proxies docker.io, or the full path it serves")
             return [ok("registry.endpoint", f"reached {route}", steps),
-                    fail("registry.manifest", f"no manifest for {ref}: {tried}", fix, details)]
-        if first.kind == "tls":
-            fix = (f"add the registry's CA file to ca = [\"...\"] for {first.endpoint} in "
-                   f"{hosts.origin}" if hosts.origin.endswith("hosts.toml") else
+                    fail("registry.manifest", f"no manifest for {ref}: {said}", fix, details)]
+        if chosen.kind == "client-cert":
+            pair = 'client = [["cert.pem", "key.pem"]]'
+            fix = (f"give {chosen.endpoint} a client certificate it trusts: {pair} for it in "
+                   f"{hosts.origin}" if in_hosts_toml else
+                   f"give containerd a client certificate the registry trusts: a hosts.toml for "
+                   f"{hosts.host} with {pair}")
+            return [fail("registry.endpoint", f"TLS to {chosen.endpoint} failed: {chosen.detail}"
+                         f"{also}", fix, details)]
+        if chosen.kind == "tls":
+            fix = (f"add the registry's CA file to ca = [\"...\"] for {chosen.endpoint} in "
+                   f"{hosts.origin}" if in_hosts_toml else
                    f"give containerd the CA: a hosts.toml for {hosts.host} with ca = [\"...\"]")
-            return [fail("registry.endpoint", f"TLS to {first.endpoint} failed: {first.detail}",
-                         fix, details)]
-        return [fail("registry.endpoint", f"no endpoint served {ref}: {tried}",
+            return [fail("registry.endpoint", f"TLS to {chosen.endpoint} failed: {chosen.detail}"
+                         f"{also}", fix, details)]
+        return [fail("registry.endpoint", f"no endpoint served {ref}: {said}",
                      f"check the network path from this node to {route}", details)]
 
     # -- judging what was served -------------------------------------------------------------
@@ -341,7 +489,7 @@ class RegistryProbe:
                     {"Accept": ACCEPT, **({"Authorization": served.authorization}
                                           if served.authorization else {})},
                     ca=served.endpoint.ca, skip_verify=served.endpoint.skip_verify,
-                    timeout=self._timeout)
+                    timeout=self._timeout, client=served.endpoint.client)
             except OSError as exc:
                 return [fail("registry.manifest", f"{its} could not be fetched "
                              f"({_os_reason(exc)})", f"check the network path to "

@@ -36,20 +36,32 @@ class Runtime(Protocol):
     def labels(self, name: str) -> dict[str, str] | None: ...
 
 
-def check_containerd_config(path: Setting, image: str, host: str,
-                            ) -> tuple[list[Check], ContainerdConfig | None, RegistryHosts]:
-    """``runtime.containerd-config`` and ``runtime.registry-config``; and the pull route."""
-    default = registry_hosts(ContainerdConfig((), None, None, None), host)
+def load_containerd_config(path: str) -> ContainerdConfig | ConfigError:
+    """containerd's config, read once per doctor run: the CLI takes the sandbox image from it and
+    ``check_containerd_config`` judges it, so both see the same files (and a config edited
+    between two reads cannot make them disagree). Its error is a finding, not a crash."""
     try:
-        config = containerd_config.load(path.value)
-    except ConfigMissing:
+        return containerd_config.load(path)
+    except ConfigError as exc:
+        return exc
+
+
+def check_containerd_config(path: Setting, loaded: ContainerdConfig | ConfigError, image: str,
+                            host: str,
+                            ) -> tuple[list[Check], ContainerdConfig | None, RegistryHosts]:
+    """``runtime.containerd-config`` and ``runtime.registry-config``; and the pull route.
+
+    ``loaded`` is ``load_containerd_config(path.value)``; ``path`` names where it came from."""
+    default = registry_hosts(ContainerdConfig((), None, None, None), host)
+    if isinstance(loaded, ConfigMissing):
         return [skip("runtime.containerd-config", f"no containerd config at {path.value} "
                      f"(from {path.origin}): pass --containerd-config on a containerd node"),
                 skip("runtime.registry-config", "no containerd config to read")], None, default
-    except ConfigError as exc:
-        return [fail("runtime.containerd-config", exc.message, exc.hint),
+    if isinstance(loaded, ConfigError):
+        return [fail("runtime.containerd-config", loaded.message, loaded.hint),
                 skip("runtime.registry-config", "the containerd config is unreadable")], None, \
             default
+    config = loaded
     sandbox = config.sandbox_image
     said = (f"sandbox image {sandbox.value} (from {sandbox.file})" if sandbox else
             "no sandbox image set: containerd uses its built-in default (registry.k8s.io/pause)")
@@ -66,6 +78,7 @@ def _registry_config(config: ContainerdConfig, hosts: RegistryHosts, image: str)
     route = " -> ".join(f"{e.url}{' (mirror)' if e.mirror else ''}" for e in hosts.endpoints)
     details = tuple(f"{e.url}: capabilities {', '.join(e.capabilities)}; ca "
                     f"{', '.join(e.ca) or 'system'}{'; skip_verify' if e.skip_verify else ''}"
+                    + (f"; client {', '.join(_pair(p) for p in e.client)}" if e.client else "")
                     for e in hosts.endpoints)
     if config.config_path is not None and config.has_mirrors is not None:
         return fail("runtime.registry-config",
@@ -76,8 +89,9 @@ def _registry_config(config: ContainerdConfig, hosts: RegistryHosts, image: str)
                     "pod can start",
                     "move each mirror to <config_path>/<host>/hosts.toml and delete the "
                     "registry.mirrors tables", details)
-    with_tls = sorted(h for h, legacy in config.legacy.items()
-                      if legacy.ca_file or legacy.skip_verify)
+    # containerd refuses any registry.configs."<host>".tls table beside config_path, even an
+    # empty one (ValidatePluginConfig checks TLS != nil)
+    with_tls = sorted(h for h, legacy in config.legacy.items() if legacy.has_tls)
     if config.config_path is not None and with_tls:
         return fail("runtime.registry-config",
                     f"registry.configs.\"{with_tls[0]}\".tls (deprecated) is set beside "
@@ -108,6 +122,11 @@ def _registry_config(config: ContainerdConfig, hosts: RegistryHosts, image: str)
                     "fix the file as the note says", details)
     return ok("runtime.registry-config", f"pulls of {image} go {route} ({hosts.origin})",
               details)
+
+
+def _pair(pair: tuple[str, str]) -> str:
+    cert, key = pair
+    return f"{cert} + {key}" if key else f"{cert} (certificate and key)"
 
 
 def check_runtime(runtime: Runtime, endpoint: str, image: str,
