@@ -139,6 +139,28 @@ def write_atomic(directory: str, name: str, body: bytes) -> None:
     except BaseException:  # OSError, or our deadline mid-write: leave no copy of a password
         _unlink(tmp)
         raise
+    _sweep_leftovers(directory, name)
+
+
+LEFTOVER_AGE = 60.0  # seconds; a live writer's temp file exists for milliseconds
+
+
+def _sweep_leftovers(directory: str, name: str) -> None:
+    """Remove temp files of ``name`` that writers killed mid-write (SIGKILL, OOM, power) left:
+    they may hold a password, and nothing else would ever remove them. Only those older than
+    ``LEFTOVER_AGE`` next to the file just written (file system times, no clock needed): a
+    writer in another PID namespace (the DaemonSet's watcher) may be writing one right now."""
+    prefix, suffix = f".{name}.", ".tmp"
+    try:
+        newest = os.stat(os.path.join(directory, name), follow_symlinks=False).st_mtime
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if (entry.name.startswith(prefix) and entry.name.endswith(suffix)
+                        and entry.is_file(follow_symlinks=False)
+                        and entry.stat(follow_symlinks=False).st_mtime < newest - LEFTOVER_AGE):
+                    _unlink(entry.path)
+    except OSError:
+        pass  # best effort: the cache works with or without the sweep
 
 
 class NullCache:

@@ -356,11 +356,17 @@ def test_sigkill_in_the_middle_of_a_cache_write_leaves_the_previous_file_whole(
         for name in leftovers:  # a killed writer's temp file is never read as the cache
             assert oct((cache / name).stat().st_mode & 0o777) == "0o600"
     assert mid_write >= 1, "no kill landed between the temp file's creation and its rename"
+    # A minute later (aged by hand), the next write sweeps what the killed writers left.
+    past = time.time() - 120
+    for name in temp_files(cache):
+        os.utime(cache / name, (past, past))
+    make_stale(path)
     aws.reset()
     result = exec_provider(ecrcred_bin, request(f"{ECR}/app"), kubelet_env)
     answer_ok(result)
     assert aws.calls("GetAuthorizationToken") == 1
     assert cache_files(cache)[path.name]["password"] == MOTO_PASSWORD
+    assert temp_files(cache) == [], "no copy of a password is left behind for good"
 
 
 def test_sigkill_at_random_moments_never_leaves_a_partial_file_or_a_stuck_lock(

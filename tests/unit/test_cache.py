@@ -29,6 +29,7 @@ from ecrcred.cache import (
     NullCache,
     Throttled,
     get_or_fetch,
+    write_atomic,
 )
 from ecrcred.clock import SystemClock
 from ecrcred.deadline import Expired
@@ -868,3 +869,30 @@ def test_memory_cache_locks_through_the_inner_cache():
     with MemoryCache(inner, FakeClock()).lock(KEY):
         pass
     assert inner.locks == 1
+
+
+# -- temp files left by writers killed mid-write ---------------------------------------------
+
+def test_a_write_sweeps_old_leftover_temp_files_of_its_name_and_nothing_else(tmp_path: Path):
+    name = "abc.json"
+    old_leftover = tmp_path / f".{name}.4242.tmp"  # a writer SIGKILLed long ago
+    young = tmp_path / f".{name}.4343.tmp"  # a writer at work right now (another namespace)
+    other = tmp_path / ".def.json.4242.tmp"  # another key's, for its own writer to sweep
+    for path in (old_leftover, young, other):
+        path.write_bytes(b'{"password": "left-behind"}')
+    past = time.time() - 3600
+    os.utime(old_leftover, (past, past))
+    os.utime(other, (past, past))
+    write_atomic(str(tmp_path), name, b"{}")
+    assert (tmp_path / name).read_bytes() == b"{}"
+    assert not old_leftover.exists()
+    assert young.exists() and other.exists()
+
+
+def test_a_sweep_that_fails_does_not_fail_the_write(tmp_path: Path, monkeypatch):
+    def broken(_path):
+        raise PermissionError("scandir refused")
+
+    monkeypatch.setattr(os, "scandir", broken)
+    write_atomic(str(tmp_path), "abc.json", b"{}")
+    assert (tmp_path / "abc.json").read_bytes() == b"{}"
