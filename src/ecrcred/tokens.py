@@ -9,7 +9,11 @@ Freshness is a pure function of a ``now`` passed in (as amazon-ecr-credential-he
   the kubelet's in-memory cache can never hold a token past its life, and it comes back to us
   just as our own cache wants a new token;
 - a token that is no longer fresh but not yet expired may be served only as a last resort when
-  the API is failing, with a short cacheDuration; an expired token is never served.
+  the API is failing, with a short cacheDuration; an expired token is never served;
+- a token fetched "in the future" (more than ``CLOCK_SLACK`` after ``now``) means the node's
+  clock went back since, e.g. NTP correcting a clock that ran ahead at boot: its expiry was laid
+  onto the wrong clock and would outlive the real token by the size of the jump, so it is
+  neither fresh nor servable and is fetched again.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ MAX_TRUSTED_LIFETIME = 7 * 24 * 3600.0
 # A stale-but-unexpired token is served on API failure only with at least this much life left.
 LAST_RESORT_MIN_REMAINING = 300.0
 LAST_RESORT_CACHE_DURATION = 60
+# How far in the future a token's fetch time may seem before we say the clock went back:
+# processes on one node share one clock, so only a step backwards gets past a minute.
+CLOCK_SLACK = 60.0
 
 
 class Token(Record):
@@ -58,7 +65,10 @@ class Token(Record):
         return self.expires_at - self.margin(refresh_margin)
 
     def is_fresh(self, now: float, refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> bool:
-        return now < self.fresh_until(refresh_margin)
+        return not self.clock_went_back(now) and now < self.fresh_until(refresh_margin)
+
+    def clock_went_back(self, now: float) -> bool:
+        return now < self.fetched_at - CLOCK_SLACK
 
     def is_expired(self, now: float) -> bool:
         return now >= self.expires_at
@@ -68,7 +78,8 @@ class Token(Record):
         return max(0, int(self.fresh_until(refresh_margin) - now))
 
     def servable_as_last_resort(self, now: float) -> bool:
-        return self.expires_at - now >= LAST_RESORT_MIN_REMAINING
+        return (not self.clock_went_back(now)
+                and self.expires_at - now >= LAST_RESORT_MIN_REMAINING)
 
 
 def token_expiry(

@@ -443,3 +443,26 @@ def test_a_hung_lock_holder_makes_others_fail_by_the_deadline_naming_the_lock(
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(10)
+
+
+# -- the clock ------------------------------------------------------------------------------------
+
+def test_a_token_fetched_before_the_clock_stepped_back_is_fetched_again(
+        ecrcred_bin, kubelet_env, aws):
+    # The node's clock ran an hour ahead when the token was fetched (a wrong RTC at boot), then
+    # NTP stepped it back: on today's clock the file says "fetched an hour from now, fresh for
+    # 12 more hours", an hour longer than the real token lives. Not served: fetched again.
+    path = first_file(kubelet_env, ecrcred_bin)
+    doc = json.loads(path.read_text())
+    now = time.time()
+    doc.update(password="ahead-of-time-Secret", fetched_at=now + 3600,
+               expires_at=now + 13 * 3600)
+    path.write_text(json.dumps(doc))
+    aws.reset()
+    result = exec_provider(ecrcred_bin, request(f"{ECR}/app"), kubelet_env)
+    answer_ok(result)
+    assert aws.calls("GetAuthorizationToken") == 1
+    written = cache_files(path.parent)[path.name]
+    assert written["password"] == MOTO_PASSWORD
+    assert abs(written["fetched_at"] - time.time()) < 60
+    assert b"ahead-of-time-Secret" not in result.stdout + result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ecrcred.tokens import (
+    CLOCK_SLACK,
     DEFAULT_REFRESH_MARGIN,
     LAST_RESORT_MIN_REMAINING,
     UNTRUSTED_EXPIRY_LIFETIME,
@@ -110,6 +111,22 @@ def test_the_kubelet_never_keeps_a_token_past_its_freshness(elapsed: float):
 def test_servable_as_last_resort_needs_minutes_of_life_left(remaining: float, servable: bool):
     token = ecr_token()
     assert token.servable_as_last_resort(token.expires_at - remaining) is servable
+
+
+# -- the clock going back ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("back", "trusted"), [
+    (0.0, True), (CLOCK_SLACK, True), (CLOCK_SLACK + 1, False), (HOUR, False),
+    (TWELVE_HOURS, False),
+])
+def test_a_token_fetched_in_the_future_is_neither_fresh_nor_servable(back: float, trusted: bool):
+    # The node's clock ran ahead when the token was fetched, then stepped back by `back`: the
+    # expiry was laid onto the wrong clock and would outlive the real token by that much.
+    token = ecr_token()
+    now = T0 - back
+    assert token.is_fresh(now) is trusted
+    assert token.servable_as_last_resort(now) is trusted
+    assert token.clock_went_back(now) is not trusted
 
 
 # -- token_expiry -----------------------------------------------------------------------------
