@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractContextManager
     from types import TracebackType
-    from typing import TypeGuard
+    from typing import Any, TypeGuard
 
     from ecrcred.seams import Clock, Logger, TokenCache
 
@@ -283,15 +283,8 @@ class FileCache:
         if not self._ensure_directory():
             return
         path = self.path(key)
-        body = json.dumps({
-            "version": CACHE_FORMAT,
-            "registry": key.registry,
-            "identity": key.identity,
-            "username": token.username,
-            "password": token.password,
-            "expires_at": token.expires_at,
-            "fetched_at": token.fetched_at,
-        }).encode()
+        body = _envelope(key, username=token.username, password=token.password,
+                         expires_at=token.expires_at, fetched_at=token.fetched_at)
         try:
             write_atomic(self.directory, os.path.basename(path), body)
         except OSError as exc:
@@ -306,13 +299,7 @@ class FileCache:
             return
         if not self._ensure_directory():
             return
-        body = json.dumps({
-            "version": CACHE_FORMAT,
-            "registry": key.registry,
-            "identity": key.identity,
-            "throttled_at": throttled.at,
-            "until": throttled.until,
-        }).encode()
+        body = _envelope(key, throttled_at=throttled.at, until=throttled.until)
         try:
             write_atomic(self.directory, os.path.basename(path), body)
         except OSError as exc:
@@ -358,9 +345,16 @@ class FileCache:
             delay = min(delay * 2, 0.02)
 
 
-def _decode(raw: bytes, key: CacheKey) -> tuple[Token | None, str]:
-    """A token from a cache file's bytes, or None and why not."""
-    if len(raw) > MAX_CACHE_FILE_BYTES:
+def _envelope(key: CacheKey, **fields: object) -> bytes:
+    """A cache or throttle file's bytes: our format version and the key it belongs to, so a
+    file of another version or key (a digest collision, a copied file) is never taken."""
+    return json.dumps({"version": CACHE_FORMAT, "registry": key.registry,
+                       "identity": key.identity, **fields}).encode()
+
+
+def _open_envelope(raw: bytes, key: CacheKey, limit: int) -> tuple[dict[str, Any] | None, str]:
+    """The fields of a file ``_envelope`` wrote for ``key``, or None and why not."""
+    if len(raw) > limit:
         return None, "file is too large"
     try:
         doc = json.loads(raw)
@@ -372,6 +366,14 @@ def _decode(raw: bytes, key: CacheKey) -> tuple[Token | None, str]:
         return None, f"format version {doc.get('version')!r}, expected {CACHE_FORMAT}"
     if doc.get("registry") != key.registry or doc.get("identity") != key.identity:
         return None, "written for another registry or identity"
+    return doc, ""
+
+
+def _decode(raw: bytes, key: CacheKey) -> tuple[Token | None, str]:
+    """A token from a cache file's bytes, or None and why not."""
+    doc, problem = _open_envelope(raw, key, MAX_CACHE_FILE_BYTES)
+    if doc is None:
+        return None, problem
     username, password = doc.get("username"), doc.get("password")
     expires_at, fetched_at = doc.get("expires_at"), doc.get("fetched_at")
     if not (isinstance(username, str) and isinstance(password, str) and password):
@@ -385,18 +387,9 @@ def _decode(raw: bytes, key: CacheKey) -> tuple[Token | None, str]:
 
 def _decode_throttled(raw: bytes, key: CacheKey) -> tuple[Throttled | None, str]:
     """A remembered throttled fetch from a throttle file's bytes, or None and why not."""
-    if len(raw) > MAX_THROTTLE_FILE_BYTES:
-        return None, "file is too large"
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return None, "not valid JSON (truncated or corrupt)"
-    if not isinstance(doc, dict):
-        return None, "not a JSON object"
-    if doc.get("version") != CACHE_FORMAT:
-        return None, f"format version {doc.get('version')!r}, expected {CACHE_FORMAT}"
-    if doc.get("registry") != key.registry or doc.get("identity") != key.identity:
-        return None, "written for another registry or identity"
+    doc, problem = _open_envelope(raw, key, MAX_THROTTLE_FILE_BYTES)
+    if doc is None:
+        return None, problem
     at, until = doc.get("throttled_at"), doc.get("until")
     if not (_is_finite(at) and _is_finite(until)):  # json reads NaN and Infinity
         return None, "missing or impossible times"
