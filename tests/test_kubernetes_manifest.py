@@ -480,6 +480,22 @@ def test_a_fresh_node_gets_the_layout_the_kubelet_flags_name(node, tmp_path):
     assert not [p for p in node.root.rglob(".*") if p.name != "..data"]  # no temporaries left
 
 
+def test_the_release_bundles_extras_are_not_copied_and_do_not_name_the_version(node, tmp_path):
+    plain = fake_artifact(tmp_path / "plain", "1.0.0")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(plain, bundle)
+    (bundle / "install.sh").write_text("#!/bin/sh\n")
+    (bundle / "share").mkdir()
+    (bundle / "share" / "provider-config.yaml").write_text("kind: CredentialProviderConfig\n")
+    node.install(bundle)
+    (version,) = node.versions()
+    copied = node.path(f"/opt/ecrcred/versions/{version}")
+    assert sorted(os.listdir(copied)) == ["_internal", "ecrcred"]
+    out = node.install(plain).stdout  # the same program without the extras: the same version
+    assert node.versions() == [version]
+    assert "already installed" in out
+
+
 def test_a_second_run_with_the_same_artifact_changes_nothing(node, tmp_path):
     artifact = fake_artifact(tmp_path / "v1", "1.0.0")
     node.install(artifact)

@@ -65,7 +65,10 @@ case $version in *[!A-Za-z0-9._+-]*) version=unknown ;; esac
 
 # The version's name comes from its content: the same artifact is never copied twice, and any
 # change (even a rebuild of the same version) gets a directory of its own.
-digest=$(cd "$src" && find . \( -type f -o -type l \) -print | LC_ALL=C sort | while IFS= read -r f; do
+# The release bundle's install.sh and share/ (build/pack) are not the program: left out of the
+# name and of the copy.
+digest=$(cd "$src" && find . \( -path ./install.sh -o -path ./share \) -prune -o \
+    \( -type f -o -type l \) -print | LC_ALL=C sort | while IFS= read -r f; do
   if [ -L "$f" ]; then
     printf 'l %s %s\n' "$f" "$(readlink "$f")"
   else
@@ -85,6 +88,7 @@ else
   # give it its real name with one rename.
   staging=$opt/versions/.staging-$id.$$
   cp -R "$src/." "$staging"  # "/.": the directory's content, even when $src is a symlink
+  rm -rf "$staging/install.sh" "$staging/share"
   chmod -R u+rwX,go+rX,go-w "$staging"
   sync -f "$staging"
   mv -T "$staging" "$opt/versions/$id"

@@ -155,7 +155,7 @@ class PullError(RuntimeServiceError):
     def __init__(self, message: str, *, detail: str = "", hint: str = "",
                  code: str | None = None) -> None:
         super().__init__(message, hint=hint, code=code)
-        self.detail = detail or message
+        self.detail = detail
 
 
 EXIT_OK = 0

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from ecrcred.cache import HIT, NullCache
+from ecrcred.cache import HIT, Unread
 from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE, Auth
 from ecrcred.errors import (
     ConfigError,
@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from ecrcred.cri.client import ContainerdImages, EventStream, ImageService
     from ecrcred.seams import Clock, CredentialSource, Logger, TokenCache
 
-# Words in a runtime's pull error that no retry will fix, as whole words: a temp dir named
-# /tmp/ecd-x403y or an image called team/denied-app must not read as a refusal.
+# Words in a runtime's pull error that no retry will fix, as whole words, read only in the
+# runtime's own text with names taken out (``_runtime_words``): a temp dir named /tmp/ecd-x403y,
+# an image called team/denied-app or tagged 403 must not read as a refusal.
 _PERMANENT = re.compile(r"\b(401|403|404|not found|unauthorized|forbidden|denied|manifest unknown"
                         r"|name unknown|invalid reference)\b")
 _REFUSED = re.compile(r"\b(401|unauthorized)\b")
@@ -76,15 +77,13 @@ def format_action(action: Action, output: str) -> str:
 def credentials_resolver(sources: Sequence[CredentialSource], cache: TokenCache, clock: Clock,
                          log: Logger) -> Callable[[str, bool], Credentials]:
     """Credentials for an image name exactly as get-credentials finds them; ``fresh`` bypasses
-    the cache for the read (the result is still stored)."""
+    the cache for the read (the lock, a throttling hold and the store still apply)."""
 
     def credentials(name: str, fresh: bool) -> Credentials:
-        resolved = resolve(name, sources, NullCache() if fresh else cache, clock, log)
+        resolved = resolve(name, sources, Unread(cache) if fresh else cache, clock, log)
         if resolved is None:
             return Credentials(None, f"none: no credential source knows {registry_host(name)}",
                                from_cache=False)
-        if fresh and resolved.lookup.cache_key is not None:
-            cache.store(resolved.lookup.cache_key, resolved.token)
         log.add_secret(resolved.token.password)
         return Credentials(Auth(resolved.token.username, resolved.token.password),
                            resolved.lookup.describe, from_cache=resolved.how == HIT)
@@ -92,12 +91,24 @@ def credentials_resolver(sources: Sequence[CredentialSource], cache: TokenCache,
     return credentials
 
 
+# What in containerd's pull errors names things rather than says what happened: URLs (they carry
+# the repository path and the tag or digest), quoted references, and "[manifests <tag>]".
+_NAMES = re.compile(r'\S+://\S+|"[^"]*"|\[(?:manifests|blobs) [^\]]*\]')
+
+
 def _runtime_words(error: PullError, image: str) -> str:
-    """The runtime's own words, without the image name it quotes (a name is not a status)."""
-    return error.detail.replace(image, " ").lower()
+    """The runtime's own words (never our message: it names socket paths) without the names
+    they quote: the image, its repository path and tag, URLs and quoted references."""
+    words = _NAMES.sub(" ", error.detail)
+    _host, _, path = image.partition("/")
+    repository = path.rsplit("@", 1)[0]
+    for name in (image, path, repository, repository.rsplit(":", 1)[0]):
+        if name:
+            words = words.replace(name, " ")
+    return words.lower()
 
 
-def is_permanent(error: PullError, image: str = "") -> bool:
+def is_permanent(error: PullError, image: str) -> bool:
     return _PERMANENT.search(_runtime_words(error, image)) is not None
 
 

@@ -810,6 +810,11 @@ def test_remembering_throttling_in_an_unusable_directory_is_silently_skipped(tmp
     cache.store_throttled(KEY, Throttled(T0, T0 + 5))
     cache.store_throttled(KEY, None)
     assert cache.load_throttled(KEY) is None
+    # No exception, and at most the one warning an unusable cache directory gets anyway.
+    assert len(log.at("warning")) <= 1, log.at("warning")
+    assert all("cache" in line for line in log.at("warning"))
+    cache.store_throttled(KEY, Throttled(T0, T0 + 5))
+    assert len(log.at("warning")) <= 1, "the directory's warning is given once"
 
 
 # -- MemoryCache ------------------------------------------------------------------------------
@@ -895,4 +900,13 @@ def test_a_sweep_that_fails_does_not_fail_the_write(tmp_path: Path, monkeypatch)
 
     monkeypatch.setattr(os, "scandir", broken)
     write_atomic(str(tmp_path), "abc.json", b"{}")
+    assert (tmp_path / "abc.json").read_bytes() == b"{}"
+
+
+def test_a_writer_never_touches_a_temp_file_of_another_writer_with_the_same_pid(tmp_path: Path):
+    # Same pid, other PID namespace (the DaemonSet's watcher and a kubelet exec on the host).
+    theirs = tmp_path / f".abc.json.{os.getpid()}.tmp"
+    theirs.write_bytes(b"half of their write")
+    write_atomic(str(tmp_path), "abc.json", b"{}")
+    assert theirs.read_bytes() == b"half of their write"
     assert (tmp_path / "abc.json").read_bytes() == b"{}"

@@ -17,6 +17,7 @@ from ecrcred.sandbox import (
     SandboxKeeper,
     credentials_resolver,
     format_action,
+    is_permanent,
 )
 from ecrcred.tokens import Token
 from tests.unit.fakes import T0, CountingFetch, DictCache, FakeClock, FakeSource, RecordingLogger
@@ -139,7 +140,7 @@ def test_unreachable_runtime_is_retried_too():
 @pytest.mark.parametrize("message", ["401 Unauthorized", "403 Forbidden",
                                      "manifests 3.9: 404 Not Found"])
 def test_permanent_failures_fail_at_once_naming_the_credentials(message):
-    runtime = FakeRuntime(outcomes=[PullError(f"failed: {message}")] * 5)
+    runtime = FakeRuntime(outcomes=[PullError(f"failed: {message}", detail=message)] * 5)
     clock = FakeClock()
     k, _ = keeper(runtime, clock=clock)
     with pytest.raises(PullError) as err:
@@ -169,6 +170,33 @@ def test_the_hint_reads_the_runtimes_words_not_our_socket_path_or_the_image_name
     assert len(runtime.pulls) == 1
 
 
+DENIED_APP = "x.dkr.ecr.us-west-2.amazonaws.com/team/denied-app:403"
+
+
+@pytest.mark.parametrize(("detail", "permanent"), [
+    # containerd 1.6's own shapes: URLs and "[manifests <tag>]" carry the path and the tag
+    ('failed to copy: httpReadSeeker: failed open: unexpected status code '
+     'https://x.dkr.ecr.us-west-2.amazonaws.com/v2/team/denied-app/blobs/sha256:0123: '
+     '500 Internal Server Error', False),
+    (f'failed to resolve reference "{DENIED_APP}": unexpected status from HEAD request to '
+     'https://x.dkr.ecr.us-west-2.amazonaws.com/v2/team/denied-app/manifests/403: '
+     '503 Service Unavailable', False),
+    (f'failed to resolve reference "{DENIED_APP}": pulling from host '
+     'x.dkr.ecr.us-west-2.amazonaws.com failed with status code [manifests 403]: '
+     '503 Service Unavailable', False),
+    ("", False),  # the runtime said nothing: retried, never judged by our own message
+    (f'failed to resolve reference "{DENIED_APP}": pulling from host '
+     'x.dkr.ecr.us-west-2.amazonaws.com failed with status code [manifests 403]: '
+     '403 Forbidden', True),
+    (f'failed to resolve reference "{DENIED_APP}": {DENIED_APP}: not found', True),
+])
+def test_only_the_runtimes_status_words_decide_not_names_in_urls_or_references(
+        detail: str, permanent: bool):
+    error = PullError(f"the runtime at unix:///tmp/ecd-403/c.sock could not pull {DENIED_APP}: "
+                      f"{detail}", detail=detail)
+    assert is_permanent(error, DENIED_APP) is permanent
+
+
 def test_a_transient_failure_for_an_image_named_like_a_refusal_is_still_retried():
     image = "x.dkr.ecr.us-west-2.amazonaws.com/unauthorized/not-found:401"
     transient = PullError(f"could not pull {image}: 503 Service Unavailable",
@@ -181,7 +209,7 @@ def test_a_transient_failure_for_an_image_named_like_a_refusal_is_still_retried(
 
 
 def test_a_cached_token_the_registry_refuses_is_replaced_once_by_a_fresh_one():
-    runtime = FakeRuntime(outcomes=[PullError("401 Unauthorized"), None])
+    runtime = FakeRuntime(outcomes=[PullError("401 Unauthorized", detail="401 Unauthorized"), None])
     creds = Creds(from_cache=True)
     k, actions = keeper(runtime, creds)
     k.ensure("boot")
@@ -307,3 +335,17 @@ def test_without_a_cache_there_is_no_hold_to_wait_for():
     k, actions = keeper(FakeRuntime(), creds, clock=clock)
     k.ensure("boot")
     assert (actions[0].action, fetch.calls, clock.sleeps) == ("pulled", 1, [])
+
+
+def test_a_fresh_fetch_bypasses_the_cached_token_but_not_the_hold_the_lock_or_the_store():
+    clock = FakeClock()
+    creds, fetch = held_back_resolver(clock, hold=4.0)
+    with pytest.raises(ThrottleCoolDown):
+        creds(IMAGE, True)  # the refusal-driven refresh still honours another's throttling
+    assert fetch.calls == 0
+    clock.advance(5.0)
+    got = creds(IMAGE, True)
+    assert fetch.calls == 1 and got.auth == Auth("AWS", "fetched-password")
+    assert got.from_cache is False
+    # what it fetched is stored: the next ordinary read is a hit without a call
+    assert creds(IMAGE, False).from_cache is True and fetch.calls == 1

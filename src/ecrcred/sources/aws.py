@@ -229,6 +229,9 @@ def _sts_hint(code: str, role_arn: str, who: str) -> str:
     if code in ("InvalidIdentityToken", "IDPRejectedClaim", "ExpiredTokenException"):
         return ("the cluster's OIDC provider must be registered in IAM and the token's audience "
                 "(tokenAttributes.serviceAccountTokenAudience) accepted by the role")
+    if code in THROTTLING_CODES:
+        return ("STS is throttling; it was retried: try again shortly (for a few seconds "
+                "ecrcred makes no new call for this registry)")
     return "run with --debug for details"
 
 
@@ -243,7 +246,7 @@ def _client_error_hint(code: str, registry: EcrRegistry, assumed: bool = False) 
     if code in ("UnrecognizedClientException", "InvalidSignatureException",
                 "ExpiredTokenException", "InvalidClientTokenId"):
         return "the node's AWS credentials are invalid or expired; check the credential chain"
-    if code in ("ThrottlingException", "TooManyRequestsException"):
+    if code in THROTTLING_CODES:
         return ("the API is throttling; it was retried: try again shortly (for a few seconds "
                 "ecrcred makes no new call for this registry)")
     if code == "InvalidParameterException":
