@@ -1,11 +1,31 @@
 """Reading containerd's own configuration: the sandbox image and the registry config path.
 
 containerd keeps the sandbox (pause) image name in its CRI plugin's config, in a place that
-depends on the config version, and merges ``imports`` drop-ins in order, later files winning:
+depends on the config version:
 
 - version 3 (containerd 2.x): ``[plugins."io.containerd.cri.v1.images".pinned_images] sandbox``
 - version 2 (containerd 1.6, 1.7): ``[plugins."io.containerd.grpc.v1.cri"] sandbox_image``
 - version 1 (no ``version``): ``[plugins.cri] sandbox_image``
+
+``imports`` add files, read breadth first (a file's imports after every file already queued),
+each once. How they merge depends on the containerd generation, which the root file's version
+tells (``load``):
+
+- containerd 1.6/1.7 (root version 1 or 2; ``mergeConfig`` in services/server/config): each
+  ``[plugins."<id>"]`` table a file has replaces that plugin's whole table (containerd issue
+  5837): a drop-in with only ``...cri".registry.mirrors."*"`` leaves no ``sandbox_image`` and no
+  other mirror. Keys are read by the last ``version`` any file set (1: ``cri``; 2 or more: full
+  plugin URIs, and then a key like ``cri`` keeps containerd from starting). An import pattern
+  with ``*`` is globbed as written, a relative one from the daemon's working directory (``/``
+  under systemd), not from the importing file's directory. Seen on containerd 1.6.20 with
+  ``containerd config dump``.
+- containerd 2.x (root version 3; cmd/containerd/server/config, PR 9982): a drop-in with an
+  older or no version is first migrated (``cri`` to ``io.containerd.grpc.v1.cri``, then its
+  ``sandbox_image`` and ``registry`` to the images plugin), then tables merge key by key, a
+  file's value (an array too) replacing the one before. Relative imports are in the importing
+  file's directory.
+
+A missing import that is not a pattern keeps containerd from starting: a ConfigError here.
 
 It also answers "where would containerd's CRI send a pull for this host?" (``registry_hosts``):
 the ``<config_path>/<host>/hosts.toml`` mirrors with their CA files and client certificates, or
@@ -18,32 +38,39 @@ Facts: shared/reference/containerd-cri.md. Parsing uses the standard library's t
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
 import tomllib
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from ecrcred.errors import ConfigError, ConfigMissing
 
 DEFAULT_CONFIG = "/etc/containerd/config.toml"
+# containerd 1.x globs a relative import pattern from its working directory: systemd's default
+DAEMON_WORKING_DIRECTORY = "/"
 
+_CRI_V1 = "cri"
+_CRI_V2 = "io.containerd.grpc.v1.cri"
+_IMAGES_V3 = "io.containerd.cri.v1.images"
 # (plugin table, key path inside it) per config version
 _SANDBOX_KEYS = {
-    3: ("io.containerd.cri.v1.images", ("pinned_images", "sandbox")),
-    2: ("io.containerd.grpc.v1.cri", ("sandbox_image",)),
-    1: ("cri", ("sandbox_image",)),
+    3: (_IMAGES_V3, ("pinned_images", "sandbox")),
+    2: (_CRI_V2, ("sandbox_image",)),
+    1: (_CRI_V1, ("sandbox_image",)),
 }
 _REGISTRY_KEYS = {
-    3: ("io.containerd.cri.v1.images", ("registry",)),
-    2: ("io.containerd.grpc.v1.cri", ("registry",)),
-    1: ("cri", ("registry",)),
+    3: (_IMAGES_V3, ("registry",)),
+    2: (_CRI_V2, ("registry",)),
+    1: (_CRI_V1, ("registry",)),
 }
 
 
 class Found(NamedTuple):
     value: str
     file: str  # which file set it
-    version: int
+    version: int  # the config version it was read as (3: containerd 2.x)
 
 
 class LegacyHost(NamedTuple):
@@ -68,6 +95,7 @@ class ContainerdConfig(NamedTuple):
     config_path: Found | None  # registry hosts directory (hosts.toml)
     has_mirrors: Found | None  # the deprecated registry.mirrors form (value: its hosts)
     legacy: dict[str, LegacyHost] = {}  # noqa: RUF012 - NamedTuple default, never mutated
+    notes: tuple[str, ...] = ()  # what in the files containerd would not do as written
 
 
 def _dig(table: Any, path: tuple[str, ...]) -> Any:
@@ -88,11 +116,16 @@ def _str(doc: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _read(path: str) -> dict[str, Any]:
+def _read(path: str, imported_by: str | None = None) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
+        if imported_by is not None:
+            raise ConfigError(
+                f"{imported_by} imports {path}, which does not exist: containerd does not start "
+                f"(\"failed to load TOML: {path}: open {path}: no such file or directory\")",
+                hint="create the file, or remove it from imports") from None
         raise ConfigMissing(f"containerd config {path} does not exist",
                           hint="pass --containerd-config or --image") from None
     except OSError as exc:
@@ -103,79 +136,197 @@ def _read(path: str) -> dict[str, Any]:
                           hint="check it with 'containerd config dump'") from None
 
 
-def _imports(path: str, doc: dict[str, Any]) -> list[str]:
-    """The files an ``imports`` list names, globs expanded, relative to the importing file."""
+def _imports(path: str, doc: dict[str, Any], v2_daemon: bool,
+             notes: list[str]) -> list[str]:
+    """The files an ``imports`` list names, as containerd's ``resolveImports`` finds them: a
+    pattern (with ``*``) globbed, matches in order; any other path kept, missing or not.
+
+    containerd 2.x puts a relative path in the importing file's directory; 1.x does that for a
+    plain path only, and globs a relative pattern from its own working directory."""
     out = []
     base = os.path.dirname(path)
     for pattern in doc.get("imports") or []:
         if not isinstance(pattern, str):
             continue
-        full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
-        matches = sorted(glob.glob(full)) if glob.has_magic(full) else [full]
-        out += [m for m in matches if os.path.isfile(m)]
+        if "*" not in pattern or v2_daemon:
+            full = os.path.normpath(pattern)
+            full = full if os.path.isabs(full) else os.path.join(base, full)
+        else:
+            full = pattern
+            if not os.path.isabs(pattern):
+                full = os.path.join(DAEMON_WORKING_DIRECTORY, pattern)
+                notes.append(
+                    f'imports = ["{pattern}"] in {path} is a relative pattern: containerd 1.x '
+                    f"globs it from its working directory ({DAEMON_WORKING_DIRECTORY} under "
+                    f"systemd), not from {base}; write it as an absolute path")
+        if "*" in full:
+            out += sorted(glob.glob(full, include_hidden=True))
+        else:
+            out.append(full)
     return out
 
 
+_Path = tuple[str, ...]
+
+
+def _walk(table: dict[str, Any], prefix: _Path) -> Iterator[_Path]:
+    for key, value in table.items():
+        yield (*prefix, key)
+        if isinstance(value, dict):
+            yield from _walk(value, (*prefix, key))
+
+
+class _Plugins:
+    """The ``plugins`` tables merged so far, and the file that last set each key path."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, Any] = {}
+        self.origin: dict[_Path, str] = {}
+
+    def _forget(self, path: _Path) -> None:
+        self.origin = {p: f for p, f in self.origin.items() if p[:len(path)] != path}
+
+    def _remember(self, value: Any, path: _Path, file: str) -> None:
+        self.origin[path] = file
+        if isinstance(value, dict):
+            for sub in _walk(value, path):
+                self.origin[sub] = file
+
+    def replace(self, plugins: dict[str, Any], file: str) -> None:
+        """containerd 1.x: each plugin table of the file replaces the one before, whole."""
+        for key, value in plugins.items():
+            self.tables[key] = value
+            self._forget((key,))
+            self._remember(value, (key,), file)
+
+    def merge(self, plugins: dict[str, Any], file: str) -> None:
+        """containerd 2.x (mergo with override): tables merge key by key, any other value of
+        the file (arrays included) replaces the one before."""
+        self._merge(self.tables, plugins, (), file)
+
+    def _merge(self, into: dict[str, Any], new: dict[str, Any], prefix: _Path,
+               file: str) -> None:
+        for key, value in new.items():
+            path = (*prefix, key)
+            old = into.get(key)
+            if isinstance(value, dict) and isinstance(old, dict):
+                self.origin[path] = file
+                self._merge(old, value, path, file)
+                continue
+            into[key] = copy.deepcopy(value)
+            self._forget(path)
+            self._remember(value, path, file)
+
+
+def _migrate_to_v3(plugins: dict[str, Any], version: int) -> dict[str, Any]:
+    """A drop-in older than its version 3 root, as containerd 2.x migrates it before merging:
+    ``v1Migrate`` (plugin ``cri`` is ``io.containerd.grpc.v1.cri``), then the images plugin's
+    ``configMigration`` (its ``sandbox_image`` and ``registry`` move to the images plugin)."""
+    plugins = copy.deepcopy(plugins)
+    if version <= 1 and _CRI_V1 in plugins:
+        plugins[_CRI_V2] = plugins.pop(_CRI_V1)
+    cri = plugins.get(_CRI_V2)
+    if isinstance(cri, dict):
+        images = plugins.get(_IMAGES_V3)
+        if not isinstance(images, dict):
+            images = plugins[_IMAGES_V3] = {}
+        if "sandbox_image" in cri:
+            pinned = images.get("pinned_images")
+            if not isinstance(pinned, dict):
+                pinned = images["pinned_images"] = {}
+            pinned["sandbox"] = cri["sandbox_image"]
+        if "registry" in cri:
+            images["registry"] = cri["registry"]
+    return plugins
+
+
+def _version(doc: dict[str, Any], path: str) -> int:
+    """The file's ``version``, 0 when it has none."""
+    version = doc.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version not in (0, 1, 2, 3):
+        raise ConfigError(f"containerd config {path} has version {version!r}",
+                          hint="ecrcred reads config versions 1, 2 and 3")
+    return version
+
+
 def load(path: str = DEFAULT_CONFIG) -> ContainerdConfig:
-    """Read a containerd config and its imports the way containerd merges them."""
+    """Read a containerd config and its imports, merged the way containerd merges them: as
+    containerd 2.x does for a version 3 root, as 1.6/1.7 do otherwise (see the module doc)."""
     files: list[str] = []
-    pending = [path]
-    sandbox = config_path = mirrors = None
-    legacy: dict[str, LegacyHost] = {}
+    pending: list[tuple[str, str | None]] = [(path, None)]
+    plugins = _Plugins()
+    notes: list[str] = []
+    root_version = effective = 0
     while pending:
-        current = pending.pop(0)
+        current, imported_by = pending.pop(0)
         if current in files:
             continue
-        doc = _read(current)
+        doc = _read(current, imported_by)
+        version = _version(doc, current)
+        if not files:
+            root_version = version
         files.append(current)
-        version = doc.get("version", 1)
-        if not isinstance(version, int) or version not in _SANDBOX_KEYS:
-            raise ConfigError(f"containerd config {current} has version {version!r}",
-                              hint="ecrcred reads config versions 1, 2 and 3")
-        plugins = doc.get("plugins")
-        if not isinstance(plugins, dict):
-            plugins = {}
-        plugin, key = _SANDBOX_KEYS[version]
-        value = _dig(plugins.get(plugin), key)
-        if isinstance(value, str) and value:
-            sandbox = Found(value, current, version)
-        plugin, key = _REGISTRY_KEYS[version]
-        registry = _dig(plugins.get(plugin), key)
-        if not isinstance(registry, dict):
-            registry = {}
-        if isinstance(registry.get("config_path"), str) and registry["config_path"]:
-            config_path = Found(registry["config_path"], current, version)
-        if isinstance(registry.get("mirrors"), dict) and registry["mirrors"]:
-            mirrors = Found(",".join(sorted(registry["mirrors"])), current, version)
-        legacy.update(_legacy_hosts(registry, current, legacy))
-        pending += _imports(current, doc)
-    return ContainerdConfig(tuple(files), sandbox, config_path, mirrors, legacy)
+        table = doc.get("plugins")
+        table = table if isinstance(table, dict) else {}
+        if root_version == 3:
+            plugins.merge(table if version == 3 else _migrate_to_v3(table, version), current)
+        else:
+            plugins.replace(table, current)
+            effective = version or effective  # a later file's version wins, as in mergo
+        pending += [(f, current) for f in _imports(current, doc, root_version == 3, notes)]
+    read_as = 3 if root_version == 3 else (2 if effective >= 2 else 1)
+    if read_as == 2:
+        for name in plugins.tables:
+            if len(name.split(".")) < 4:
+                raise ConfigError(
+                    f'[plugins."{name}"] in {plugins.origin[(name,)]} is not a plugin URI, and '
+                    f"the merged config is version {effective}: containerd does not start "
+                    f'(invalid plugin key URI "{name}" expect io.containerd.x.vx)',
+                    hint="use the full plugin name, e.g. io.containerd.grpc.v1.cri")
+
+    def found(key: tuple[str, tuple[str, ...]], leaf: tuple[str, ...] = ()) -> Found | None:
+        where = (key[0], *key[1], *leaf)
+        value = _dig(plugins.tables, where)
+        if not isinstance(value, str) or not value:
+            return None
+        return Found(value, plugins.origin[where], read_as)
+
+    sandbox = found(_SANDBOX_KEYS[read_as])
+    config_path = found(_REGISTRY_KEYS[read_as], ("config_path",))
+    plugin, key = _REGISTRY_KEYS[read_as]
+    registry = _dig(plugins.tables, (plugin, *key))
+    registry = registry if isinstance(registry, dict) else {}
+    mirrors = None
+    if _table(registry, "mirrors"):
+        mirrors = Found(",".join(sorted(registry["mirrors"])),
+                        plugins.origin[(plugin, *key, "mirrors")], read_as)
+    legacy = _legacy_hosts(registry, lambda *sub: plugins.origin.get((plugin, *key, *sub)),
+                           files)
+    return ContainerdConfig(tuple(files), sandbox, config_path, mirrors, legacy, tuple(notes))
 
 
-def _legacy_hosts(registry: dict[str, Any], file: str,
-                  known: dict[str, LegacyHost]) -> dict[str, LegacyHost]:
-    """``registry.mirrors`` and ``registry.configs`` per host, merged over earlier files."""
+def _legacy_hosts(registry: dict[str, Any], origin: Callable[..., str | None],
+                  files: list[str]) -> dict[str, LegacyHost]:
+    """``registry.mirrors`` and ``registry.configs`` per host, from the merged registry table;
+    each host's ``file`` is the last file that set its mirrors or configs table."""
     mirrors = _table(registry, "mirrors")
     configs = _table(registry, "configs")
     out: dict[str, LegacyHost] = {}
     for host in sorted(set(mirrors) | set(configs)):
-        before = known.get(host, LegacyHost((), None, False, False, file))
         mirror = mirrors.get(host)
         endpoint = mirror.get("endpoint") if isinstance(mirror, dict) else None
-        endpoints = before.endpoints
-        if isinstance(endpoint, list):
-            endpoints = tuple(e for e in endpoint if isinstance(e, str) and e)
+        endpoints = (tuple(e for e in endpoint if isinstance(e, str) and e)
+                     if isinstance(endpoint, list) else ())
         config = _table(configs, host)
         tls = _table(config, "tls")
-        ca_file = _str(tls, "ca_file") or before.ca_file
-        skip = tls.get("insecure_skip_verify") is True or before.skip_verify
         auth = config.get("auth")
-        has_auth = before.has_auth or (isinstance(auth, dict) and any(auth.values()))
-        out[host] = LegacyHost(endpoints, ca_file or None, skip, has_auth, file,
-                               _str(tls, "cert_file") or before.cert_file,
-                               _str(tls, "key_file") or before.key_file,
-                               before.mirrored or isinstance(mirror, dict),
-                               before.has_tls or isinstance(config.get("tls"), dict))
+        set_by = [f for f in (origin("mirrors", host), origin("configs", host)) if f]
+        file = max(set_by, key=files.index) if set_by else files[-1]
+        out[host] = LegacyHost(endpoints, _str(tls, "ca_file"),
+                               tls.get("insecure_skip_verify") is True,
+                               isinstance(auth, dict) and any(auth.values()), file,
+                               _str(tls, "cert_file"), _str(tls, "key_file"),
+                               isinstance(mirror, dict), isinstance(config.get("tls"), dict))
     return out
 
 
@@ -245,14 +396,20 @@ def _is_mirror(url: str, host: str) -> bool:
                                                                _url_host(DOCKER_HUB_SERVER))
 
 
-def _string_list(value: Any, field: str, notes: list[str]) -> tuple[str, ...]:
+class _Undecodable(Exception):
+    """What makes containerd's ``parseHostsFile`` fail: it logs "failed to decode hosts.toml"
+    and reads the host directory as if it had no hosts.toml (``loadHostDir``)."""
+
+
+def _string_list(value: Any, field: str, directory: str) -> tuple[str, ...]:
+    """``ca``: one file (a string) or an array of files, relative ones in the host directory."""
     if isinstance(value, str):
-        notes.append(f"{field} is a string; containerd 1.6 needs an array (\"{field} = "
-                     f"[\"{value}\"]\")")
-        return (value,)
+        return (_absolute(value, directory),)
     if isinstance(value, list):
-        return tuple(v for v in value if isinstance(v, str))
-    return ()
+        if not all(isinstance(v, str) for v in value):
+            raise _Undecodable(f"{field} = {value!r}: unable to cast a value to string")
+        return tuple(_absolute(v, directory) for v in value)
+    raise _Undecodable(f"invalid type {value!r} for {field!r}")
 
 
 def _absolute(path: str, directory: str) -> str:
@@ -260,13 +417,12 @@ def _absolute(path: str, directory: str) -> str:
     return path if os.path.isabs(path) else os.path.join(directory, path)
 
 
-def _client_pairs(value: Any, directory: str, where: str) -> tuple[ClientPair, ...]:
+def _client_pairs(value: Any, directory: str) -> tuple[ClientPair, ...]:
     """``client`` the way containerd's ``parseHostConfig`` reads it (1.5 to 2.x).
 
     ``"a.pem"`` is one file holding the certificate and its key; in an array, each string is
     such a file too (so ``["cert.pem", "key.pem"]`` is two combined files, not a pair), and
-    each two-string array is a certificate and its key. Any other shape makes containerd
-    log "failed to decode hosts.toml" and ignore the whole file: a ConfigError here.
+    each two-string array is a certificate and its key. Any other shape fails the decoding.
     """
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list):
@@ -279,37 +435,85 @@ def _client_pairs(value: Any, directory: str, where: str) -> tuple[ClientPair, .
               and all(isinstance(p, str) for p in item)):
             pairs.append((_absolute(item[0], directory), _absolute(item[1], directory)))
         else:
-            raise ConfigError(
-                f"{where}: client = {value!r} is not a shape containerd reads (a file, an "
-                "array of files, or an array of [certificate, key] pairs): containerd logs "
-                "\"failed to decode hosts.toml\" and ignores the whole file",
-                hint='write client = [["/path/cert.pem", "/path/key.pem"]]')
+            raise _Undecodable(
+                f"client = {value!r} is not a shape containerd reads (a file, an array of "
+                "files, or an array of [certificate, key] pairs; write client = "
+                '[["/path/cert.pem", "/path/key.pem"]])')
     return tuple(pairs)
 
 
-def _hosts_toml_endpoint(url: str, table: dict[str, Any], host: str, notes: list[str],
-                         path: str) -> Endpoint:
-    if "://" not in url:
+# fields go-toml must convert to one type (else "Can't convert ..."), and that type's name
+_TYPES = {"skip_verify": (bool, "a boolean"), "override_path": (bool, "a boolean"),
+          "capabilities": (list, "an array"), "header": (dict, "a table")}
+
+
+def _hosts_toml_endpoint(url: str, table: dict[str, Any], host: str,
+                         directory: str) -> Endpoint:
+    """One endpoint as ``parseHostConfig`` reads it, or _Undecodable where it fails."""
+    for field, (kind, named) in _TYPES.items():
+        if field in table and not isinstance(table[field], kind):
+            raise _Undecodable(f"{field} = {table[field]!r} is not {named}")
+    if not url.startswith("http"):
         url = "https://" + url
-    capabilities = table.get("capabilities")
-    caps = (tuple(c for c in capabilities if isinstance(c, str))
-            if isinstance(capabilities, list) else ALL_CAPABILITIES)
-    directory = os.path.dirname(path)
-    ca = tuple(_absolute(c, directory) for c in _string_list(table.get("ca"), "ca", notes))
-    client = (_client_pairs(table["client"], directory, path) if "client" in table else ())
-    return Endpoint(url.rstrip("/"), caps, ca, table.get("skip_verify") is True,
+    capabilities = table.get("capabilities") or list(ALL_CAPABILITIES)  # [] means all too
+    caps = []
+    for capability in capabilities:
+        if not isinstance(capability, str):
+            raise _Undecodable(f"capabilities = {capabilities!r}: not strings")
+        if capability.lower() not in ALL_CAPABILITIES:
+            raise _Undecodable(f"unknown capability {capability}")
+        caps.append(capability.lower())
+    ca = _string_list(table["ca"], "ca", directory) if "ca" in table else ()
+    client = _client_pairs(table["client"], directory) if "client" in table else ()
+    for name, value in _table(table, "header").items():
+        if not (isinstance(value, str) or (isinstance(value, list)
+                                           and all(isinstance(v, str) for v in value))):
+            raise _Undecodable(f"invalid type {value!r} for header {name!r}")
+    return Endpoint(url.rstrip("/"), tuple(caps), ca, table.get("skip_verify") is True,
                     table.get("override_path") is True, _is_mirror(url, host), client)
 
 
+def _hosts_toml(path: str, data: bytes, host: str, version: int) -> tuple[Endpoint, ...]:
+    """``parseHostsFile``: each ``[host."…"]`` in file order, then the top level (``server``,
+    default the host itself). containerd 1.x (go-toml v1) also fails a file without any
+    ``host`` table ("invalid `host` tree"), so a lone ``server = …`` is ignored there; 2.x
+    reads it."""
+    try:
+        doc = tomllib.loads(data.decode())
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise _Undecodable(f"not valid TOML: {exc}") from None
+    hosts = doc.get("host")
+    if version < 3 and not isinstance(hosts, dict):
+        raise _Undecodable('no [host."…"] table, which containerd 1.x needs ("invalid `host` '
+                           'tree"); add the mirror as a [host."…"] table, or an empty [host]')
+    if hosts is not None and not isinstance(hosts, dict):
+        raise _Undecodable(f"host = {hosts!r} is not a table")
+    directory = os.path.dirname(path)
+    endpoints = []
+    for url, table in (hosts or {}).items():
+        if not isinstance(table, dict):
+            raise _Undecodable(f'host."{url}" is not a table')
+        endpoints.append(_hosts_toml_endpoint(url, table, host, directory))
+    server = doc.get("server", "")
+    if not isinstance(server, str):
+        raise _Undecodable(f"server = {server!r} is not a string")
+    endpoints.append(_hosts_toml_endpoint(server or default_server(host), doc, host, directory))
+    return tuple(endpoints)
+
+
 def _cert_files(directory: str) -> tuple[tuple[str, ...], tuple[ClientPair, ...]]:
-    """A host directory without hosts.toml, as containerd's ``loadCertFiles`` reads it: each
-    ``*.crt`` is a CA; each ``*.cert`` a client certificate, with its key in the ``.key`` file
-    of the same name when there is one (else in the ``.cert`` file itself)."""
-    cas = tuple(sorted(glob.glob(os.path.join(directory, "*.crt"))))
+    """A host directory read as containerd's ``loadCertFiles`` reads it (no hosts.toml, an empty
+    one, or one it cannot decode): each ``*.crt`` file is a CA; each ``*.cert`` a client
+    certificate, with its key in the ``.key`` file of the same name when there is one (else in
+    the ``.cert`` file itself). Files in name order, hidden ones too, directories skipped."""
+    names = sorted(e.name for e in os.scandir(directory) if not e.is_dir(follow_symlinks=False))
+    cas = tuple(os.path.join(directory, n) for n in names if n.endswith(".crt"))
     pairs = []
-    for cert in sorted(glob.glob(os.path.join(directory, "*.cert"))):
-        key = cert[:-len(".cert")] + ".key"
-        pairs.append((cert, key if os.path.exists(key) else ""))
+    for name in names:
+        if name.endswith(".cert"):
+            cert = os.path.join(directory, name)
+            key = cert[:-len(".cert")] + ".key"
+            pairs.append((cert, key if os.path.exists(key) else ""))
     return cas, tuple(pairs)
 
 
@@ -329,9 +533,15 @@ def _legacy_client(tls: LegacyHost | None, url: str) -> tuple[ClientPair, ...]:
 
 
 def _host_dir(config_path: str, host: str) -> str | None:
-    for name in (host, "_default"):
+    """containerd's ``hostPaths``: ``<host>_<port>_`` first (for a host with a port), then
+    ``<host>``, then ``_default``; the first that exists, whatever it is."""
+    names = [host, "_default"]
+    colon = host.rfind(":")
+    if colon > 0:
+        names.insert(0, f"{host[:colon]}_{host[colon + 1:]}_")
+    for name in names:
         directory = os.path.join(config_path, name)
-        if os.path.isdir(directory):
+        if os.path.exists(directory):
             return directory
     return None
 
@@ -339,35 +549,50 @@ def _host_dir(config_path: str, host: str) -> str | None:
 def registry_hosts(config: ContainerdConfig, host: str) -> RegistryHosts:
     """Where containerd's CRI sends a pull for ``host``, in the order it tries them.
 
-    With ``config_path``: ``<config_path>/<host>/hosts.toml`` (or ``_default/``), its
-    ``[host."…"]`` entries in file order, then ``server`` (default ``https://<host>``), each with
-    its ``ca`` and ``client`` files (relative ones in the host directory); without a
-    hosts.toml, the directory's ``*.crt`` files are CAs and its ``*.cert``/``*.key`` files client
-    certificates for the host itself. Without ``config_path``: the deprecated
-    ``registry.mirrors`` endpoints (see ``_legacy_hosts_for``), then the host itself.
+    With ``config_path``: ``<config_path>/<host>/hosts.toml`` (or ``<host>_<port>_/``, or
+    ``_default/``), its ``[host."…"]`` entries in file order, then ``server`` (default
+    ``https://<host>``), each with its ``ca`` and ``client`` files (relative ones in the host
+    directory). Without a hosts.toml, with an empty one, or with one containerd cannot decode
+    (it logs "failed to decode hosts.toml" and goes on: a note here), the directory's ``*.crt``
+    files are CAs and its ``*.cert``/``*.key`` files client certificates for the host itself
+    (``loadCertFiles``). A hosts.toml containerd cannot read fails every pull: a ConfigError.
+    Without ``config_path``: the deprecated ``registry.mirrors`` endpoints (see
+    ``_legacy_hosts_for``), then the host itself.
     """
-    notes: list[str] = []
     own = default_server(host)
-    if config.config_path is not None:
-        directory = _host_dir(config.config_path.value, host)
-        if directory is None:
-            return RegistryHosts(host, (Endpoint(own, ALL_CAPABILITIES, (), False, False,
-                                                 False),),
-                                 f"no {os.path.join(config.config_path.value, host)}/hosts.toml",
-                                 ())
-        path = os.path.join(directory, "hosts.toml")
-        if not os.path.isfile(path):
-            cas, client = _cert_files(directory)
-            return RegistryHosts(host, (Endpoint(own, ALL_CAPABILITIES, cas, False, False,
-                                                 False, client),),
-                                 f"{directory} (certificates only)", ())
-        doc = _read(path)
-        endpoints = [_hosts_toml_endpoint(url, table, host, notes, path)
-                     for url, table in _table(doc, "host").items() if isinstance(table, dict)]
-        server = _str(doc, "server") or own
-        endpoints.append(_hosts_toml_endpoint(server, doc, host, notes, path))
-        return RegistryHosts(host, tuple(endpoints), path, tuple(notes))
-    return _legacy_hosts_for(config, host)
+    if config.config_path is None:
+        return _legacy_hosts_for(config, host)
+    directory = _host_dir(config.config_path.value, host)
+    if directory is None:
+        return RegistryHosts(host, (Endpoint(own, ALL_CAPABILITIES, (), False, False, False),),
+                             f"no {os.path.join(config.config_path.value, host)}/hosts.toml", ())
+    path = os.path.join(directory, "hosts.toml")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        data = None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path} ({exc.strerror}): containerd fails every pull from {host} "
+            f'("failed to resolve reference ...: read {path}: ...")',
+            hint=f"make {path} a readable file, or remove it") from None
+    notes: tuple[str, ...] = ()
+    why = "no hosts.toml" if data is None else "empty hosts.toml"
+    if data:
+        try:
+            return RegistryHosts(host, _hosts_toml(path, data, host, config.config_path.version),
+                                 path, ())
+        except _Undecodable as exc:
+            why = "hosts.toml ignored"
+            notes = (f"containerd cannot decode {path} ({exc}): it logs \"failed to decode "
+                     "hosts.toml\" and ignores the whole file, so pulls go to "
+                     f"{own} itself with only the directory's certificate files "
+                     "(*.crt, *.cert, *.key)",)
+    cas, client = _cert_files(directory)
+    return RegistryHosts(host, (Endpoint(own, ALL_CAPABILITIES, cas, False, False, False,
+                                         client),),
+                         f"{directory} ({why}: certificates only)", notes)
 
 
 def _legacy_hosts_for(config: ContainerdConfig, host: str) -> RegistryHosts:

@@ -14,15 +14,18 @@ import os
 import shutil
 import subprocess
 import tempfile
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from ecrcred import containerd_config
+from ecrcred.errors import ConfigError
 from tests.e2e.conftest import ECR_HOST, REGISTRY_PASSWORD, REGISTRY_USER, SANDBOX_IMAGE
 from tests.support.containerd import Containerd
 from tests.support.processes import Process
-from tests.support.registry import OCI_INDEX, OCTET_STREAM, Registry
-from tests.support.tls import make_ca, make_client_cert
+from tests.support.registry import OCI_INDEX, OCTET_STREAM, Registry, require
+from tests.support.tls import encrypt_key, make_ca, make_client_cert
 from tests.support.token_registry import TokenRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -396,7 +399,7 @@ def test_a_refused_client_certificate_is_named_with_the_client_fix(
         assert "bad certificate" in pulled.stderr.decode(), pulled.stderr.decode()
 
 
-@pytest.mark.parametrize("case", ["missing-file", "two-strings"])
+@pytest.mark.parametrize("case", ["missing-file", "two-strings", "encrypted-key"])
 def test_a_client_certificate_containerd_cannot_load_fails_naming_it_as_the_pull_fails(
         ecrcred_bin, containerd, mtls_registry, node, tmp_path, case):
     client = mtls_registry.client
@@ -405,6 +408,11 @@ def test_a_client_certificate_containerd_cannot_load_fails_naming_it_as_the_pull
     if case == "missing-file":
         line, named, why = (f'  client = [["{missing}", "{client.key}"]]\n', missing,
                             "No such file or directory")
+    elif case == "encrypted-key":
+        # containerd cannot decrypt it; doctor must not ask for its passphrase either
+        encrypted = encrypt_key(client, tmp_path / "encrypted", "pkcs8")
+        line, named, why = (f'  client = [["{client.cert}", "{encrypted.key}"]]\n',
+                            encrypted.key, "the private key is encrypted (it needs a passphrase)")
     else:
         # client = ["cert", "key"] is two files that each hold a certificate and its key to
         # containerd, not a pair
@@ -589,6 +597,148 @@ version = 3
     assert checks["runtime.registry-config"]["status"] == "ok"
     assert checks["registry.manifest"]["status"] == "ok", checks
     assert code == 1 and checks["runtime.sandbox-image"]["status"] == "fail"
+
+
+# -- containerd's merge of imports, against its own `config dump` ----------------------------
+
+DEFAULT_SANDBOX_16 = "registry.k8s.io/pause:3.6"  # containerd 1.6's when none is configured
+CRI = '[plugins."io.containerd.grpc.v1.cri"'
+MAIN_16 = f"""\
+version = 2
+imports = [IMPORTS]
+{CRI}]
+  sandbox_image = "main.example/pause:1"
+{CRI}.registry]
+  config_path = "/etc/main-certs.d"
+{CRI}.registry.mirrors."docker.io"]
+  endpoint = ["https://hub.example"]
+"""
+MERGE_SHAPES = {
+    "wildcard-mirror-only": {"10": f'{CRI}.registry.mirrors."*"]\nendpoint = ["https://c.example"]\n'},
+    "another-cri-key-only": {"10": f'{CRI}.cni]\nbin_dir = "/drop/bin"\n'},
+    "two-cri-drop-ins": {"10": f'{CRI}]\nsandbox_image = "ten.example/p:1"\n',
+                         "20": f'{CRI}.registry]\nconfig_path = "/etc/twenty"\n'},
+    "versionless-v2-keys": {"10": f'{CRI}]\nsandbox_image = "drop.example/p:1"\n'},
+    "version-1-drop-in": {"10": f'version = 1\n{CRI}]\nsandbox_image = "drop.example/p:1"\n'},
+    "another-plugin-only": {"10": '[plugins."io.containerd.internal.v1.opt"]\npath = "/x"\n'},
+    "legacy-tls-and-auth": {"10": f'{CRI}.registry.configs."r.example".tls]\nca_file = "/r.pem"\n'
+                                  f'{CRI}.registry.configs."a.example".auth]\nusername = "u"\n'},
+    "nested-import": {"10": 'imports = ["NESTED"]\n',
+                      "nested": f'{CRI}]\nsandbox_image = "nested.example/p:1"\n'},
+}
+
+
+def _config_dump(main: Path) -> subprocess.CompletedProcess[str]:
+    """``containerd --config main config dump``, run from / as systemd runs containerd."""
+    return subprocess.run([require("containerd")["containerd"], "--config", str(main), "config",
+                           "dump"], cwd="/", capture_output=True, text=True, timeout=30,
+                          check=False)
+
+
+def _as_dumped(main: Path) -> dict[str, object]:
+    """containerd's own merged view of ``main`` and its imports, in the terms of ``_as_loaded``."""
+    done = _config_dump(main)
+    assert done.returncode == 0, done.stderr
+    dump = tomllib.loads(done.stdout)
+    cri = dump["plugins"]["io.containerd.grpc.v1.cri"]
+    registry = cri["registry"]
+    configs = registry.get("configs", {})
+    return {"files": set(dump["imports"]),
+            "sandbox_image": cri["sandbox_image"], "config_path": registry["config_path"],
+            "mirrors": {h: m["endpoint"] for h, m in registry.get("mirrors", {}).items()},
+            "tls": {h: c["tls"]["ca_file"] for h, c in configs.items() if "tls" in c},
+            "auth": sorted(h for h, c in configs.items() if any(c.get("auth", {}).values()))}
+
+
+def _as_loaded(main: Path) -> dict[str, object]:
+    """ecrcred's merged view of ``main`` and its imports (containerd_config.load)."""
+    config = containerd_config.load(str(main))
+    return {"files": set(config.files),
+            "sandbox_image": config.sandbox_image.value if config.sandbox_image
+            else DEFAULT_SANDBOX_16,
+            "config_path": config.config_path.value if config.config_path else "",
+            "mirrors": {h: list(x.endpoints) for h, x in config.legacy.items() if x.mirrored},
+            "tls": {h: x.ca_file or "" for h, x in config.legacy.items() if x.has_tls},
+            "auth": sorted(h for h, x in config.legacy.items() if x.has_auth)}
+
+
+@pytest.mark.parametrize("shape", [*MERGE_SHAPES, "relative-pattern"])
+def test_imports_merge_as_containerd_1_6_dumps_them(tmp_path, shape):
+    drop = tmp_path / "conf.d"
+    drop.mkdir()
+    for name, text in MERGE_SHAPES.get(shape, {"10": MERGE_SHAPES["versionless-v2-keys"]["10"]}
+                                       ).items():
+        target = tmp_path / "nested.toml" if name == "nested" else drop / f"{name}.toml"
+        target.write_text(text.replace("NESTED", str(tmp_path / "nested.toml")))
+    pattern = "conf.d/*.toml" if shape == "relative-pattern" else f"{drop}/*.toml"
+    main = tmp_path / "config.toml"
+    main.write_text(MAIN_16.replace("IMPORTS", f'"{pattern}"'))
+    assert _as_loaded(main) == _as_dumped(main)
+
+
+def test_a_short_plugin_name_stops_containerd_1_6_as_doctor_says(tmp_path):
+    drop = tmp_path / "conf.d"
+    drop.mkdir()
+    (drop / "10.toml").write_text('[plugins.cri]\nsandbox_image = "x.example/p:1"\n')
+    main = tmp_path / "config.toml"
+    main.write_text(MAIN_16.replace("IMPORTS", f'"{drop}/*.toml"'))
+    with pytest.raises(ConfigError) as err:
+        containerd_config.load(str(main))
+    said = 'invalid plugin key URI "cri" expect io.containerd.x.vx'
+    assert said in err.value.message
+    done = _config_dump(main)
+    assert done.returncode != 0 and said in done.stderr, done.stderr
+
+
+# -- a hosts.toml containerd cannot decode: its fallback, as the real pull shows ---------------
+
+FALLBACK_HOST = "fallback.corp.example"  # resolves nowhere: only a mirror reaches the registry
+
+
+@pytest.mark.parametrize("case", ["not-toml", "unknown-capability", "empty", "a-directory"])
+def test_a_hosts_toml_containerd_cannot_use_is_followed_to_where_containerd_goes(
+        ecrcred_bin, containerd, registry, node, tmp_path, case):
+    # containerd 1.6.20 (loadHostDir): a hosts.toml it cannot decode is logged and ignored, an
+    # empty one is no hosts.toml: either way the pull goes to the host itself with the
+    # directory's *.crt/*.cert/*.key files, and a broken node.cert there fails it before any
+    # request. A hosts.toml it cannot read fails the pull by itself.
+    directory = Path(containerd.certs_dir) / FALLBACK_HOST
+    directory.mkdir()
+    mirror = (f'[host."{registry.url}"]\n  capabilities = ["pull", "resolve"]\n'
+              f'  ca = ["{registry.cert_path}"]\n')
+    hosts_toml = directory / "hosts.toml"
+    if case == "a-directory":
+        hosts_toml.mkdir()
+    else:
+        hosts_toml.write_text({"not-toml": "[host.\n" + mirror,
+                               "unknown-capability": mirror.replace('"resolve"', '"fly"'),
+                               "empty": ""}[case])
+    (directory / "node.cert").write_text("not a certificate\n")
+    image = f"{FALLBACK_HOST}/eks/pause:3.9"
+    env = {**node["env"], **static_rule(tmp_path, FALLBACK_HOST, REGISTRY_PASSWORD)}
+    code, report, _, _ = doctor(ecrcred_bin, containerd, node, "--image", image,
+                                "--skip", "kubelet", env=env)
+    checks = by_id(report)
+    route, endpoint = checks["runtime.registry-config"], checks["registry.endpoint"]
+    pulled = pull(ecrcred_bin, containerd, image, env, timeout=3)
+    said = pulled.stderr.decode()
+    assert code == 1 and pulled.returncode != 0, said
+    if case in ("not-toml", "unknown-capability"):
+        assert "failed to decode hosts.toml" in containerd.log_tail(200)
+    if case == "a-directory":
+        assert route["status"] == "fail", checks
+        assert route["message"].startswith(f"cannot read {hosts_toml} (Is a directory): "
+                                           f"containerd fails every pull from {FALLBACK_HOST}")
+        assert f"read {hosts_toml}: is a directory" in said, said
+        return
+    assert route["status"] == ("ok" if case == "empty" else "warn"), checks
+    assert f"go https://{FALLBACK_HOST} (" in route["message"] or (
+        f"containerd cannot decode {hosts_toml} (" in route["message"]), route
+    assert registry.url not in route["message"], "the mirror is not on containerd's route"
+    assert endpoint["status"] == "fail", checks
+    assert endpoint["message"].startswith(
+        f"client certificate {directory}/node.cert for https://{FALLBACK_HOST} cannot be used")
+    assert "failed to load X509 key pair" in said, said
 
 
 # -- the environment of a systemd service (seed 000) -------------------------------------------

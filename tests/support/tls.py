@@ -2,11 +2,12 @@
 127.0.0.1, and client certificates a CA signs (for registries that demand mutual TLS).
 
 Each function writes PEM files into a directory and returns their paths; EC P-256 keys, valid
-for a week, no passphrase.
+for a week, no passphrase (``encrypt_key`` makes a copy of a key that has one).
 """
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 from pathlib import Path
 from typing import NamedTuple
@@ -71,3 +72,16 @@ def make_client_cert(directory: Path, name: str, ca: Pair) -> Pair:
              "-CAcreateserial", "-days", "7", "-sha256", "-extfile", str(extensions),
              "-out", str(cert), cwd=directory)
     return _combine(directory, name, cert, key)
+
+
+def encrypt_key(pair: Pair, directory: Path, form: str) -> Pair:
+    """``pair`` with its key encrypted: ``form`` "pkcs8" (``ENCRYPTED PRIVATE KEY``) or
+    "traditional" (``EC PRIVATE KEY`` with ``Proc-Type: 4,ENCRYPTED``), under a passphrase
+    nobody is told; ``combined`` holds the certificate and the encrypted key."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = Path(pair.key).stem
+    key = directory / f"{name}-{form}-encrypted.key"
+    command = {"pkcs8": "pkey", "traditional": "ec"}[form]
+    _openssl(command, "-in", pair.key, "-aes256", "-passout", f"pass:{secrets.token_hex(8)}",
+             "-out", str(key))
+    return _combine(directory, f"{name}-{form}-encrypted", Path(pair.cert), key)

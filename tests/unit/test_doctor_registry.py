@@ -7,9 +7,15 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import os
+import pty
+import select
+import signal
 import socket
 import ssl
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,7 +39,7 @@ from ecrcred.doctor.registry import (
 )
 from ecrcred.doctor.report import FAIL, OK, SKIP, WARN, Check
 from ecrcred.imageref import parse_reference
-from tests.support.tls import Pair, make_ca, make_client_cert, make_server_cert
+from tests.support.tls import Pair, encrypt_key, make_ca, make_client_cert, make_server_cert
 
 USER = "robot"
 PASSWORD = "pw-7f3a9c-do-not-print"
@@ -694,6 +700,62 @@ def test_a_lone_certificate_without_its_key_is_refused_as_containerd_refuses_it(
 def test_load_client_pair_accepts_a_pair_and_a_combined_file(client_pair: Pair, form: str):
     pair = (client_pair.cert, client_pair.key) if form == "pair" else (client_pair.combined, "")
     assert load_client_pair(pair) is None
+
+
+def on_a_terminal(code: str, timeout: float = 20.0) -> str:
+    """What ``python -c code`` prints when a pseudo-terminal is its controlling terminal and its
+    stdin, and nobody types. OpenSSL asks for a key's passphrase on /dev/tty: a prompt fails the
+    test after ``timeout`` (the child killed by its pid) instead of hanging it."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a new session whose controlling terminal is the pty
+        os.execv(sys.executable, [sys.executable, "-c", code])  # noqa: S606 - no shell wanted
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail(f"no answer within {timeout}s (waiting for a passphrase?): "
+                            f"{output.decode(errors='replace')!r}")
+            if not select.select([fd], [], [], 0.1)[0]:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child has exited and closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.waitpid(pid, 0)
+        os.close(fd)
+    return output.decode(errors="replace")
+
+
+@pytest.mark.parametrize("form", ["pkcs8", "traditional", "combined"])
+def test_an_encrypted_client_key_fails_as_in_containerd_without_asking_for_a_passphrase(
+        tmp_path: Path, client_pair: Pair, form: str):
+    # containerd 1.6.20 refuses both encrypted forms: "failed to load X509 key pair: tls:
+    # failed to parse private key"; doctor must say so, not sit at "Enter PEM pass phrase:"
+    encrypted = encrypt_key(client_pair, tmp_path, "traditional" if form == "traditional"
+                            else "pkcs8")
+    pair = (encrypted.combined, "") if form == "combined" else (encrypted.cert, encrypted.key)
+    output = on_a_terminal(f"""\
+from ecrcred.doctor.registry import HttpClient, load_client_pair
+print("CHECK", " | ".join(load_client_pair({pair!r}) or ("loaded",)))
+try:
+    HttpClient().get("https://127.0.0.1:9/v2/", {{}}, ca=(), skip_verify=False, timeout=5,
+                     client=({pair!r},))
+except OSError as exc:
+    print("GET", type(exc).__name__, exc)
+""")
+    assert "pass phrase" not in output.lower()
+    named = encrypted.combined if form == "combined" else encrypted.key
+    assert f"CHECK {named} | the private key is encrypted (it needs a passphrase): " \
+           "containerd cannot use an encrypted key" in output, output
+    assert "write it unencrypted, e.g. 'openssl pkey -in KEY -out PLAIN.key'" in output
+    # the HTTP client refuses it too, before connecting (an SSLError, as the Http seam says)
+    assert "GET EncryptedKey the client private key is encrypted" in output, output
 
 
 # -- the verdict when every endpoint fails -------------------------------------------------------

@@ -290,16 +290,30 @@ def test_static_registry_configs_auth_warns_and_never_shows_the_password(
     assert "eyJwYXlsb2FkIjoic2VjcmV0In0" not in repr(checks)
 
 
-def test_a_hosts_toml_note_warns(tmp_path: Path):
+@pytest.mark.parametrize("text", [
+    pytest.param('[host.\n[host."https://mirror.example.com"]\n', id="not-toml"),
+    pytest.param('[host."https://mirror.example.com"]\ncapabilities = ["pull", "fly"]\n',
+                 id="unknown-capability"),
+])
+def test_a_hosts_toml_containerd_cannot_decode_warns_and_routes_as_its_fallback(
+        tmp_path: Path, text: str):
+    # containerd logs "failed to decode hosts.toml" and pulls from the host itself with the
+    # directory's certificate files (loadCertFiles): the route doctor then probes
     certs = tmp_path / "certs.d"
-    write(certs / "registry.example.com" / "hosts.toml",
-          '[host."https://mirror.example.com"]\nca = "/etc/ssl/m.pem"\n')
+    directory = certs / "registry.example.com"
+    write(directory / "hosts.toml", text)
+    write(directory / "ca.crt", "")
+    write(directory / "node.cert", "")
     setting = write(tmp_path / "config.toml", f'{V2}{REGISTRY}]\nconfig_path = "{certs}"\n')
-    checks, _, _ = config_checks(setting)
+    checks, _, hosts = config_checks(setting)
     check = checks["runtime.registry-config"]
-    assert check.status == WARN
-    assert "ca is a string; containerd 1.6 needs an array" in check.message
-    assert check.message.startswith(str(certs / "registry.example.com" / "hosts.toml"))
+    assert statuses(checks) == {"runtime.containerd-config": OK, "runtime.registry-config": WARN}
+    assert check.message.startswith(f"{directory} (hosts.toml ignored: certificates only): "
+                                    f"containerd cannot decode {directory}/hosts.toml (")
+    assert "pulls go to https://registry.example.com itself" in check.message
+    assert [(e.url, e.ca, e.client) for e in hosts.endpoints] == [
+        ("https://registry.example.com", (f"{directory}/ca.crt",),
+         ((f"{directory}/node.cert", ""),))]
 
 
 def test_a_hosts_toml_route_is_ok_and_detailed_per_endpoint(tmp_path: Path):
@@ -319,15 +333,32 @@ def test_a_hosts_toml_route_is_ok_and_detailed_per_endpoint(tmp_path: Path):
     assert len(hosts.endpoints) == 2
 
 
-def test_a_broken_hosts_toml_fails_the_registry_check_and_keeps_the_default_route(
-        tmp_path: Path):
+def test_an_unreadable_hosts_toml_fails_the_registry_check_naming_it(tmp_path: Path):
+    # containerd fails every pull of the host: "read .../hosts.toml: is a directory"
     certs = tmp_path / "certs.d"
-    write(certs / "registry.example.com" / "hosts.toml", "[host.\n")
+    (certs / "registry.example.com" / "hosts.toml").mkdir(parents=True)
     setting = write(tmp_path / "config.toml", f'{V2}{REGISTRY}]\nconfig_path = "{certs}"\n')
     checks, config, hosts = config_checks(setting)
     assert statuses(checks) == {"runtime.containerd-config": OK, "runtime.registry-config": FAIL}
+    assert checks["runtime.registry-config"].message.startswith(
+        f"cannot read {certs}/registry.example.com/hosts.toml (Is a directory): containerd "
+        "fails every pull from registry.example.com")
     assert config is not None
     assert [e.url for e in hosts.endpoints] == ["https://registry.example.com"]
+
+
+def test_an_import_containerd_would_not_find_warns_on_the_config(tmp_path: Path):
+    drop = tmp_path / "conf.d"
+    write(drop / "10.toml", 'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\n'
+                            'sandbox_image = "x/p:1"\n')
+    setting = write(tmp_path / "config.toml", 'imports = ["conf.d/*.toml"]\n' + V2)
+    checks, _, _ = config_checks(setting)
+    check = checks["runtime.containerd-config"]
+    assert check.status == WARN
+    assert check.message.startswith(f"{setting.value}: sandbox image {SANDBOX} (from "
+                                    f"{setting.value}); imports = [\"conf.d/*.toml\"] in ")
+    assert "containerd 1.x globs it from its working directory" in check.message
+    assert check.fix == "fix the imports as the note says"
 
 
 def test_the_config_is_judged_as_it_was_read_once_not_read_again(tmp_path: Path):

@@ -156,11 +156,28 @@ def _tls_context(ca: tuple[str, ...], skip_verify: bool,
         # SSLContext holds one chain per key type, so the first pair stands for all (one pair is
         # what hosts.toml files hold in practice).
         cert, key = client[0]
-        context.load_cert_chain(cert, key or None)
+        context.load_cert_chain(cert, key or None, password=_no_passphrase)
     if skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+class EncryptedKey(ssl.SSLError):
+    """A client key needs a passphrase: raised by ``_no_passphrase`` while it loads."""
+
+    def __str__(self) -> str:  # SSLError would show the args tuple
+        return " ".join(str(a) for a in self.args)
+
+
+def _no_passphrase() -> bytes:
+    """The ``password`` callback of every client key we load. Without one, OpenSSL asks for
+    the passphrase of an encrypted key on the terminal, and doctor hangs waiting for it;
+    containerd never asks (Go's ``tls.X509KeyPair`` cannot decrypt a key: "failed to load X509
+    key pair: tls: failed to parse private key", both for ``ENCRYPTED PRIVATE KEY`` and for the
+    older ``Proc-Type: 4,ENCRYPTED`` form, seen on containerd 1.6.20)."""
+    raise EncryptedKey("the client private key is encrypted (it needs a passphrase); "
+                       "containerd cannot use an encrypted key")
 
 
 def load_client_pair(pair: ClientPair) -> tuple[str, str] | None:
@@ -168,7 +185,8 @@ def load_client_pair(pair: ClientPair) -> tuple[str, str] | None:
 
     The ``ClientCheck`` that ``RegistryProbe`` uses by default: reads the files and loads them
     the way containerd's ``tls.X509KeyPair`` would (a pair without a key file holds the key in
-    the certificate's file)."""
+    the certificate's file); an encrypted key fails at once, as in containerd, never prompting
+    for its passphrase."""
     cert, key = pair
     for path in (cert, key) if key else (cert,):
         try:
@@ -177,7 +195,13 @@ def load_client_pair(pair: ClientPair) -> tuple[str, str] | None:
         except OSError as exc:
             return path, exc.strerror or type(exc).__name__
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key or None)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key or None,
+                                                                password=_no_passphrase)
+    except EncryptedKey:
+        return key or cert, ("the private key is encrypted (it needs a passphrase): containerd "
+                             "cannot use an encrypted key (\"failed to load X509 key pair: tls: "
+                             "failed to parse private key\"); write it unencrypted, e.g. "
+                             "'openssl pkey -in KEY -out PLAIN.key', readable by root only")
     except ssl.SSLError as exc:
         said = re.sub(r" \(_ssl\.c:\d+\)$", "", _tls_reason(exc))
         if key:
@@ -310,9 +334,9 @@ class RegistryProbe:
                 return fail("registry.endpoint",
                             f"client certificate {files} for {endpoint.url} cannot be used: {why}"
                             f"; containerd fails every pull from {hosts.host} before its first "
-                            "request", f"put a readable PEM certificate and key there, or fix "
-                            f"{where} (a certificate with its key in another file is a pair: "
-                            'client = [["cert.pem", "key.pem"]])',
+                            "request", "put a readable, unencrypted PEM certificate and key "
+                            f"there, or fix {where} (a certificate with its key in another file "
+                            'is a pair: client = [["cert.pem", "key.pem"]])',
                             tuple(f"{e.url}: client {c}{' + ' + k if k else ''}"
                                   for e in hosts.endpoints for c, k in e.client))
         return None

@@ -1,6 +1,7 @@
 """The container runtime's side: its registry config, and the image on the node.
 
-- ``runtime.containerd-config``: the config file and its imports, and the sandbox image it names.
+- ``runtime.containerd-config``: the config file and its imports, merged as containerd merges
+  them (``containerd_config.load``), and the sandbox image it names.
 - ``runtime.registry-config``: where containerd's CRI sends a pull for the image's host: a
   hosts.toml under ``config_path``, or the deprecated ``registry.mirrors`` form, which ``ctr``
   ignores (seed ``004_…``) and which containerd refuses beside ``config_path``; static
@@ -65,7 +66,10 @@ def check_containerd_config(path: Setting, loaded: ContainerdConfig | ConfigErro
     sandbox = config.sandbox_image
     said = (f"sandbox image {sandbox.value} (from {sandbox.file})" if sandbox else
             "no sandbox image set: containerd uses its built-in default (registry.k8s.io/pause)")
-    checks = [ok("runtime.containerd-config", f"{', '.join(config.files)}: {said}")]
+    read = f"{', '.join(config.files)}: {said}"
+    checks = [warn("runtime.containerd-config", f"{read}; " + "; ".join(config.notes),
+                   "fix the imports as the note says") if config.notes else
+              ok("runtime.containerd-config", read)]
     try:
         hosts = registry_hosts(config, host)
     except ConfigError as exc:
