@@ -442,7 +442,24 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-class MemoryCache:
+class _Layer:
+    """A cache in front of ``inner`` that shares its lock and its throttling holds: both must
+    be seen by every process using the disk, so neither is ever kept in a layer."""
+
+    def __init__(self, inner: TokenCache) -> None:
+        self._inner = inner
+
+    def lock(self, key: CacheKey) -> AbstractContextManager[None]:
+        return self._inner.lock(key)
+
+    def load_throttled(self, key: CacheKey) -> Throttled | None:
+        return self._inner.load_throttled(key)
+
+    def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
+        self._inner.store_throttled(key, throttled)
+
+
+class MemoryCache(_Layer):
     """An in-process layer (cachetools) in front of another cache, for commands that live long.
 
     Entries leave memory when their token stops being fresh, so memory never serves a stale
@@ -453,7 +470,7 @@ class MemoryCache:
                  refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> None:
         from cachetools import TLRUCache
 
-        self._inner = inner
+        super().__init__(inner)
 
         def time_to_use(_key: CacheKey, token: Token, _now: float) -> float:
             return token.fresh_until(refresh_margin)
@@ -475,39 +492,17 @@ class MemoryCache:
         self._memory[key] = token
         self._inner.store(key, token)
 
-    def lock(self, key: CacheKey) -> AbstractContextManager[None]:
-        return self._inner.lock(key)
 
-    # A hold is shared with the other processes through the inner cache, never kept in memory.
-    def load_throttled(self, key: CacheKey) -> Throttled | None:
-        return self._inner.load_throttled(key)
-
-    def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
-        self._inner.store_throttled(key, throttled)
-
-
-class Unread:
+class Unread(_Layer):
     """A cache that reads no token but writes through, locks and keeps throttling holds like
     ``inner``: a fetch that must not be answered from the cache (a cached token the registry
     refused) still waits its turn, honours a hold, and stores what it gets."""
-
-    def __init__(self, inner: TokenCache) -> None:
-        self._inner = inner
 
     def load(self, key: CacheKey) -> Token | None:
         return None
 
     def store(self, key: CacheKey, token: Token) -> None:
         self._inner.store(key, token)
-
-    def lock(self, key: CacheKey) -> AbstractContextManager[None]:
-        return self._inner.lock(key)
-
-    def load_throttled(self, key: CacheKey) -> Throttled | None:
-        return self._inner.load_throttled(key)
-
-    def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
-        self._inner.store_throttled(key, throttled)
 
 
 def get_or_fetch(

@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from ecrcred.errors import ConfigError, ConfigMissing
+from ecrcred.imageref import DOCKER_HUB
 
 DEFAULT_CONFIG = "/etc/containerd/config.toml"
 # containerd 1.x globs a relative import pattern from its working directory: systemd's default
@@ -96,6 +97,9 @@ class ContainerdConfig(NamedTuple):
     has_mirrors: Found | None  # the deprecated registry.mirrors form (value: its hosts)
     legacy: dict[str, LegacyHost] = {}  # noqa: RUF012 - NamedTuple default, never mutated
     notes: tuple[str, ...] = ()  # what in the files containerd would not do as written
+
+
+NO_CONFIG = ContainerdConfig((), None, None, None)  # containerd's defaults: no file at all
 
 
 def _dig(table: Any, path: tuple[str, ...]) -> Any:
@@ -346,7 +350,6 @@ def sandbox_image(path: str = DEFAULT_CONFIG) -> Found:
 
 # -- where a pull for a host goes ------------------------------------------------------------
 
-DOCKER_HUB = "docker.io"
 DOCKER_HUB_SERVER = "https://registry-1.docker.io"
 ALL_CAPABILITIES = ("pull", "resolve", "push")
 
@@ -377,6 +380,11 @@ class RegistryHosts(NamedTuple):
     endpoints: tuple[Endpoint, ...]
     origin: str  # the hosts.toml, the legacy table, or "no registry config for this host"
     notes: tuple[str, ...]  # what in that config containerd would not do as written
+
+    def route(self, *, pulling_only: bool = False) -> str:
+        """``url -> url (mirror) -> ...``, in the order containerd tries them."""
+        return " -> ".join(f"{e.url}{' (mirror)' if e.mirror else ''}" for e in self.endpoints
+                           if e.pulls or not pulling_only)
 
 
 def default_server(host: str) -> str:
@@ -564,8 +572,7 @@ def registry_hosts(config: ContainerdConfig, host: str) -> RegistryHosts:
         return _legacy_hosts_for(config, host)
     directory = _host_dir(config.config_path.value, host)
     if directory is None:
-        return RegistryHosts(host, (Endpoint(own, ALL_CAPABILITIES, (), False, False, False),),
-                             f"no {os.path.join(config.config_path.value, host)}/hosts.toml", ())
+        return _direct(host, f"no {os.path.join(config.config_path.value, host)}/hosts.toml")
     path = os.path.join(directory, "hosts.toml")
     try:
         with open(path, "rb") as f:
@@ -595,6 +602,12 @@ def registry_hosts(config: ContainerdConfig, host: str) -> RegistryHosts:
                          f"{directory} ({why}: certificates only)", notes)
 
 
+def _direct(host: str, origin: str) -> RegistryHosts:
+    """The route when nothing configures the host: the host itself, every capability."""
+    return RegistryHosts(host, (Endpoint(default_server(host), ALL_CAPABILITIES, (), False, False,
+                                         False),), origin, ())
+
+
 def _legacy_hosts_for(config: ContainerdConfig, host: str) -> RegistryHosts:
     """The deprecated route: ``registry.mirrors."<host>"``, or ``registry.mirrors."*"`` when the
     host has no mirrors table of its own, then the host itself.
@@ -610,8 +623,7 @@ def _legacy_hosts_for(config: ContainerdConfig, host: str) -> RegistryHosts:
     if (legacy is None or not legacy.mirrored) and wildcard is not None and wildcard.mirrored:
         mirrors = wildcard
     if mirrors is None:
-        return RegistryHosts(host, (Endpoint(own, ALL_CAPABILITIES, (), False, False, False),),
-                             "no registry config for this host", ())
+        return _direct(host, "no registry config for this host")
     urls = list(mirrors.endpoints) if mirrors.mirrored else []
     if own not in urls:
         urls.append(own)

@@ -92,6 +92,7 @@ class _SchemelessURL(Record):
     path: str
 
 
+@lru_cache(maxsize=256)  # a rule set asks about one image once per pattern
 def _split(text: str) -> _SchemelessURL | None:
     """What Go's url.Parse("https://" + text) gives the kubelet, reduced to what it compares."""
     # url.Parse cuts the fragment, then the query, before it looks for the authority's end, so

@@ -56,15 +56,20 @@ def resolve(image: str, sources: Sequence[CredentialSource], cache: TokenCache, 
     and ``pull-sandbox`` both come through here, so they always agree."""
     for source in sources:
         lookup = source.lookup(image, pod)
-        if lookup is None:
-            continue
-        fetch = lookup.fetch if pod is None else _refusing_echo(lookup, pod)
-        if lookup.cache_key is None:
-            return Resolved(lookup, fetch(), DIRECT)
-        token, how = get_or_fetch(cache, lookup.cache_key, fetch, clock, log,
-                                  wait_until=wait_until)
-        return Resolved(lookup, token, how)
+        if lookup is not None:
+            return resolve_lookup(lookup, cache, clock, log, pod, wait_until)
     return None
+
+
+def resolve_lookup(lookup: Lookup, cache: TokenCache, clock: Clock, log: Logger,
+                   pod: Pod | None = None, wait_until: float | None = None) -> Resolved:
+    """The credentials of a source's answer, through the shared token cache (``resolve``'s
+    second half; ``doctor`` calls it with the lookup ``Router.explain`` already made)."""
+    fetch = lookup.fetch if pod is None else _refusing_echo(lookup, pod)
+    if lookup.cache_key is None:
+        return Resolved(lookup, fetch(), DIRECT)
+    token, how = get_or_fetch(cache, lookup.cache_key, fetch, clock, log, wait_until=wait_until)
+    return Resolved(lookup, token, how)
 
 
 def _refusing_echo(lookup: Lookup, pod: Pod) -> Callable[[], Token]:

@@ -225,7 +225,7 @@ def test_a_registry_key_that_is_not_a_table_is_ignored(tmp_path):
 # -- registry_hosts: where containerd's CRI sends a pull ------------------------------------------
 
 HOST = "registry.example.com"
-NO_CONFIG = containerd_config.ContainerdConfig((), None, None, None)
+NO_CONFIG = containerd_config.NO_CONFIG
 
 
 def with_config_path(tmp_path, version=2):

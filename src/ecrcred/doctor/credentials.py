@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ecrcred.doctor.registry import Credentials
 from ecrcred.doctor.report import Check, fail, ok, warn
 from ecrcred.errors import EcrcredError
-from ecrcred.provider import DIRECT, resolve
+from ecrcred.provider import DIRECT, resolve_lookup
 
 if TYPE_CHECKING:
     from ecrcred.router import Router
@@ -57,13 +57,11 @@ def check_credentials(image: str, router: Router, cache: TokenCache, clock: Cloc
         else:
             cached_note = f"cached token is stale (expires {_when(cached.expires_at, now)})"
     try:
-        resolved = resolve(image, [router], cache, clock, log)
+        resolved = resolve_lookup(lookup, cache, clock, log)
     except EcrcredError as exc:
         message = exc.message + (f" ({cached_note})" if cached_note else "")
         return [*checks, fail("credentials.token", message, exc.hint or "see the message",
                               details)], None
-    if resolved is None:  # the rules changed between the two asks; report what we saw
-        return checks, None
     token = resolved.token
     log.add_secret(token.password)
     if resolved.how == DIRECT:

@@ -30,6 +30,7 @@ from urllib.parse import SplitResult, urlencode, urljoin, urlsplit
 
 from ecrcred.containerd_config import ClientPair
 from ecrcred.doctor.report import Check, fail, ok, warn
+from ecrcred.imageref import DOCKER_HUB
 
 if TYPE_CHECKING:
     from ecrcred.containerd_config import Endpoint, RegistryHosts
@@ -274,7 +275,6 @@ class _Served(NamedTuple):
     media_type: str
     manifest: dict[str, Any]
     headers: dict[str, str]
-    url: str
     authorization: str | None  # the header that worked (a secret: never printed)
 
 
@@ -288,6 +288,7 @@ class RegistryProbe:
         self._timeout = timeout
         self._os, self._arch = platform
         self._runtime = runtime
+        self._version = version_tuple(runtime.version) if runtime else ()
         self._client_check = client_check
         self._steps: list[str] = []
 
@@ -300,11 +301,11 @@ class RegistryProbe:
         failures: list[_Failure] = []
         served = None
         for endpoint in pulling:
-            served = self._manifest(endpoint, ref, _reference(ref), hosts, creds, failures)
+            served = self._manifest(endpoint, ref, creds, failures)
             if served is not None:
                 break
         steps = tuple(self._steps)
-        route = " -> ".join(f"{e.url}{' (mirror)' if e.mirror else ''}" for e in pulling)
+        route = hosts.route(pulling_only=True)
         if served is None:
             return self._no_endpoint(ref, hosts, creds, failures, route, steps)
         who = (f"as {creds.username} (credentials from {creds.describe})" if creds else
@@ -315,7 +316,7 @@ class RegistryProbe:
             ok("registry.auth", f"{served.auth} auth accepted {who}" if served.auth != "anonymous"
                else "the registry serves this image without credentials", steps),
         ]
-        return checks + self._judge(ref, served, hosts, creds)
+        return checks + self._judge(ref, served)
 
     def _client_certificates(self, hosts: RegistryHosts) -> Check | None:
         """A FAIL naming the first client certificate file that cannot be used, if any.
@@ -350,10 +351,13 @@ class RegistryProbe:
         return self._http.get(url, headers, ca=endpoint.ca, skip_verify=endpoint.skip_verify,
                               timeout=self._timeout, client=endpoint.client)
 
-    def _manifest(self, endpoint: Endpoint, ref: ImageRef, reference: str, hosts: RegistryHosts,
-                  creds: Credentials | None, failures: list[_Failure]) -> _Served | None:
+    def _manifest_url(self, endpoint: Endpoint, ref: ImageRef, reference: str) -> str:
         query = f"?ns={ref.host}" if endpoint.mirror else ""
-        url = f"{self._api(endpoint)}/{ref.repository}/manifests/{reference}{query}"
+        return f"{self._api(endpoint)}/{ref.repository}/manifests/{reference}{query}"
+
+    def _manifest(self, endpoint: Endpoint, ref: ImageRef, creds: Credentials | None,
+                  failures: list[_Failure]) -> _Served | None:
+        url = self._manifest_url(endpoint, ref, _reference(ref))
         try:
             ping = self._get(endpoint, self._api(endpoint) + "/", {})
             self._steps.append(f"GET {self._api(endpoint)}/ -> {ping.status}")
@@ -402,7 +406,7 @@ class RegistryProbe:
                 failures.append(_Failure(endpoint.url, "server", "the manifest is not JSON"))
                 return None
             return _Served(endpoint, how, _media_type(reply, manifest), manifest, reply.headers,
-                           url, authorization)
+                           authorization)
         failures.append(_classify(endpoint.url, reply, creds is not None))
         return None
 
@@ -466,7 +470,7 @@ class RegistryProbe:
             return [fail("registry.auth", f"{ref} was refused: {said}", fix, details)]
         if chosen.kind == "missing":
             fix = f"check the tag, or push {ref} to {chosen.endpoint}"
-            if ref.host == "docker.io" and ref.repository.startswith("library/") and any(
+            if ref.host == DOCKER_HUB and ref.repository.startswith("library/") and any(
                     e.mirror for e in hosts.endpoints):
                 fix = ("this mirror must serve Docker Hub's library/ paths (seed 004): "
                        "use a mirror that proxies docker.io, or the full path it serves")
@@ -491,8 +495,7 @@ class RegistryProbe:
 
     # -- judging what was served -------------------------------------------------------------
 
-    def _judge(self, ref: ImageRef, served: _Served, hosts: RegistryHosts,
-               creds: Credentials | None) -> list[Check]:
+    def _judge(self, ref: ImageRef, served: _Served) -> list[Check]:
         media_type, manifest = served.media_type, served.manifest
         if media_type in SCHEMA1 or manifest.get("schemaVersion") == 1:
             return [self._schema1(ref)]
@@ -508,12 +511,10 @@ class RegistryProbe:
             digest = str(chosen.get("digest", ""))
             its = f"{described}; its {self._os}/{self._arch} manifest {digest}"
             try:
-                reply = self._http.get(
-                    served.url.replace(f"/manifests/{_reference(ref)}", f"/manifests/{digest}"),
+                reply = self._get(
+                    served.endpoint, self._manifest_url(served.endpoint, ref, digest),
                     {"Accept": ACCEPT, **({"Authorization": served.authorization}
-                                          if served.authorization else {})},
-                    ca=served.endpoint.ca, skip_verify=served.endpoint.skip_verify,
-                    timeout=self._timeout, client=served.endpoint.client)
+                                          if served.authorization else {})})
             except OSError as exc:
                 return [fail("registry.manifest", f"{its} could not be fetched "
                              f"({_os_reason(exc)})", f"check the network path to "
@@ -539,7 +540,7 @@ class RegistryProbe:
         return f"{self._runtime.name} {self._runtime.version}"
 
     def _schema1(self, ref: ImageRef) -> Check:
-        version = version_tuple(self._runtime.version) if self._runtime else ()
+        version = self._version
         message = (f"{ref} has a Docker schema 1 manifest: containerd 2.0 disables it and 2.1 "
                    f"removed it; this node runs {self._runtime_name()}")
         fix = f"re-push it as schema 2 or OCI (e.g. skopeo copy --format v2s2 ... {ref})"
@@ -557,7 +558,7 @@ class RegistryProbe:
         kinds = ", ".join(sorted(set(layers))) or "no layers"
         found = f"config {config_type or '(none)'}; {len(layers)} layers: {kinds}"
         name = self._runtime_name()
-        version = version_tuple(self._runtime.version) if self._runtime else ()
+        version = self._version
         is_containerd = self._runtime is not None and self._runtime.name == "containerd"
         if config_type == OCTET_STREAM:
             message = (f"{ref}: {found}. containerd does not unpack an application/octet-stream "

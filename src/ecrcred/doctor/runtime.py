@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from ecrcred import containerd_config
-from ecrcred.containerd_config import ContainerdConfig, RegistryHosts, registry_hosts
+from ecrcred.containerd_config import NO_CONFIG, ContainerdConfig, RegistryHosts, registry_hosts
 from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE
 from ecrcred.doctor.report import Check, fail, ok, skip, warn
 from ecrcred.ecrhost import parse_ecr_host
@@ -53,7 +53,7 @@ def check_containerd_config(path: Setting, loaded: ContainerdConfig | ConfigErro
     """``runtime.containerd-config`` and ``runtime.registry-config``; and the pull route.
 
     ``loaded`` is ``load_containerd_config(path.value)``; ``path`` names where it came from."""
-    default = registry_hosts(ContainerdConfig((), None, None, None), host)
+    default = registry_hosts(NO_CONFIG, host)
     if isinstance(loaded, ConfigMissing):
         return [skip("runtime.containerd-config", f"no containerd config at {path.value} "
                      f"(from {path.origin}): pass --containerd-config on a containerd node"),
@@ -79,7 +79,7 @@ def check_containerd_config(path: Setting, loaded: ContainerdConfig | ConfigErro
 
 
 def _registry_config(config: ContainerdConfig, hosts: RegistryHosts, image: str) -> Check:
-    route = " -> ".join(f"{e.url}{' (mirror)' if e.mirror else ''}" for e in hosts.endpoints)
+    route = hosts.route()
     details = tuple(f"{e.url}: capabilities {', '.join(e.capabilities)}; ca "
                     f"{', '.join(e.ca) or 'system'}{'; skip_verify' if e.skip_verify else ''}"
                     + (f"; client {', '.join(_pair(p) for p in e.client)}" if e.client else "")
