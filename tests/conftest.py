@@ -10,12 +10,23 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.aws import AwsStandIn
+from tests.support.containerd import Containerd
+from tests.support.registry import MissingTool, Registry, require
+from tests.support.stack import (
+    ECR_HOST,
+    PAUSE_REPO,
+    PAUSE_TAG,
+    REGISTRY_PASSWORD,
+    REGISTRY_USER,
+    SANDBOX_IMAGE,
+)
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +105,80 @@ def artifact_tarball(artifact_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def artifact_bin(artifact_dir: Path) -> str:
     return str(artifact_dir / "ecrcred")
+
+
+# -- the end-to-end stack ----------------------------------------------------------------------
+# Defined here, once, for tests/e2e and tests/faults alike: a session fixture defined (or
+# imported) in two conftests is two fixtures, and the registry would be started twice.
+#
+# - ``registry`` (session): ``Registry`` accepting moto's ECR credentials (AWS / the token).
+# - ``pause_image`` (session): pushes the test image as ``eks/pause:3.9``; returns its local
+#   reference ``127.0.0.1:PORT/eks/pause:3.9`` (digest in ``registry.pushed[("eks/pause",
+#   "3.9")]``).
+# - ``containerd`` (function): a fresh ``Containerd`` with ``sandbox_image = SANDBOX_IMAGE`` and
+#   a hosts.toml mapping ``ECR_HOST`` to the registry.
+# - ``ecr_host``, ``sandbox_image``: the constants, for tests that prefer fixtures.
+# All processes are stopped by pid and all temp dirs removed at teardown; a missing binary fails
+# the test (naming the binary and ``./scripts/test``), never skips it.
+
+def _require_tools(*names: str) -> None:
+    """Fail (never skip) naming every missing command and how to install it."""
+    try:
+        require(*names)
+    except MissingTool as e:
+        message = str(e)
+    else:
+        return
+    pytest.fail(message, pytrace=False)
+
+
+def _tempdir(prefix: str) -> Path:
+    # Short paths under /tmp: containerd's socket path must stay under 108 bytes.
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@pytest.fixture(scope="session")
+def ecr_host() -> str:
+    return ECR_HOST
+
+
+@pytest.fixture(scope="session")
+def sandbox_image() -> str:
+    return SANDBOX_IMAGE
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[Registry]:
+    _require_tools(*Registry.TOOLS)
+    workdir = _tempdir("ereg-")
+    try:
+        reg = Registry(workdir, username=REGISTRY_USER, password=REGISTRY_PASSWORD)
+        try:
+            yield reg
+        finally:
+            reg.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pause_image(registry: Registry) -> str:
+    registry.push_test_image(PAUSE_REPO, PAUSE_TAG)
+    return f"{registry.host}/{PAUSE_REPO}:{PAUSE_TAG}"
+
+
+@pytest.fixture
+def containerd(registry: Registry, pause_image: str) -> Iterator[Containerd]:
+    _require_tools(*Containerd.TOOLS)
+    workdir = _tempdir("ecd-")
+    try:
+        cd = Containerd(workdir, SANDBOX_IMAGE)
+        try:
+            cd.add_mirror(ECR_HOST, registry)
+            yield cd
+        finally:
+            leftover_shims = cd.stop()
+        if leftover_shims:
+            pytest.fail(f"containerd left shims behind (killed): {leftover_shims}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -21,10 +21,11 @@ import pytest
 
 from ecrcred import containerd_config
 from ecrcred.errors import ConfigError
-from tests.e2e.conftest import ECR_HOST, REGISTRY_PASSWORD, REGISTRY_USER, SANDBOX_IMAGE
+from tests.support.aws import wait_until
 from tests.support.containerd import Containerd
 from tests.support.processes import Process
 from tests.support.registry import OCI_INDEX, OCTET_STREAM, Registry, require
+from tests.support.stack import ECR_HOST, REGISTRY_PASSWORD, REGISTRY_USER, SANDBOX_IMAGE
 from tests.support.tls import encrypt_key, make_ca, make_client_cert
 from tests.support.token_registry import TokenRegistry
 
@@ -533,7 +534,8 @@ def test_mirrors_beside_config_path_fail_as_the_real_containerd_does(
     log = tmp_path / "containerd.log"
     process = Process([containerd.tools["containerd"], "--config", str(real)], str(log))
     try:
-        assert _wait_for(lambda: "cannot be set when" in log.read_text(errors="replace")), \
+        assert wait_until(lambda: "cannot be set when" in log.read_text(errors="replace"),
+                          20, 0.1), \
             log.read_text(errors="replace")[-2000:]
     finally:
         process.stop()
@@ -563,21 +565,10 @@ state = "{tmp_path}/state"
     log = tmp_path / "containerd.log"
     process = Process([containerd.tools["containerd"], "--config", str(config)], str(log))
     try:
-        assert _wait_for(lambda: "`configs.tls` cannot be set" in log.read_text(
-            errors="replace")), log.read_text(errors="replace")[-2000:]
+        assert wait_until(lambda: "`configs.tls` cannot be set" in log.read_text(
+            errors="replace"), 20, 0.1), log.read_text(errors="replace")[-2000:]
     finally:
         process.stop()
-
-
-def _wait_for(predicate, timeout=20.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_version_3_config_gives_the_sandbox_image_and_the_hosts_dir(

@@ -63,7 +63,7 @@ def test_boot_pull_with_ecr_credentials_pulls_and_pins(ecrcred_bin, containerd, 
 
 def test_custom_registry_with_static_credentials_pulls_without_aws(
         ecrcred_bin, containerd, registry, node_env, aws, tmp_path):
-    from tests.e2e.conftest import REGISTRY_PASSWORD, REGISTRY_USER
+    from tests.support.stack import REGISTRY_PASSWORD, REGISTRY_USER
 
     host = "registry.corp.example"
     containerd.add_mirror(host, registry)

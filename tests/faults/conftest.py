@@ -1,7 +1,6 @@
 """Fixtures for the fault matrix (issue 7): the AWS stand-in and ``ecrcred_bin`` come from
-``tests/conftest.py``; the registry, the pushed pause image and a fresh containerd per test are
-the end-to-end stack's own fixtures, reused here (not redefined) so the two suites stand up the
-same pieces the same way.
+``tests/conftest.py``, and so do the registry, the pushed pause image and a fresh containerd per
+test: the end-to-end stack's own fixtures, so the two suites share one registry per session.
 
 Helpers every fault test uses to judge an outcome: ``clean_failure`` (the error contract: no
 stdout, one ``ecrcred: error: ... [CODE]`` line, no traceback, nothing secret) and
@@ -17,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import containerd, pause_image, registry  # noqa: F401 - fixtures
+from tests.support.stack import ECR_HOST, REGISTRY_PASSWORD, SANDBOX_IMAGE
 
-ECR = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
-MOTO_PASSWORD = "123456789012-auth-token"  # moto's token for that registry id
-SANDBOX = f"{ECR}/eks/pause:3.9"
+ECR = ECR_HOST
+MOTO_PASSWORD = REGISTRY_PASSWORD  # moto's token for that registry id, which the registry takes
+SANDBOX = SANDBOX_IMAGE
 # What the AWS stand-in's env carries that must never be printed.
 AWS_SECRET = "stand-in-secret-key-not-real"
 

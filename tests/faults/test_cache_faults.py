@@ -31,6 +31,7 @@ from tests.faults.conftest import (
     temp_files,
     warnings,
 )
+from tests.support.aws import wait_until
 from tests.support.inotify import DirectoryWatch
 from tests.support.kubelet import check_response, exec_provider, request
 from tests.support.mounts import Tmpfs
@@ -407,9 +408,7 @@ def test_a_process_killed_while_holding_the_lock_does_not_block_the_next_one(
     aws.fault(status=0, delay_ms=20000, times=1)  # the holder hangs inside the API call
     holder = start(ecrcred_bin, kubelet_env)
     try:
-        deadline = time.monotonic() + 20
-        while aws.calls("GetAuthorizationToken") == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: aws.calls("GetAuthorizationToken") > 0, 20)
         assert aws.calls("GetAuthorizationToken") == 1, "the holder never reached the API"
     finally:
         os.kill(holder.pid, signal.SIGKILL)
@@ -433,9 +432,7 @@ def test_a_hung_lock_holder_makes_others_fail_by_the_deadline_naming_the_lock(
     aws.fault(status=0, delay_ms=20000, times=1)
     holder = start(ecrcred_bin, dict(kubelet_env, ECRCRED_TIMEOUT="15"))
     try:
-        deadline = time.monotonic() + 20
-        while aws.calls("GetAuthorizationToken") == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: aws.calls("GetAuthorizationToken") > 0, 20)
         assert aws.calls("GetAuthorizationToken") == 1, "the holder never reached the API"
         result = exec_provider(ecrcred_bin, request(f"{ECR}/app"),
                                dict(kubelet_env, ECRCRED_TIMEOUT="2"))

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REGISTRY_PASSWORD
 from tests.faults.conftest import ECR, MOTO_PASSWORD, SANDBOX, cache_files, clean_failure
 from tests.support.aws import wait_until
 from tests.support.faultproxy import FaultProxy
 from tests.support.kubelet import exec_provider, request
 from tests.support.processes import Process
+from tests.support.stack import REGISTRY_PASSWORD
+from tests.support.tls import make_server_cert
 
 PINNED = "io.cri-containerd.pinned=pinned"
 
@@ -154,17 +155,6 @@ def test_registry_5xx_that_persists_ends_at_the_timeout_with_the_last_error(
     assert SANDBOX not in images(containerd)
 
 
-def write_cert(directory: Path) -> str:
-    """A self-signed certificate that is not the registry's."""
-    key, cert = directory / "other-key.pem", directory / "other-cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
-                    "/CN=not the registry", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], capture_output=True, check=True,
-                   timeout=60)
-    return str(cert)
-
-
 @pytest.mark.parametrize("ca", ["wrong", "missing"])
 def test_a_tls_failure_to_the_registry_is_a_clear_error_naming_x509(
         ecrcred_bin, containerd, registry, node_env, tmp_path, ca):
@@ -172,7 +162,8 @@ def test_a_tls_failure_to_the_registry_is_a_clear_error_naming_x509(
     text = hosts.read_text()
     assert registry.cert_path in text
     if ca == "wrong":
-        hosts.write_text(text.replace(registry.cert_path, write_cert(tmp_path)))
+        other = make_server_cert(tmp_path, "not-the-registry").cert  # not the registry's
+        hosts.write_text(text.replace(registry.cert_path, other))
     else:
         hosts.write_text("\n".join(line for line in text.splitlines()
                                    if not line.strip().startswith("ca =")) + "\n")

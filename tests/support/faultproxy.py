@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.aws import wait_until
 from tests.support.registry import Registry
 
 # Hop-by-hop headers (RFC 9110 7.6.1) are the proxy's own business, never forwarded.
@@ -105,12 +106,7 @@ class FaultProxy:
 
     def wait_until_held(self, path: str, timeout: float) -> bool:
         """Wait until a request for ``path`` is being held by a ``delay`` rule."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(path in held for _, held in self.held()):
-                return True
-            time.sleep(0.02)
-        return False
+        return wait_until(lambda: any(path in held for _, held in self.held()), timeout, 0.02)
 
     def hold(self, method: str, path: str, seconds: float) -> None:
         entry = (method, path)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.processes import Process
-from tests.support.tls import Pair, make_ca, make_client_cert
+from tests.support.tls import Pair, make_ca, make_client_cert, make_server_cert
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -112,9 +112,8 @@ class Registry:
         self.pushed: dict[tuple[str, str], str] = {}
         self.timings: dict[str, float] = {}
         t0 = time.monotonic()
-        self.cert_path = str(self.workdir / "cert.pem")
-        self.key_path = str(self.workdir / "key.pem")
-        self._make_cert()
+        made = make_server_cert(self.workdir, "registry")
+        self.cert_path, self.key_path = made.cert, made.key
         self.client_ca: Pair | None = None
         self.client: Pair | None = None
         if client_certificates:
@@ -132,16 +131,6 @@ class Registry:
         self.timings["start"] = time.monotonic() - t1
 
     # -- setup ---------------------------------------------------------------------------------
-
-    def _make_cert(self) -> None:
-        _run([self.tools["openssl"], "req", "-x509", "-newkey", "ec",
-              "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-sha256", "-days", "7",
-              "-subj", "/CN=ecrcred test registry",
-              "-addext", "subjectAltName=IP:127.0.0.1",
-              "-addext", "basicConstraints=critical,CA:TRUE",
-              "-addext", "keyUsage=critical,digitalSignature,keyCertSign",
-              "-addext", "extendedKeyUsage=serverAuth",
-              "-keyout", self.key_path, "-out", self.cert_path])
 
     def _make_htpasswd(self) -> None:
         out = _run([self.tools["htpasswd"], "-Bbn", self.username, self.password]).stdout
