@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The incumbent, for bench/sandbox.py: how EKS's AL2 node image keeps the sandbox image
 # (sandbox-image.service, a Type=oneshot unit after containerd that the kubelet requires; see
-# shared/reference/containerd-cri.md, "How EKS keeps the sandbox image"), step for step:
+# docs/containerd.md, "How EKS node images keep the sandbox image"), step for step:
 #   1. read sandbox_image from containerd's config with grep (so a version 3 config is missed);
 #   2. skip if `ctr -n k8s.io image ls` already lists it;
 #   3. get a password with `aws ecr get-login-password --region <4th label of the host>`;

@@ -17,8 +17,8 @@ BENCHMARKS.md). Pure Python, no network, a few seconds.
      boot EKS's ``sandbox-image.service`` makes one more call (``aws ecr get-login-password``).
    Tokens live 12 hours, as real ECR's do.
 2. A thousand nodes booting together, against ECR's GetAuthorizationToken rate limit, modelled
-   as a token bucket shared by the account and region: shared/reference/ecr.md says "of the
-   order of 20 requests per second with bursts"; the bucket size (``--bucket``, default 20,
+   as a token bucket shared by the account and region: docs/ecr.md says about 20 requests per
+   second sustained, with bursts; the bucket size (``--bucket``, default 20,
    i.e. no burst beyond one second's worth) is our assumption. A throttled call is retried by
    the client's SDK: botocore's standard mode for ecrcred (4 attempts, backoff
    ``rand() * 2**(n-1)`` s), awscli v1's legacy mode for the sandbox unit (5 attempts, the same

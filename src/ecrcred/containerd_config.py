@@ -33,7 +33,7 @@ the deprecated ``registry.mirrors`` / ``registry.configs`` tables (``mirrors."*"
 for a host without its own entry), then the host itself. ``doctor`` follows that list to reach
 the registry the way containerd would.
 
-Facts: shared/reference/containerd-cri.md. Parsing uses the standard library's tomllib.
+Facts: docs/containerd.md. Parsing uses the standard library's tomllib.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A host is ECR only when the whole host has an ECR shape: a 12-digit account, a known dkr part, a
 region, and a partition suffix that fits both. ``…amazonaws.com.evil.example`` is not ECR, and an
 image *path* that contains ``public.ecr.aws`` does not make a private image public: only the host
-is looked at. Facts: shared/reference/ecr.md.
+is looked at. Facts: docs/ecr.md.
 
 Standard library only: this is on the cache-hit path.
 """

@@ -2,7 +2,7 @@
 own rules, so that a mistake is found before the kubelet refuses to start on it.
 
 Used by the tests of our shipped ``provider-config.yaml`` and by ``doctor`` ("would the kubelet
-even ask us for this image?"). Rules: shared/reference/kubelet-exec-plugin.md. The kubelet decodes
+even ask us for this image?"). Rules: docs/kubelet.md. The kubelet decodes
 strictly: unknown and duplicated fields are errors, so they are errors here too.
 """
 

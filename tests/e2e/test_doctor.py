@@ -149,7 +149,7 @@ def test_a_missing_sandbox_image_fails_with_the_command_that_fixes_it(
     assert checks["registry.manifest"]["status"] == "ok"
 
 
-# -- media types (seed 002) ------------------------------------------------------------------
+# -- media types (old application/octet-stream configs) --------------------------------------
 
 def test_an_octet_stream_config_fails_on_this_containerd_as_the_real_pull_does(
         ecrcred_bin, containerd, registry, node):
@@ -164,7 +164,7 @@ def test_an_octet_stream_config_fails_on_this_containerd_as_the_real_pull_does(
     assert "1.4.3" in media["message"] and "this node runs containerd 1.6.20" in media["message"]
     assert "skopeo copy --format oci" in media["fix"]
     # The ground for the verdict: this containerd's CRI really cannot unpack it, with the
-    # seed's own error.
+    # "content digest ... not found" error containerd 1.4.3 gives.
     pulled = subprocess.run([ecrcred_bin, "pull-sandbox", "--image", LEGACY_IMAGE, "--no-pin",
                              "--runtime-endpoint", containerd.endpoint],
                             env=node["env"], capture_output=True, timeout=60, check=False)
@@ -226,7 +226,7 @@ def test_a_missing_tag_fails_as_a_manifest_not_an_auth_problem(ecrcred_bin, cont
 
 def test_a_docker_hub_mirror_without_library_paths_is_named_as_the_cause(
         ecrcred_bin, containerd, registry, node, tmp_path):
-    # The mirror serves eks/pause but not Docker Hub's library/ namespace (seed 004).
+    # The mirror serves eks/pause but not Docker Hub's library/ namespace.
     write_hosts(containerd.certs_dir, "docker.io", f"""\
 server = "https://127.0.0.1:1"
 [host."https://{registry.host}"]
@@ -240,7 +240,7 @@ server = "https://127.0.0.1:1"
     assert code == 1
     assert report["image"] == "pause:3.9"
     assert "/v2/library/pause/manifests/3.9?ns=docker.io" in " ".join(manifest["details"])
-    assert "library/ paths" in manifest["fix"] and "seed 004" in manifest["fix"]
+    assert "library/ paths" in manifest["fix"] and "library/busybox" in manifest["fix"]
 
 
 def test_a_mirror_without_its_ca_is_a_tls_failure_with_the_hosts_toml_fix(
@@ -437,7 +437,7 @@ def test_a_client_certificate_containerd_cannot_load_fails_naming_it_as_the_pull
             "failed to load X509 key pair") in said, said
 
 
-# -- containerd's registry config (seed 004) ---------------------------------------------------
+# -- containerd's registry config (deprecated mirrors ctr ignores) -----------------------------
 
 def _legacy_config(tmp_path: Path, registry, *, with_config_path: bool) -> Path:
     config = tmp_path / "containerd-legacy.toml"
@@ -732,7 +732,7 @@ def test_a_hosts_toml_containerd_cannot_use_is_followed_to_where_containerd_goes
     assert "failed to load X509 key pair" in said, said
 
 
-# -- the environment of a systemd service (seed 000) -------------------------------------------
+# -- the environment of a systemd service (no HOME) --------------------------------------------
 
 def test_an_emptied_environment_still_gives_a_whole_report(ecrcred_bin, containerd, node):
     code, report, _, _ = doctor(ecrcred_bin, containerd, node, env={})

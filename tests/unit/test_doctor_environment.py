@@ -1,5 +1,5 @@
 """What a systemd service without HOME reads: the process table from a fake /proc, and the
-docker config files of the kubelet's search in temporary home directories (seeds 000, 003)."""
+docker config files of the kubelet's search in temporary home directories."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def home(tmp_path: Path) -> Path:
 # -- environment.home -----------------------------------------------------------------------------
 
 def test_a_service_without_home_misses_the_docker_login_of_the_operator(home: Path):
-    # seed 000: cri-dockerd under systemd, docker login done as root in a shell
+    # cri-dockerd under systemd, docker login done as root in a shell
     login = docker_login(home / ".docker" / "config.json", HOST)
     cri_dockerd = service("cri-dockerd", 5894, {"PATH": "/usr/bin", "LANG": "C.UTF-8"})
     checks = check({"HOME": str(home)}, [cri_dockerd])
@@ -73,7 +73,7 @@ def test_a_service_without_home_misses_the_docker_login_of_the_operator(home: Pa
     assert found.status == WARN
     assert found.message.startswith(f"cri-dockerd (pid 5894) has no HOME, so {login} (which has "
                                     f"credentials for {HOST}) is never read")
-    assert "(seed 000)" in found.message
+    assert found.message.endswith("a systemd service gets no HOME unless its unit sets one")
     assert found.fix.startswith(f"add Environment=HOME={home} to the unit")
     assert f"paths: [{login}]" in found.fix
     assert found.details == (f"this process (HOME set): HOME={home}, cri-dockerd (pid 5894): "
@@ -149,15 +149,14 @@ def test_a_login_for_another_registry_is_nothing_to_lose(home: Path):
 # -- environment.docker-config --------------------------------------------------------------------
 
 def test_the_first_file_that_parses_hides_a_later_one_with_the_entry(home: Path):
-    # seed 003: the kubelet's keyring stops at the first file that parses
+    # the kubelet's keyring stops at the first file that parses
     first = docker_login(home / ".docker" / "config.json", "other.example.com")
     later = docker_login(home / ".dockercfg", HOST, legacy=True)
     found = check({"HOME": str(home)})["environment.docker-config"]
     assert found.status == WARN
     assert found.message == (
         "the kubelet's keyring reads only the first docker config file that parses, "
-        f"{first}, which has nothing for {HOST}; {later} has an entry but is never read "
-        "(seed 003)")
+        f"{first}, which has nothing for {HOST}; {later} has an entry but is never read")
     assert found.fix == f"merge the {HOST} entry into {first}"
     assert f"{first}: no entry for {HOST}" in found.details
 

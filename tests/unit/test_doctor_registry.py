@@ -358,7 +358,7 @@ def test_a_missing_manifest_fails_the_manifest_check_and_says_to_check_the_tag()
 
 
 def test_docker_hub_library_paths_missing_from_a_mirror_say_the_mirror_must_serve_them():
-    # seed 004: registry.mirrors."docker.io" pointed at a mirror without library/ paths
+    # registry.mirrors."docker.io" pointed at a mirror without library/ paths
     hub_mirror = "https://atomhub.example.cn"
     http = FakeHttp({
         f"{hub_mirror}/v2/": reply(200),
@@ -368,7 +368,8 @@ def test_docker_hub_library_paths_missing_from_a_mirror_say_the_mirror_must_serv
     registry = hosts(mirror(hub_mirror), server("https://registry-1.docker.io"), host="docker.io")
     checks = probe(http, "alpine:3", registry, creds=None)
     assert statuses(checks) == {"registry.endpoint": OK, "registry.manifest": FAIL}
-    assert "library/ paths (seed 004)" in checks["registry.manifest"].fix
+    assert "library/ paths (an image named busybox is pulled as library/busybox" in checks[
+        "registry.manifest"].fix
     assert "docker.io/library/alpine:3" in checks["registry.manifest"].message
     assert "(all 2 endpoints failed; -v shows each)" in checks["registry.manifest"].message
     assert "https://registry-1.docker.io: unreachable: Connection refused" in checks[
@@ -877,11 +878,11 @@ def test_media_types_are_judged_by_what_the_runtime_version_unpacks(
     assert needle in checks["registry.media-types"].message
 
 
-def test_an_octet_stream_config_names_the_seed_and_how_to_convert():
+def test_an_octet_stream_config_names_the_failing_versions_and_how_to_convert():
     checks = probe(FakeHttp(open_registry(image("application/octet-stream"))), runtime=None)
     check = checks["registry.media-types"]
     assert check.status == WARN
-    assert "on 1.4.3 (seed 002)" in check.message
+    assert "on 1.4.3 and on 1.6.20" in check.message
     assert "content digest ... not found" in check.message
     assert "the runtime (version unknown)" in check.message
     assert "skopeo copy --format oci" in check.fix

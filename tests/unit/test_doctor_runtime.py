@@ -106,7 +106,9 @@ def test_an_absent_sandbox_image_fails_and_says_to_run_pull_sandbox():
     assert statuses(checks) == {"runtime.cri": OK, "runtime.sandbox-image": FAIL}
     check = checks["runtime.sandbox-image"]
     assert f"the sandbox image {SANDBOX} is not on this node" in check.message
-    assert "seed 001" in check.message
+    assert ("the runtime pulls it itself for every new pod, without credentials"
+            in check.message)
+    assert "a new pod cannot start: 401 until someone pulls it by hand" in check.message
     assert check.fix.startswith("run 'ecrcred pull-sandbox'")
     assert "ecrcred-sandbox-watch.service" in check.fix
 
@@ -180,7 +182,7 @@ def test_an_invalid_image_fails_the_image_check():
 ])
 def test_a_runtime_without_containerds_api_is_judged_by_the_cri_alone(
         image: str, sandbox: str | None, pinned: bool, expected: str):
-    # cri-dockerd and CRI-O answer the CRI but not containerd's images API (seed 000's node)
+    # cri-dockerd and CRI-O answer the CRI but not containerd's images API
     runtime = FakeRuntime(CRI_DOCKERD, images={image: info(pinned)}, labels_error=unsupported())
     checks = run(runtime, image, sandbox)
     assert checks["runtime.cri"].message.startswith("docker 24.0.7")
@@ -264,7 +266,7 @@ def test_registry_mirrors_alone_warn_that_ctr_ignores_them(tmp_path: Path):
     checks, _, hosts = config_checks(setting, "docker.io", "docker.io/library/alpine")
     check = checks["runtime.registry-config"]
     assert check.status == WARN
-    assert "ctr ignores it (seed 004)" in check.message
+    assert "ctr ignores it (ctr and crictl pull from different places)" in check.message
     assert ("pulls of docker.io/library/alpine go https://m.example.com (mirror) -> "
             "https://registry-1.docker.io") in check.message
     assert "--hosts-dir" in check.fix

@@ -5,7 +5,7 @@ test_imageref.py has the table of the kubelet's cases. Here:
 - ``glob_match`` on one host label is Go's ``filepath.Match``: checked against a line-for-line
   port of Go's own algorithm (``go_filepath_match`` below, from path/filepath/match.go), which
   shares no code with ecrcred's translation to a regex;
-- the rules shared/reference/kubelet-exec-plugin.md states, for every host: a literal pattern
+- the rules docs/kubelet.md states, for every host: a literal pattern
   matches itself, with any path; ``*.`` stands for exactly one label; the number of labels must
   be equal; ports are equal strings; the path is a plain prefix; matching is case-sensitive;
 - ``glob_specificity``: a pattern without wildcards outranks any pattern with one, and a longer

@@ -1,9 +1,9 @@
 """``ecrcred doctor``: explain and verify the whole pull path for one image.
 
-Each seed is somebody spending hours on one cause: HOME unset for a systemd service, a
-credential provider that never applies to the pause image, a config media type new containerd
-rejects, a mirror that crictl uses and ctr does not. The doctor asks every question of that path
-in the order a pull meets them, one module per area:
+Each of these causes has cost operators hours: HOME unset for a systemd service, a
+credential provider that never applies to the pause image, an old image's config media type
+that containerd fails to unpack, a mirror that crictl uses and ctr does not. The doctor asks
+every question of that path in the order a pull meets them, one module per area:
 
 - ``credentials``: which rule and source answer for the image, and a cached token's life;
 - ``kubelet``: whether the kubelet would exec ecrcred for it at all;

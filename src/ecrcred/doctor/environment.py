@@ -1,9 +1,10 @@
 """The environment a systemd service gets, and the docker config files it would then read.
 
-Seed ``000_…``: cri-dockerd under systemd has no HOME, so ``/root/.docker/config.json`` (where
-``docker login`` wrote the credentials) is never read and the pause image is pulled without
-credentials. Seed ``003_…``: the kubelet reads the *first* docker config file that parses, even
-when a later one has the entry. Both are invisible from an operator's shell, which has HOME.
+A systemd service gets no HOME unless its unit sets one: cri-dockerd then never reads
+``/root/.docker/config.json`` (where ``docker login`` wrote the credentials) and pulls the pause
+image without credentials. And the kubelet reads only the *first* docker config file that
+parses, even when a later one has the entry. Both are invisible from an operator's shell,
+which has HOME.
 
 So this looks at the file search as the kubelet does it (root dir ``/var/lib/kubelet``, working
 directory ``/``) with the HOME of this process and of the running kubelet and cri-dockerd
@@ -134,7 +135,7 @@ def check_environment(image: str, env: Mapping[str, str], running: list[Process]
         checks.append(warn(
             "environment.home", f"{', '.join(missing)} has no HOME, so "
             f"{login_with_entry[0]} (which has credentials for {host}) is never read: a "
-            "systemd service gets no HOME unless its unit sets one (seed 000)",
+            "systemd service gets no HOME unless its unit sets one",
             "add Environment=HOME=" + (login_home or "/root") + " to the unit (systemctl edit "
             "<unit>), or copy the file to /var/lib/kubelet/config.json, or read it with an "
             f"ecrcred dockerConfig rule (paths: [{login_with_entry[0]}])", (seen_by,)))
@@ -155,7 +156,7 @@ def check_environment(image: str, env: Mapping[str, str], running: list[Process]
         checks.append(warn(
             "environment.docker-config", f"the kubelet's keyring reads only the first docker "
             f"config file that parses, {first_parsed}, which has nothing for {host}; "
-            f"{later[0]} has an entry but is never read (seed 003)",
+            f"{later[0]} has an entry but is never read",
             f"merge the {host} entry into {first_parsed}", search.steps))
     elif search.answering is not None:
         checks.append(ok("environment.docker-config", f"{search.answering} has credentials for "

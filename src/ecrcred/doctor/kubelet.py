@@ -5,8 +5,8 @@ Given the kubelet's ``--image-credential-provider-config`` and
 is one, else the paths our packages install): is the file valid by the kubelet's own rules
 (``kubeletconfig.validate``; the kubelet refuses to start otherwise), is there a provider whose
 executable in the bin dir is ecrcred, and do its ``matchImages`` cover the image. The sandbox
-image is the exception the seeds trip over: the kubelet never asks credential providers for it,
-the runtime pulls it alone.
+image is the exception that catches operators out: the kubelet never asks credential providers
+for it, the runtime pulls it alone.
 """
 
 from __future__ import annotations

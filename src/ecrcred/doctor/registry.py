@@ -5,8 +5,9 @@ files and client certificates, then the server: ``containerd_config.registry_hos
 until one serves the manifest: ping ``/v2/``, follow its auth challenge (Basic, or Bearer through
 the token realm) with the credentials ecrcred resolved, fetch the manifest with the Accept list
 containerd sends, resolve an index to the node's platform, and judge the media types against
-what containerd versions unpack (seed ``002_…``: an ``application/octet-stream`` config fails
-on containerd 1.4; schema 1 is disabled in 2.0 and removed in 2.1).
+what containerd versions unpack (images built by Docker < 1.10 carry an
+``application/octet-stream`` config, which old containerd fails to unpack with "content digest
+... not found"; schema 1 is disabled in 2.0 and removed in 2.1).
 
 Before the first request, every client certificate of every endpoint is loaded, as containerd
 does (one it cannot load fails every pull of the host). When every endpoint fails, the verdict
@@ -47,8 +48,9 @@ ACCEPT = ", ".join((DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX, "*/*"
 IMAGE_CONFIGS = ("application/vnd.docker.container.image.v1+json",
                  "application/vnd.oci.image.config.v1+json")
 OCTET_STREAM = "application/octet-stream"
-# The newest containerd seen failing to unpack an octet-stream config: 1.6.20, with the seed's
-# error, in tests/e2e/test_doctor.py. Newer versions are not measured: a warning there.
+# The newest containerd seen failing to unpack an octet-stream config: 1.6.20, with the
+# "content digest ... not found" error 1.4.3 gives, in tests/e2e/test_doctor.py. Newer
+# versions are not measured: a warning there.
 OCTET_STREAM_FAILS_UP_TO = (1, 6, 20)
 LAYERS = {
     "application/vnd.docker.image.rootfs.diff.tar.gzip": "",
@@ -472,8 +474,10 @@ class RegistryProbe:
             fix = f"check the tag, or push {ref} to {chosen.endpoint}"
             if ref.host == DOCKER_HUB and ref.repository.startswith("library/") and any(
                     e.mirror for e in hosts.endpoints):
-                fix = ("this mirror must serve Docker Hub's library/ paths (seed 004): "
-                       "use a mirror that proxies docker.io, or the full path it serves")
+                fix = ("this mirror must serve Docker Hub's library/ paths (an image "
+                       "named busybox is pulled as library/busybox, which a mirror without "
+                       "them answers 404): use a mirror that proxies docker.io, or the full "
+                       "path it serves")
             return [ok("registry.endpoint", f"reached {route}", steps),
                     fail("registry.manifest", f"no manifest for {ref}: {said}", fix, details)]
         if chosen.kind == "client-cert":
@@ -563,7 +567,7 @@ class RegistryProbe:
         if config_type == OCTET_STREAM:
             message = (f"{ref}: {found}. containerd does not unpack an application/octet-stream "
                        "config (Docker < 1.10 images): \"failed to extract layer ... content "
-                       "digest ... not found\" on 1.4.3 (seed 002) and on 1.6.20 (measured by "
+                       "digest ... not found\" on 1.4.3 and on 1.6.20 (measured by "
                        f"ecrcred's tests); this node runs {name}")
             fix = (f"rebuild {ref} with a current builder, or convert it "
                    "(skopeo copy --format oci docker://SRC docker://DST)")

@@ -4,12 +4,14 @@
   them (``containerd_config.load``), and the sandbox image it names.
 - ``runtime.registry-config``: where containerd's CRI sends a pull for the image's host: a
   hosts.toml under ``config_path``, or the deprecated ``registry.mirrors`` form, which ``ctr``
-  ignores (seed ``004_…``) and which containerd refuses beside ``config_path``; static
+  ignores (so ``ctr`` and ``crictl`` pull the same image from different places) and which
+  containerd refuses beside ``config_path``; static
   ``registry.configs.auth`` credentials, which never refresh.
 - ``runtime.cri``: the CRI answers on the socket, and which runtime and version it is (the
   registry check names versions in its verdicts).
 - ``runtime.sandbox-image`` / ``runtime.image``: the image is present; the sandbox image is
-  pinned (containerd's label), so the kubelet's image GC keeps it (seed ``001_…``).
+  pinned (containerd's label), so the kubelet's image GC keeps it: the runtime pulls the
+  sandbox image itself, without credentials, so once it is gone no new pod can start.
 """
 
 from __future__ import annotations
@@ -118,7 +120,8 @@ def _registry_config(config: ContainerdConfig, hosts: RegistryHosts, image: str)
         return warn("runtime.registry-config",
                     f"{config.has_mirrors.file} uses the deprecated registry.mirrors form "
                     f"({config.has_mirrors.value}); pulls of {image} go {route}. crictl and the "
-                    "kubelet use it, ctr ignores it (seed 004)",
+                    "kubelet use it, ctr ignores it (ctr and crictl pull from different "
+                    "places)",
                     "set config_path and write <config_path>/<host>/hosts.toml instead "
                     "(ctr then takes --hosts-dir <config_path>)", details)
     if hosts.notes:
@@ -163,16 +166,18 @@ def check_runtime(runtime: Runtime, endpoint: str, image: str,
         return [*checks, ok("runtime.image", f"{image} is {state}")], version
     if info is None:
         return [*checks, fail(
-            "runtime.sandbox-image", f"the sandbox image {image} is not on this node: every "
-            "new pod needs the runtime to pull it, without credentials (seed 001: 401 "
-            "until someone pulls it by hand)",
+            "runtime.sandbox-image", f"the sandbox image {image} is not on this node: the "
+            "runtime pulls it itself for every new pod, without credentials (the kubelet's "
+            "credential providers never apply to it), so a new pod cannot start: 401 until "
+            "someone pulls it by hand",
             "run 'ecrcred pull-sandbox', and enable ecrcred-sandbox.service and "
             "ecrcred-sandbox-watch.service")], version
     pinned = info.pinned or (labels or {}).get(PINNED_LABEL) == PINNED_VALUE
     if not pinned:
         return [*checks, warn(
             "runtime.sandbox-image", f"the sandbox image {image} is present but not pinned: "
-            "the kubelet's image GC may delete it (seed 001)",
+            "the kubelet's image GC may delete it, and the runtime pulls it again without "
+            "credentials, so new pods fail with 401 once it is gone",
             "run 'ecrcred pull-sandbox' (it pins it), and enable "
             "ecrcred-sandbox-watch.service to put it back after any removal")], version
     if info.pinned:
