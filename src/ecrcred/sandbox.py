@@ -2,14 +2,18 @@
 
 The container runtime pulls the sandbox image itself, with no credentials from the kubelet; once
 image garbage collection removes it from a node whose registry needs credentials, every new pod
-fails with 401 until someone intervenes (shared/seeds/001_…). The keeper closes that gap:
+fails with 401 until someone intervenes. The keeper closes that gap:
 
 - ``ensure``: if the runtime already has the image, nothing to do and no credentials needed.
   Otherwise resolve credentials exactly as ``get-credentials`` does (same sources, same token
   cache) and pull *through the CRI*, which also applies containerd's mirror config. Transient
-  failures are retried with exponential backoff and full jitter under a deadline; 401/403/404
-  fail at once, naming the credentials used (never the secret). Then pin it with containerd's
-  label so the kubelet's GC skips it.
+  failures are retried with exponential backoff and full jitter under a deadline. What no retry
+  fixes fails at once, naming the credentials used (never the secret) and what to do
+  (``classify``): a refusal (401/403; a cached token refused is first replaced once by a fresh
+  one), an image the registry does not have (404: no new token, it would not help), content that
+  does not match its digest, a runtime that rejects the pull itself (gRPC InvalidArgument or
+  FailedPrecondition, e.g. containerd 2.x without an unpack config for its snapshotter). Then
+  pin it with containerd's label so the kubelet's GC skips it.
 - ``watch``: stay subscribed to containerd's ``/images/delete`` events and put the image back
   within moments of its removal; reconcile on a period as a safety net; reconnect when the
   runtime restarts.
@@ -44,10 +48,26 @@ if TYPE_CHECKING:
 # Words in a runtime's pull error that no retry will fix, as whole words, read only in the
 # runtime's own text with names taken out (``_runtime_words``): a temp dir named /tmp/ecd-x403y,
 # an image called team/denied-app or tagged 403 must not read as a refusal.
-_PERMANENT = re.compile(r"\b(401|403|404|not found|unauthorized|forbidden|denied|manifest unknown"
-                        r"|name unknown|invalid reference)\b")
 _REFUSED = re.compile(r"\b(401|unauthorized)\b")
 _FORBIDDEN = re.compile(r"\b(403|forbidden|denied)\b")
+_MISSING = re.compile(r"\b(404|not found|manifest unknown|name unknown)\b")
+# containerd's content store checks every blob against its digest and size as it commits it
+# (ErrFailedPrecondition): a registry, mirror or proxy serving other bytes does so every time.
+_CORRUPT = re.compile(r"\bunexpected commit (digest|size)\b")
+# containerd 2.x's transfer service, when no unpack_config fits its snapshotter.
+_UNPACK = re.compile(r"\bno unpack platforms defined\b")
+_REJECTED = re.compile(r"\b(invalid argument|failed precondition|invalid reference)\b")
+# gRPC status codes by which a runtime says the request itself cannot succeed as it stands
+# (containerd's errdefs map ErrInvalidArgument and ErrFailedPrecondition to them).
+_REJECTED_STATUS = frozenset({"INVALID_ARGUMENT", "FAILED_PRECONDITION"})
+
+# What a runtime's pull error means for the keeper (``classify``).
+TRANSIENT = "transient"  # retried until the deadline
+REFUSED = "refused"  # the registry refused the credentials: one retry with a fresh token
+MISSING = "missing"  # the registry has no such repository or tag
+CORRUPT = "corrupt"  # content that does not match its digest
+UNPACK = "unpack"  # containerd cannot unpack for its snapshotter
+REJECTED = "rejected"  # the runtime refused the request itself
 
 
 class Credentials(NamedTuple):
@@ -108,8 +128,25 @@ def _runtime_words(error: PullError, image: str) -> str:
     return words.lower()
 
 
+def classify(error: PullError, image: str) -> str:
+    """What ``error`` means, from the runtime's words and its gRPC status code; the most
+    specific reading first (a digest mismatch also says "failed precondition")."""
+    words = _runtime_words(error, image)
+    if _CORRUPT.search(words):
+        return CORRUPT
+    if _UNPACK.search(words):
+        return UNPACK
+    if _REFUSED.search(words) or _FORBIDDEN.search(words):
+        return REFUSED
+    if _MISSING.search(words):
+        return MISSING
+    if error.status in _REJECTED_STATUS or _REJECTED.search(words):
+        return REJECTED
+    return TRANSIENT
+
+
 def is_permanent(error: PullError, image: str) -> bool:
-    return _PERMANENT.search(_runtime_words(error, image)) is not None
+    return classify(error, image) != TRANSIENT
 
 
 class RetryPolicy(NamedTuple):
@@ -203,19 +240,22 @@ class SandboxKeeper:
                     self.image, creds.auth, timeout=max(1.0, min(self._retry.attempt_timeout,
                                                                  remaining)))
             except PullError as exc:
-                if is_permanent(exc, self.image):
-                    if creds.from_cache and not refreshed:
-                        # A cached token the registry refuses (revoked, or rotated keys): one
-                        # more try with a token fetched now, bypassing the cache.
-                        refreshed = True
-                        creds = self._credentials_by(give_up, fresh=True)
-                        self._log.info(f"pull of {self.image} refused with a cached token; "
-                                       "retrying once with a fresh one")
-                        continue
+                kind = classify(exc, self.image)
+                if kind == REFUSED and creds.from_cache and not refreshed:
+                    # A cached token the registry refuses (revoked, or rotated keys): one more
+                    # try with a token fetched now, bypassing the cache. Only for a refusal: a
+                    # new token cannot create a missing tag, and under --watch every check
+                    # would fetch one.
+                    refreshed = True
+                    creds = self._credentials_by(give_up, fresh=True)
+                    self._log.info(f"pull of {self.image} refused with a cached token; "
+                                   "retrying once with a fresh one")
+                    continue
+                if kind != TRANSIENT:
                     raise PullError(
                         f"{exc.message} (credentials: {creds.describe})",
-                        detail=exc.detail, hint=_pull_hint(exc, creds, self.image),
-                        code=exc.code) from None
+                        detail=exc.detail, hint=_pull_hint(kind, exc, creds, self.image),
+                        code=exc.code, status=exc.status) from None
                 last = exc
             except RuntimeServiceError as exc:
                 if exc.code != "RUNTIME_UNREACHABLE":
@@ -336,7 +376,23 @@ def _transient_hint(error: RuntimeServiceError, image: str) -> str:
     return "check the registry and the runtime"
 
 
-def _pull_hint(error: PullError, creds: Credentials, image: str) -> str:
+def _pull_hint(kind: str, error: PullError, creds: Credentials, image: str) -> str:
+    if kind == CORRUPT:
+        return ("the registry, or a mirror or proxy in between, served content that does not "
+                "match its digest, and would again on every retry: check the mirrors in "
+                "containerd's hosts.toml for this host and any proxy on the way")
+    if kind == UNPACK:
+        return ("containerd's transfer service has no unpack configuration for its snapshotter: "
+                "add [[plugins.\"io.containerd.transfer.v1.local\".unpack_config]] with platform "
+                "and snapshotter to containerd's config and restart it")
+    if kind == REJECTED:
+        return ("the runtime rejected the pull itself, not the registry: check the image "
+                "reference and the runtime's config and logs (journalctl -u containerd)")
+    if kind == MISSING:
+        anonymous = (" (the pull was anonymous: no credential source knows this registry)"
+                     if creds.auth is None else "")
+        return (f"the registry has no {image}: its repository or tag does not exist there"
+                f"{anonymous}; check that the image name and tag exist in the registry")
     text = _runtime_words(error, image)
     if creds.auth is None:
         return ("no credential source knows this registry, so the pull was anonymous; "
@@ -344,7 +400,5 @@ def _pull_hint(error: PullError, creds: Credentials, image: str) -> str:
     if _REFUSED.search(text):
         return "the registry refused these credentials: check the node's AWS identity or the " \
                "registry's password"
-    if _FORBIDDEN.search(text):
-        return "the credentials are valid but not allowed to pull this repository: check its " \
-               "repository policy"
-    return "check that the image name and tag exist in the registry"
+    return "the credentials are valid but not allowed to pull this repository: check its " \
+           "repository policy"

@@ -15,6 +15,7 @@ from ecrcred.sandbox import (
     Credentials,
     RetryPolicy,
     SandboxKeeper,
+    classify,
     credentials_resolver,
     format_action,
     is_permanent,
@@ -349,3 +350,111 @@ def test_a_fresh_fetch_bypasses_the_cached_token_but_not_the_hold_the_lock_or_th
     assert got.from_cache is False
     # what it fetched is stored: the next ordinary read is a hit without a call
     assert creds(IMAGE, False).from_cache is True and fetch.calls == 1
+
+
+# -- what the runtime's error means --------------------------------------------------------------
+
+NOT_FOUND_DETAILS = [
+    f'failed to resolve reference "{IMAGE}": {IMAGE}: not found',
+    "unexpected status: 404 Not Found",
+    "manifest unknown: manifest unknown",
+]
+
+
+@pytest.mark.parametrize("detail", NOT_FOUND_DETAILS)
+def test_an_image_the_registry_does_not_have_fails_at_once_without_a_fresh_token(detail):
+    runtime = FakeRuntime(outcomes=[PullError(f"could not pull: {detail}", detail=detail,
+                                              code="PULL_NOT_FOUND", status="NOT_FOUND")] * 5)
+    creds, clock, log = Creds(from_cache=True), FakeClock(), RecordingLogger()
+    k = SandboxKeeper(IMAGE, runtime, runtime, creds, clock, log, lambda _: None,
+                      RetryPolicy(deadline=300), rng=random.Random(1))
+    with pytest.raises(PullError) as err:
+        k.ensure("boot")
+    assert creds.calls == [False], "a new token cannot create a missing tag"
+    assert len(runtime.pulls) == 1 and clock.sleeps == []
+    assert f"the registry has no {IMAGE}: its repository or tag does not exist there" in \
+        err.value.hint
+    assert "check that the image name and tag exist in the registry" in err.value.hint
+    assert err.value.code == "PULL_NOT_FOUND" and err.value.exit_code == 7
+    assert not [line for _, line in log.lines if "cached token" in line]
+
+
+def test_a_forbidden_pull_with_a_cached_token_is_still_retried_once_with_a_fresh_one():
+    forbidden = PullError("403 Forbidden", detail="unexpected status: 403 Forbidden")
+    runtime = FakeRuntime(outcomes=[forbidden, forbidden])
+    creds = Creds(from_cache=True)
+    k, _ = keeper(runtime, creds)
+    with pytest.raises(PullError) as err:
+        k.ensure("boot")
+    assert creds.calls == [False, True] and len(runtime.pulls) == 2
+    assert "not allowed to pull this repository" in err.value.hint
+
+
+def test_watch_checks_of_an_image_the_registry_does_not_have_fetch_no_fresh_token():
+    # Under --watch a 404 used to fetch a new token at every check: N checks, N fetches.
+    clock = FakeClock()
+    fetch = CountingFetch(*[Token("AWS", f"token-{i}", T0 + 12 * 3600, T0) for i in range(20)])
+    creds = credentials_resolver([FakeSource({HOST}, fetch)], DictCache(), clock,
+                                 RecordingLogger())
+    missing = PullError("not found", detail=f'"{IMAGE}": not found', status="NOT_FOUND")
+    runtime = FakeRuntime(outcomes=[missing] * 20)
+    k, actions = keeper(runtime, creds, clock=clock)
+    for _ in range(5):
+        k._ensure_logged("periodic check")
+        clock.advance(60)
+    assert [a.action for a in actions] == ["failed"] * 5
+    assert "the registry has no" in actions[0].detail
+    assert len(runtime.pulls) == 5
+    assert fetch.calls == 1, "one token for the first check, from the cache afterwards"
+
+
+DIGEST_MISMATCH = ('failed to pull and unpack image "x": failed to copy: failed commit on ref '
+                   '"layer-sha256:0123": unexpected commit digest sha256:aaaa, expected '
+                   "sha256:bbbb: failed precondition")
+UNPACK_PLATFORMS = ('failed to pull and unpack image "x": no unpack platforms defined: '
+                    "invalid argument")
+
+
+@pytest.mark.parametrize(("status", "detail", "hint"), [
+    ("FAILED_PRECONDITION", DIGEST_MISMATCH, "served content that does not match its digest"),
+    ("UNKNOWN", DIGEST_MISMATCH, "served content that does not match its digest"),
+    ("UNKNOWN", "failed commit on ref: unexpected commit size 10, expected 20",
+     "served content that does not match its digest"),
+    ("INVALID_ARGUMENT", UNPACK_PLATFORMS,
+     '[[plugins."io.containerd.transfer.v1.local".unpack_config]] with platform and '
+     "snapshotter"),
+    ("UNKNOWN", UNPACK_PLATFORMS, "io.containerd.transfer.v1.local"),
+    ("INVALID_ARGUMENT", "the runtime's own words, whatever they are",
+     "the runtime rejected the pull itself"),
+    ("FAILED_PRECONDITION", "some precondition of the runtime's",
+     "the runtime rejected the pull itself"),
+    ("UNKNOWN", "parse x: invalid argument", "the runtime rejected the pull itself"),
+])
+def test_errors_no_retry_can_fix_fail_at_the_first_attempt_with_a_hint(status, detail, hint):
+    error = PullError(f"could not pull: {detail}", detail=detail, code=f"PULL_{status}",
+                      status=status)
+    runtime = FakeRuntime(outcomes=[error] * 50)
+    creds, clock = Creds(from_cache=True), FakeClock()
+    k, _ = keeper(runtime, creds, clock=clock, deadline=300)
+    with pytest.raises(PullError) as err:
+        k.ensure("boot")
+    assert len(runtime.pulls) == 1 and clock.sleeps == []
+    assert creds.calls == [False], "no fresh token: the credentials are not the problem"
+    assert hint in err.value.hint, err.value.hint
+    assert (err.value.code, err.value.status) == (f"PULL_{status}", status)
+    assert "credentials: ECR registry x" in err.value.message
+
+
+@pytest.mark.parametrize(("status", "detail", "kind"), [
+    ("UNKNOWN", "unexpected status: 401 Unauthorized", "refused"),
+    ("UNKNOWN", "pull access denied", "refused"),
+    ("NOT_FOUND", "x: not found", "missing"),
+    ("FAILED_PRECONDITION", DIGEST_MISMATCH, "corrupt"),
+    ("INVALID_ARGUMENT", UNPACK_PLATFORMS, "unpack"),
+    ("UNKNOWN", "503 Service Unavailable", "transient"),
+    ("DEADLINE_EXCEEDED", "context deadline exceeded", "transient"),
+    ("", "", "transient"),
+])
+def test_classify_reads_the_status_code_and_the_runtimes_words(status, detail, kind):
+    assert classify(PullError("x", detail=detail, status=status), IMAGE) == kind
+

@@ -8,16 +8,22 @@ Two seams, so that the sandbox keeper is tested with fakes and works with any ru
   label (``io.cri-containerd.pinned=pinned``) and the ``/images/delete`` event stream.
 
 ``GrpcRuntime`` implements both; grpc errors become ``RuntimeServiceError`` / ``PullError`` that
-name the endpoint and say what to check. Credentials passed to a pull never appear in an error.
+name the endpoint and say what to check, quoting the runtime's text bounded and escaped, and a
+``PullError`` keeps the gRPC status code so that the keeper can tell a refusal from a broken
+image. Credentials passed to a pull never appear in an error. The only endpoints are unix
+sockets: a pull carries registry credentials, and a plain TCP endpoint would send them over the
+network in clear (containerd's CRI listens on its unix socket anyway).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple, Protocol
 
-from ecrcred.errors import PullError, RuntimeServiceError
+from ecrcred.errors import PullError, RuntimeServiceError, UsageError
+from ecrcred.log import MAX_QUOTED, quote_untrusted
 
 DEFAULT_ENDPOINT = "unix:///run/containerd/containerd.sock"
 NAMESPACE = "k8s.io"
@@ -69,11 +75,59 @@ class EventStream(Protocol):
 
 
 def resolve_endpoint(flag: str | None, env: Mapping[str, str]) -> str:
-    """``--runtime-endpoint``, else ``CONTAINER_RUNTIME_ENDPOINT``, else containerd's socket."""
+    """``--runtime-endpoint``, else ``CONTAINER_RUNTIME_ENDPOINT``, else containerd's socket;
+    a bare path is a socket. ``GrpcRuntime`` refuses what is not one (``check_endpoint``)."""
     endpoint = flag or env.get("CONTAINER_RUNTIME_ENDPOINT") or DEFAULT_ENDPOINT
     if endpoint.startswith("/"):
         endpoint = "unix://" + endpoint
     return endpoint
+
+
+def check_endpoint(endpoint: str) -> str:
+    """``endpoint`` if it is ``unix://`` and an absolute path; else a one-line error that says
+    what is supported. gRPC would take ``tcp://host:port`` (crictl's syntax) as a DNS name and
+    fail as a runtime that is not running, which sends the operator to the wrong place."""
+    path = _socket_path(endpoint)
+    if path is None or not path.startswith("/") or path == "/" or not path.isprintable():
+        raise UsageError(
+            f"runtime endpoint {quote_untrusted(endpoint)}: only unix:// sockets (or an "
+            "absolute path to one) are supported",
+            hint="set --runtime-endpoint or CONTAINER_RUNTIME_ENDPOINT to the runtime's socket; "
+            f"containerd's CRI listens on {DEFAULT_ENDPOINT}",
+            code="BAD_ENDPOINT")
+    return endpoint
+
+
+# A digest, shortened to its first 12 hex digits as docker and crictl show them: a digest
+# mismatch names three of 71 characters each, which would fill the bounded quote on their own.
+_DIGEST = re.compile(r"\b(sha(?:256|384|512):[0-9a-f]{12})[0-9a-f]{20,}\b")
+# A long name (a path, a reference, an address) that Go's errors tend to repeat: "unable to read
+# CERT file "<path>": open <path>: ...", "failed to resolve reference "<image>": <image>: ...".
+_LONG_NAME = re.compile(r"[^\s\"']{20,}")
+
+
+def _quote_runtime(text: str, *stated: str) -> str:
+    """The runtime's text for one of our messages: bounded and escaped (``quote_untrusted``).
+    So that the bound keeps what went wrong, a long name our message ``stated`` already or the
+    text said before becomes "(same)", and digests are shortened. Go joins an error's causes
+    with ": ", the root cause last ("x509: ...", "connection refused", "unexpected commit
+    digest ..."): a text still too long loses its middle, not its end."""
+    seen = set(stated)
+
+    def once(match: re.Match[str]) -> str:
+        name = match.group(0)
+        core = name.rstrip(":,;")
+        if core in seen:
+            return "(same)" + name[len(core):]
+        seen.add(core)
+        return name
+
+    text = _DIGEST.sub(r"\1...", _LONG_NAME.sub(once, text))
+    if len(text) <= MAX_QUOTED:
+        return quote_untrusted(text)
+    head = MAX_QUOTED // 4
+    return (f"{quote_untrusted(text[:head])} ...(cut, {len(text)} chars)... "
+            f"{quote_untrusted(text[-(MAX_QUOTED - head):])}")
 
 
 def _socket_path(endpoint: str) -> str | None:
@@ -86,6 +140,8 @@ class GrpcRuntime:
     """Both seams over one gRPC channel to the runtime's socket."""
 
     def __init__(self, endpoint: str, call_timeout: float = 10.0) -> None:
+        self.endpoint = check_endpoint(endpoint)
+
         import grpc
 
         from ecrcred.cri._gen import (
@@ -94,7 +150,6 @@ class GrpcRuntime:
             cri_api_pb2_grpc,
         )
 
-        self.endpoint = endpoint
         self._timeout = call_timeout
         self._grpc = grpc
         self._channel = grpc.insecure_channel(endpoint, options=[
@@ -112,10 +167,14 @@ class GrpcRuntime:
 
     # -- errors ------------------------------------------------------------------------------
 
-    def _unreachable(self, exc: Any, doing: str) -> RuntimeServiceError:
+    def _unreachable(self, exc: Any, doing: str, detail: str | None = None,
+                     ) -> RuntimeServiceError:
+        """``detail``: the runtime's text already cleaned by the caller (a pull's, redacted)."""
         code = exc.code()
-        detail = " ".join(str(exc.details() or "").split())
+        if detail is None:
+            detail = " ".join(str(exc.details() or "").split())
         path = _socket_path(self.endpoint)
+        detail = _quote_runtime(detail, *([path, f"unix:{path}"] if path else []))
         if code == self._grpc.StatusCode.UNAVAILABLE:
             missing = path is not None and not os.path.exists(path)
             why = f"socket {path} does not exist" if missing else detail
@@ -176,13 +235,18 @@ class GrpcRuntime:
 
     def _pull_error(self, exc: Any, image: str, auth: Auth | None) -> RuntimeServiceError:
         code = exc.code()
-        if code in (self._grpc.StatusCode.UNAVAILABLE, self._grpc.StatusCode.UNIMPLEMENTED):
-            return self._unreachable(exc, f"pull {image}")
         detail = " ".join(str(exc.details() or "").split())
-        if auth is not None:
+        if auth is not None and auth.password:
             detail = detail.replace(auth.password, "<redacted>")
-        return PullError(f"the runtime at {self.endpoint} could not pull {image}: {detail}",
-                         detail=detail, code=f"PULL_{code.name}")
+        if code in (self._grpc.StatusCode.UNAVAILABLE, self._grpc.StatusCode.UNIMPLEMENTED):
+            return self._unreachable(exc, f"pull {image}", detail)
+        # ``detail`` stays whole (the keeper reads its words, the last ones included); only
+        # the message, which is printed, is bounded. containerd's CRI opens every pull error
+        # with the image our message names already: the characters we quote go to the cause.
+        said = detail.removeprefix(f'failed to pull and unpack image "{image}": ')
+        return PullError(f"the runtime at {self.endpoint} could not pull {image}: "
+                         f"{_quote_runtime(said, image)}", detail=detail,
+                         code=f"PULL_{code.name}", status=code.name)
 
     def remove_image(self, image: str) -> None:
         from ecrcred.cri._gen import cri_api_pb2 as cri
