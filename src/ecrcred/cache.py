@@ -7,11 +7,14 @@ have refreshed), and only then fetches and stores.
 
 On disk (``FileCache``): one JSON file per key in a 0700 directory, files 0600, written atomically
 (temp file in the same directory, fsync, rename, fsync of the directory) so a reader never sees
-half a file, even when a writer is killed. File names are digests of the key, which itself holds
-only non-secret parts (registry and a digest of the AWS identity). A file that does not parse, is
-of another format version, belongs to another key, or claims a lifetime no token has is ignored
-and rewritten. A directory we
-cannot use degrades to no caching with one warning: the answer is still given.
+half a file, even when a writer is killed. The directory is opened and checked once
+(``files.StateDir``: root's or ours all the way up, writable by nobody else, no symlink) and every
+file is read and written relative to it; a file in it that is not a private regular file of ours
+is never believed. File names are digests of the key, which itself holds only non-secret parts
+(registry and a digest of the AWS identity). A file that does not parse, is of another format
+version, belongs to another key, or claims a lifetime no token has is ignored and rewritten. A
+directory we cannot use, or cannot trust, degrades to no caching with one warning: the answer is
+still given.
 
 A fetch that AWS throttled (after botocore's own retries) is remembered per key for a few
 seconds, in ``<digest>.throttled`` beside the token file: without that, each execution queued on
@@ -29,14 +32,13 @@ path of ``get-credentials`` must stay cheap.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import stat
 
 from ecrcred._record import Record
 from ecrcred.deadline import Expired
 from ecrcred.errors import AwsThrottled, DeadlineExceeded, SourceError, ThrottleCoolDown
+from ecrcred.files import StateDir, Untrusted, reason, sha256_hex
 from ecrcred.tokens import DEFAULT_REFRESH_MARGIN, Token, plausible_lifetime
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
@@ -55,16 +57,6 @@ MAX_THROTTLE_FILE_BYTES = 4 * 1024
 DEFAULT_CACHE_DIR = "/var/lib/ecrcred/cache"
 
 HIT, MISS, LAST_RESORT = "hit", "miss", "last-resort"
-
-try:  # the builtin module: hashlib would load OpenSSL, 2-4 ms on every kubelet exec
-    from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - Python builds without it (3.12+ names it _sha2)
-    from hashlib import sha256 as _sha256
-
-
-def sha256_hex(data: bytes) -> str:
-    return str(_sha256(data).hexdigest())
-
 
 class CacheKey(Record):
     """What a cached token opens (``registry``) and for whom (``identity``); no secret in either."""
@@ -119,51 +111,6 @@ class Throttled(Record):
         return now < self.until <= now + longest
 
 
-def write_atomic(directory: str, name: str, body: bytes) -> None:
-    """Write ``directory/name`` (mode 0600) so that a reader sees the old file or the whole new
-    one, never part of it, even if we are killed mid-write: temp file in the same directory,
-    fsync, rename, fsync of the directory. Raises OSError; leaves no temp file behind."""
-    # pid and a random part: writers in other PID namespaces (the DaemonSet's watcher) may
-    # have our pid, and O_EXCL must never meet another writer's file, nor we remove it.
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, os.path.join(directory, name))
-        _fsync_directory(directory)
-    except BaseException:  # OSError, or our deadline mid-write: leave no copy of a password
-        _unlink(tmp)
-        raise
-    _sweep_leftovers(directory, name)
-
-
-LEFTOVER_AGE = 60.0  # seconds; a live writer's temp file exists for milliseconds
-
-
-def _sweep_leftovers(directory: str, name: str) -> None:
-    """Remove temp files of ``name`` that writers killed mid-write (SIGKILL, OOM, power) left:
-    they may hold a password, and nothing else would ever remove them. Only those older than
-    ``LEFTOVER_AGE`` next to the file just written (file system times, no clock needed): a
-    writer in another PID namespace (the DaemonSet's watcher) may be writing one right now."""
-    prefix, suffix = f".{name}.", ".tmp"
-    try:
-        newest = os.stat(os.path.join(directory, name), follow_symlinks=False).st_mtime
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if (entry.name.startswith(prefix) and entry.name.endswith(suffix)
-                        and entry.is_file(follow_symlinks=False)
-                        and entry.stat(follow_symlinks=False).st_mtime < newest - LEFTOVER_AGE):
-                    _unlink(entry.path)
-    except OSError:
-        pass  # best effort: the cache works with or without the sweep
-
-
 class NullCache:
     """No caching: every lookup misses. Used with ``--no-cache`` and when the disk is unusable."""
 
@@ -193,130 +140,141 @@ class FileCache:
         self._clock = clock
         self._log = log
         self._lock_timeout = lock_timeout
-        self._usable: bool | None = None
+        self._state: StateDir | None = None
+        self._unusable = False
         self._warned = False
+        self._distrusted: set[str] = set()  # files already warned about: once per process
 
     # -- the directory ---------------------------------------------------------------------
 
-    def _ensure_directory(self) -> bool:
-        if self._usable is not None:
-            return self._usable
+    def state(self, create: bool = True) -> StateDir | None:
+        """The opened and checked directory, or None when it cannot be used (after one
+        warning) or, without ``create``, does not exist yet (no warning: a first run)."""
+        if self._state is not None or self._unusable:
+            return self._state
         try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            st = os.stat(self.directory)
-            if not stat.S_ISDIR(st.st_mode):
-                raise NotADirectoryError(errno.ENOTDIR, "not a directory")
-            if st.st_mode & 0o077 and st.st_uid == os.geteuid():
-                os.chmod(self.directory, 0o700)
-            elif st.st_mode & 0o077:
-                self._log.warning(
-                    f"token cache directory {self.directory} is readable by other users and not "
-                    "ours to fix; run: chmod 0700 " + self.directory
-                )
-            if not os.access(self.directory, os.W_OK | os.X_OK):
-                raise PermissionError(errno.EACCES, "not writable")
+            self._state = StateDir.open(self.directory, os.geteuid(), create=create)
+        except FileNotFoundError:
+            if not create:
+                return None
+            self._fail(f"cannot use token cache directory {self.directory} (it cannot be made)")
+        except Untrusted as exc:
+            self._fail(f"not using token cache directory {self.directory}: {exc.path} is "
+                       f"{exc.why}, so another user could plant or swap files in it",
+                       fix="use a directory owned by root, mode 0700, whose parents only root "
+                       "can write, or set --cache-dir (ECRCRED_CACHE_DIR)")
         except OSError as exc:
-            self._degrade(f"cannot use token cache directory {self.directory} ({_reason(exc)})")
-            self._usable = False
+            self._fail(f"cannot use token cache directory {self.directory} ({reason(exc)})")
         else:
-            self._usable = True
-        return self._usable
+            if self._state.readable_by_others:
+                self._log.warning(
+                    f"token cache directory {self.directory} is readable by other users (its "
+                    f"files are 0600, and ecrcred changes no mode it did not set); run: chmod "
+                    f"0700 {self.directory}")
+        return self._state
 
-    def _degrade(self, what: str) -> None:
+    def _fail(self, what: str, fix: str = "") -> None:
+        self._unusable = True
+        self._degrade(what, fix)
+
+    def _degrade(self, what: str, fix: str = "") -> None:
         if not self._warned:
             self._warned = True
             self._log.warning(
                 f"{what}; continuing without a token cache, so every execution calls the "
-                "registry's token API: fix the directory's owner and mode or set --cache-dir "
-                "(ECRCRED_CACHE_DIR)"
+                "registry's token API: " + (fix or "fix the directory's owner and mode or set "
+                                            "--cache-dir (ECRCRED_CACHE_DIR)")
             )
 
+    def close(self) -> None:
+        if self._state is not None:
+            self._state.close()
+
     def path(self, key: CacheKey) -> str:
-        return os.path.join(self.directory, f"{key.digest}.json")
+        return f"{self.directory}/{key.digest}.json"
 
     # -- reading ---------------------------------------------------------------------------
 
     def load(self, key: CacheKey) -> Token | None:
-        path = self.path(key)
-        raw = self._read(path, MAX_CACHE_FILE_BYTES)
+        raw = self._read(f"{key.digest}.json", MAX_CACHE_FILE_BYTES)
         if raw is None:
             return None
         token, problem = _decode(raw, key)
         if problem:
-            self._log.debug(f"ignoring token cache file {path}: {problem}; it will be rewritten")
+            self._log.debug(f"ignoring token cache file {self.path(key)}: {problem}; it will be "
+                            "rewritten")
         return token
 
     def throttled_path(self, key: CacheKey) -> str:
-        return os.path.join(self.directory, f"{key.digest}.throttled")
+        return f"{self.directory}/{key.digest}.throttled"
 
     def load_throttled(self, key: CacheKey) -> Throttled | None:
-        path = self.throttled_path(key)
-        raw = self._read(path, MAX_THROTTLE_FILE_BYTES)
+        raw = self._read(f"{key.digest}.throttled", MAX_THROTTLE_FILE_BYTES)
         if raw is None:
             return None
         throttled, problem = _decode_throttled(raw, key)
         if problem:
-            self._log.debug(f"ignoring throttle file {path}: {problem}")
+            self._log.debug(f"ignoring throttle file {self.throttled_path(key)}: {problem}")
         return throttled
 
-    def _read(self, path: str, limit: int) -> bytes | None:
-        """Up to ``limit + 1`` bytes of ``path``; None when it is missing or unreadable."""
+    def _read(self, name: str, limit: int) -> bytes | None:
+        """Up to ``limit + 1`` bytes of our file ``name``; None when it is missing, unreadable
+        or not ours (a regular file we own that no one else can read or write)."""
+        state = self.state(create=False)
+        if state is None:
+            return None
         try:
-            # O_NONBLOCK: a FIFO planted at the path must not block us until the deadline
-            # (it reads as empty, so it is ignored and replaced); files ignore the flag.
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            return state.read(name, limit).data
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            self._log.debug(f"ignoring cache file {path}: {_reason(exc)}")
+        except Untrusted as exc:
+            if name not in self._distrusted:
+                self._distrusted.add(name)
+                self._log.warning(f"ignoring cache file {exc.path}: {exc.why}; it will be "
+                                  "replaced")
             return None
-        try:
-            return os.read(fd, limit + 1)
         except OSError as exc:
-            self._log.debug(f"ignoring cache file {path}: {_reason(exc)}")
+            self._log.debug(f"ignoring cache file {state.join(name)}: {reason(exc)}")
             return None
-        finally:
-            os.close(fd)
 
     # -- writing ---------------------------------------------------------------------------
 
     def store(self, key: CacheKey, token: Token) -> None:
-        if not self._ensure_directory():
+        state = self.state()
+        if state is None:
             return
-        path = self.path(key)
         body = _envelope(key, username=token.username, password=token.password,
                          expires_at=token.expires_at, fetched_at=token.fetched_at)
         try:
-            write_atomic(self.directory, os.path.basename(path), body)
+            state.write_atomic(f"{key.digest}.json", body)
         except OSError as exc:
-            self._degrade(f"cannot write token cache file {path} ({_reason(exc)})")
+            self._degrade(f"cannot write token cache file {self.path(key)} ({reason(exc)})")
 
     def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
         """Remember a throttled fetch for ``key``, or (None) forget it. Best effort: without
         the file every execution simply calls AWS, as it would with no cache."""
-        path = self.throttled_path(key)
-        if throttled is None:
-            _unlink(path)
+        name = f"{key.digest}.throttled"
+        state = self.state(create=throttled is not None)
+        if state is None:
             return
-        if not self._ensure_directory():
+        if throttled is None:
+            state.unlink(name)
             return
         body = _envelope(key, throttled_at=throttled.at, until=throttled.until)
         try:
-            write_atomic(self.directory, os.path.basename(path), body)
+            state.write_atomic(name, body)
         except OSError as exc:
-            self._log.debug(f"cannot write throttle file {path} ({_reason(exc)})")
+            self._log.debug(f"cannot write throttle file {state.join(name)} ({reason(exc)})")
 
     # -- locking ---------------------------------------------------------------------------
 
     def lock(self, key: CacheKey) -> _Lock:
         """An exclusive ``flock`` on ``<digest>.lock`` while the ``with`` block runs."""
-        if not self._ensure_directory():
+        state = self.state()
+        if state is None:
             return _Lock(None)
-        lock_path = os.path.join(self.directory, f"{key.digest}.lock")
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            self._log.debug(f"cannot open lock file {lock_path} ({_reason(exc)}); going unlocked")
+        fd = state.open_lock(f"{key.digest}.lock", self._log)
+        if fd is None:
             return _Lock(None)
         try:
             self._acquire(fd, key)
@@ -415,31 +373,12 @@ class _Lock:
             self._fd = None
 
 
-def _unlink(path: str) -> None:
-    try:  # noqa: SIM105 - contextlib.suppress would cost the hot path its import
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_finite(value: object) -> TypeGuard[float]:
     return _is_number(value) and abs(value) < float("inf")  # False for NaN too
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or type(exc).__name__
 
 
 class _Layer:

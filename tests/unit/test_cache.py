@@ -29,7 +29,6 @@ from ecrcred.cache import (
     NullCache,
     Throttled,
     get_or_fetch,
-    write_atomic,
 )
 from ecrcred.clock import SystemClock
 from ecrcred.deadline import Expired
@@ -40,6 +39,7 @@ from ecrcred.errors import (
     SourceError,
     ThrottleCoolDown,
 )
+from ecrcred.files import StateDir
 from ecrcred.tokens import DEFAULT_REFRESH_MARGIN, Token
 from tests.unit.fakes import T0, CountingFetch, DictCache, FakeClock, RecordingLogger
 
@@ -53,6 +53,21 @@ OTHER_KEY = CacheKey(registry="ecr:210987654321.dkr.ecr.eu-west-1.amazonaws.com"
 def token(password: str = "first-password-value", *, fetched_at: float = T0,  # noqa: S107
           lifetime: float = 12 * HOUR) -> Token:
     return Token("AWS", password, expires_at=fetched_at + lifetime, fetched_at=fetched_at)
+
+
+def write_private(path: str | Path, content: bytes) -> None:
+    """A file as ecrcred itself would leave it: ours, 0600 (others' files are never believed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(content)
+
+
+def write_atomic(directory: str, name: str, body: bytes) -> None:
+    state = StateDir.open(directory, os.geteuid(), create=False)
+    try:
+        state.write_atomic(name, body)
+    finally:
+        state.close()
 
 
 def file_cache(directory: Path, clock: FakeClock | None = None,
@@ -75,12 +90,20 @@ def test_store_creates_the_directory_0700_and_the_file_0600(tmp_path: Path):
     assert mode(cache.path(KEY)) == 0o600
 
 
-def test_store_tightens_an_existing_directory_of_ours_to_0700(tmp_path: Path):
+def test_an_existing_directory_of_ours_open_to_reading_is_used_as_found_with_a_warning(
+        tmp_path: Path):
+    # Changed: it used to be tightened to 0700. ecrcred changes no mode it did not set (a
+    # symlink or a shared directory could make that someone else's directory); files are 0600.
     directory = tmp_path / "cache"
     directory.mkdir(mode=0o755)
     os.chmod(directory, 0o755)  # noqa: S103 - the mode under test
-    file_cache(directory).store(KEY, token())
-    assert mode(directory) == 0o700
+    log = RecordingLogger()
+    cache = file_cache(directory, log=log)
+    cache.store(KEY, token())
+    assert mode(directory) == 0o755
+    assert cache.load(KEY) == token()
+    (warning,) = log.at("warning")
+    assert str(directory) in warning and "chmod 0700" in warning
 
 
 def test_store_leaves_no_temporary_files(tmp_path: Path):
@@ -164,7 +187,7 @@ def test_an_unusable_cache_file_loads_as_none_and_a_later_store_rewrites_it(
         tmp_path: Path, content: bytes):
     log = RecordingLogger()
     cache = file_cache(tmp_path, log=log)
-    Path(cache.path(KEY)).write_bytes(content)
+    write_private(cache.path(KEY), content)
     assert cache.load(KEY) is None
     assert any("ignoring token cache file" in line for line in log.at("debug"))
     assert log.at("warning") == []
@@ -176,7 +199,7 @@ def test_an_unusable_cache_file_loads_as_none_and_a_later_store_rewrites_it(
 def test_a_valid_file_written_by_hand_loads(tmp_path: Path):
     # The counterpart of the table above: the same document, unchanged, is accepted.
     cache = file_cache(tmp_path)
-    Path(cache.path(KEY)).write_bytes(_as_bytes(_valid_doc()))
+    write_private(cache.path(KEY), _as_bytes(_valid_doc()))
     assert cache.load(KEY) == Token("AWS", "cached-password-value", T0 + 12 * HOUR, T0)
 
 
@@ -773,7 +796,7 @@ def test_a_corrupt_old_or_far_future_throttle_file_is_ignored_and_the_fetch_goes
     clock, log = FakeClock(), RecordingLogger()
     cache = file_cache(tmp_path, clock, log)
     cache.store(KEY, token(fetched_at=T0 - 12 * HOUR))  # expired: nothing to fall back on
-    Path(cache.throttled_path(KEY)).write_bytes(content)
+    write_private(cache.throttled_path(KEY), content)
     fetch = CountingFetch(token("fetched-password-value"))
     assert get_or_fetch(cache, KEY, fetch, clock, log) == (token("fetched-password-value"), MISS)
     assert fetch.calls == 1

@@ -30,6 +30,7 @@ from ecrcred.config.rules import (
 )
 from ecrcred.config.schema import compile_text
 from ecrcred.errors import ConfigError
+from ecrcred.files import StateDir, sha256_hex
 from ecrcred.settings import Setting
 from tests.unit.fakes import RecordingLogger
 
@@ -349,6 +350,53 @@ def test_a_yaml_mistake_is_reported_with_its_line_and_column(text: str, where: s
     assert "\n" not in error.one_line()
 
 
+@pytest.mark.parametrize("text", [
+    pytest.param("registries: " + "[" * 500 + "]" * 500 + "\n", id="yaml-lists"),
+    pytest.param("registries:\n  " + "- " * 500 + "x\n",
+                 id="yaml-block-lists"),
+    pytest.param("registries: " + "{a: " * 500 + "}" * 500 + "\n", id="yaml-mappings"),
+    pytest.param('{"registries": ' + "[" * 500 + "]" * 500 + "}\n", id="json-lists"),
+    pytest.param('{"registries": ' + '{"a": ' * 500 + "}" * 500 + "}\n", id="json-objects"),
+])
+def test_a_config_nested_too_deeply_is_a_config_error_naming_the_file(text: str):
+    # Regression: 1 KiB nested 500 deep was a RecursionError in PyYAML, exit 70.
+    assert len(text) < 10_000
+    error = config_error(text)
+    assert error.message == f"config {PATH} is nested too deeply to be an ecrcred config"
+    assert error.exit_code == 4
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    pytest.param(HEADER + "registries: " + "7" * 5000 + "\n",
+                 "holds a number of more than 4300 digits", id="yaml-big-number"),
+    pytest.param('{"apiVersion": "x", "registries": ' + "7" * 5000 + "}\n",
+                 "holds a number of more than 4300 digits", id="json-big-number"),
+    pytest.param(HEADER + "registries: 2024-02-30\n",
+                 "holds a value or key that cannot be read (day is out of range for month)",
+                 id="date-that-does-not-exist"),
+    pytest.param(HEADER + "registries: !!float x\n", "holds a value or key that cannot be read",
+                 id="float-tag-on-a-word"),
+    pytest.param(HEADER + "? [a, b]\n: c\n", "holds a value or key that cannot be read",
+                 id="list-as-key"),
+    pytest.param(HEADER + "? {a: b}\n: c\n", "holds a value or key that cannot be read",
+                 id="mapping-as-key"),
+    pytest.param(HEADER + "registries: !!int ''\n", "holds a value or key that cannot be read",
+                 id="int-tag-on-nothing"),
+    pytest.param(HEADER + "registries: !!timestamp y\n",
+                 "holds a value or key that cannot be read", id="timestamp-tag-on-a-word"),
+    pytest.param(HEADER + "registries: !!bool x\n", "holds a value or key that cannot be read",
+                 id="bool-tag-on-a-word"),
+])
+def test_a_value_yaml_cannot_convert_is_a_config_error_not_a_crash(text: str, expected: str):
+    # PyYAML converts scalars with int(), float(), datetime() and table look-ups, and hashes
+    # keys: their ValueError, TypeError, IndexError, AttributeError, KeyError were exit 70.
+    error = config_error(text)
+    assert error.message.startswith(f"config {PATH} {expected}")
+    assert "set_int_max_str_digits" not in error.one_line()
+    assert error.hint == ("quote a value meant as text, and leave out '!!' tags: an ecrcred "
+                          "config needs none")
+
+
 SECRET = "hunter2-s3cret-VALUE"
 
 
@@ -451,7 +499,19 @@ def compiled_doc(state: Path) -> dict[str, Any]:
 
 
 def load(setting: Setting, state: Path | None, log: RecordingLogger | None = None) -> Config:
-    return load_config(setting, None if state is None else str(state), log or RecordingLogger())
+    """Load as the CLI does: through the state directory, opened and checked first (None when
+    it cannot be used: the token cache warns about that, once)."""
+    opened = None
+    if state is not None:
+        try:
+            opened = StateDir.open(str(state), os.geteuid(), create=True)
+        except OSError:
+            opened = None
+    try:
+        return load_config(setting, opened, log or RecordingLogger())
+    finally:
+        if opened is not None:
+            opened.close()
 
 
 def test_config_setting_prefers_the_flag_then_the_environment_then_the_default():
@@ -507,16 +567,17 @@ def test_loading_validates_the_file_and_gives_its_rules(tmp_path: Path):
     assert log.at("debug") == [f"validated config {path}"]
 
 
-def test_the_first_load_keeps_the_compiled_config_stamped_with_the_file(tmp_path: Path):
+def test_the_first_load_keeps_the_compiled_config_bound_to_the_files_bytes(tmp_path: Path):
+    # Changed: the copy was stamped with stat facts (device, inode, size, times), which anyone
+    # can read and so forge; it is now bound to the SHA-256 of the bytes it was made from.
     path = write(tmp_path / "config.yaml", GOOD)
     state = tmp_path / "state"
     load(flag(path), state)
-    st = path.stat()
     assert compiled_doc(state) == {
         "format": COMPILED_FORMAT,
         "version": __version__,
         "path": str(path),
-        "stamp": [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns],
+        "sha256": sha256_hex(GOOD.encode()),
         "config": compile_text(GOOD, str(path)),
     }
 
@@ -551,16 +612,15 @@ def test_the_compiled_copy_is_what_an_unchanged_file_loads(tmp_path: Path):
     assert load(flag(path), state).pod_identity.fallback == "deny"
 
 
-@pytest.mark.parametrize("index", [0, 1, 2, 3, 4], ids=["device", "inode", "size", "mtime",
-                                                        "ctime"])
-def test_a_compiled_copy_whose_stamp_differs_in_any_part_is_not_used(
-        tmp_path: Path, spy: CompileSpy, index: int):
+@pytest.mark.parametrize("digest", [sha256_hex(OTHER.encode()), sha256_hex(b""), "0" * 64])
+def test_a_compiled_copy_made_from_other_bytes_is_not_used(
+        tmp_path: Path, spy: CompileSpy, digest: str):
     path = write(tmp_path / "config.yaml", GOOD)
     state = tmp_path / "state"
     load(flag(path), state)
     doc = compiled_doc(state)
     doc["config"]["podIdentity"]["fallback"] = "deny"
-    doc["stamp"][index] += 1
+    doc["sha256"] = digest
     compiled_file(state).write_text(json.dumps(doc))
     assert load(flag(path), state).pod_identity.fallback == "node"
     assert len(spy.calls) == 2
@@ -645,7 +705,7 @@ def _edit(change: Callable[[dict[str, Any]], object]) -> Callable[[bytes], bytes
     pytest.param(_edit(lambda d: d.update(version="0.0.0-other")), id="other-version"),
     pytest.param(_edit(lambda d: d.update(format=COMPILED_FORMAT + 1)), id="other-format"),
     pytest.param(_edit(lambda d: d.update(path="/somewhere/else.yaml")), id="other-path"),
-    pytest.param(_edit(lambda d: d.pop("stamp")), id="no-stamp"),
+    pytest.param(_edit(lambda d: d.pop("sha256")), id="no-digest"),
     pytest.param(_edit(lambda d: d.update(config=["not", "a", "mapping"])), id="config-not-dict"),
 ])
 def test_a_damaged_or_foreign_compiled_copy_is_ignored_and_rewritten(
@@ -669,6 +729,8 @@ def test_without_a_state_directory_every_load_validates(tmp_path: Path, spy: Com
 
 
 def test_an_unusable_state_directory_still_loads_the_config(tmp_path: Path, spy: CompileSpy):
+    # Changed: the debug line "cannot keep the compiled config in ..." is gone with the case it
+    # reported: an unusable directory is never handed to the loader (the cache warns, once).
     path = write(tmp_path / "config.yaml", GOOD)
     blocker = write(tmp_path / "not-a-directory", "")
     log = RecordingLogger()
@@ -677,8 +739,6 @@ def test_an_unusable_state_directory_still_loads_the_config(tmp_path: Path, spy:
     assert config.rules[0].match == ("harbor.example.com",)
     assert load(flag(path), state, log) == config
     assert len(spy.calls) == 2
-    assert any(line.startswith(f"cannot keep the compiled config in {state}")
-               for line in log.at("debug"))
     assert log.at("warning") == [] and log.at("error") == []
 
 
@@ -716,7 +776,7 @@ def test_a_mistake_in_the_file_names_the_loaded_path(tmp_path: Path):
     with pytest.raises(ConfigError) as caught:
         load(flag(path), tmp_path / "state")
     assert caught.value.message.startswith(f"config {path}: line 4, column 1: ")
-    assert not (tmp_path / "state").exists(), "nothing is kept for a broken file"
+    assert not list((tmp_path / "state").glob("config-*")), "nothing is kept for a broken file"
 
 
 # -- rules: records, candidates and scope -------------------------------------------------------

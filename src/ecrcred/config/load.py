@@ -2,10 +2,17 @@
 
 The kubelet execs us once per image, and validating YAML with pydantic costs several times a
 whole cache-hit execution. So the validated file is compiled to plain JSON and kept in the state
-directory (the token cache's), stamped with the file's device, inode, size, mtime and ctime and
-our version; while the stamp holds, loading is one ``stat`` and one small JSON read. Any edit
-(or a replaced file: a new inode) changes the stamp, and the next execution validates again, so a
-broken edit is reported at once rather than hidden behind the old compiled copy.
+directory (the token cache's, opened and checked by ``files.StateDir``), bound to the SHA-256 of
+the file's bytes and our version; while they match, loading is one bounded read of the file, a
+digest and one small JSON read. Any edit changes the digest and the next execution validates
+again, so a broken edit is reported at once rather than hidden behind the old compiled copy.
+The binding is to content, not to ``stat`` facts (inode, size, times), because anyone can
+``stat`` a file: a compiled copy someone else wrote could otherwise stand in for root's config
+and name any file as a password file.
+
+The config decides which files root reads and which programs it runs, so it must be root's (or
+ours): a file, or a directory above it, that another user could write is refused, as OpenSSH
+refuses such an ``authorized_keys``.
 
 Where the file is: ``--config``, else ``ECRCRED_CONFIG``, else ``/etc/ecrcred/config.yaml``. No
 file at the default path means ECR-only defaults; a file named by flag or environment that does
@@ -16,13 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 
 from ecrcred import __version__
-from ecrcred.cache import sha256_hex, write_atomic
 from ecrcred.config import DEFAULT_CONFIG_PATH
 from ecrcred.config.rules import defaults, from_compiled
 from ecrcred.errors import ConfigError
+from ecrcred.files import Untrusted, read_small, sha256_hex, stranger_could_write
 from ecrcred.settings import pick
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
@@ -32,10 +38,11 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ecrcred.config.rules import Config
+    from ecrcred.files import StateDir
     from ecrcred.seams import Logger
     from ecrcred.settings import Setting
 
-COMPILED_FORMAT = 1
+COMPILED_FORMAT = 2  # 2: bound to the file's digest (1 was bound to stat facts)
 MAX_CONFIG_BYTES = 1024 * 1024
 
 
@@ -43,72 +50,82 @@ def config_setting(flag_value: str | None, env: Mapping[str, str]) -> Setting:
     return pick("--config", flag_value, env, "ECRCRED_CONFIG", DEFAULT_CONFIG_PATH)
 
 
-def load_config(setting: Setting, state_dir: str | None, log: Logger) -> Config:
-    """The config named by ``setting``, through the compiled copy in ``state_dir`` when it is
-    current (``state_dir`` None: validate every time)."""
+def load_config(setting: Setting, state: StateDir | None, log: Logger) -> Config:
+    """The config named by ``setting``, through the compiled copy in ``state`` when it was made
+    from these very bytes (``state`` None: validate every time)."""
     path = os.path.abspath(setting.value)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        if setting.origin == "default":
-            log.debug(f"no config file at {path}: ECR-only defaults")
-            return defaults()
-        raise ConfigError(f"config file {path} (from {setting.origin}) does not exist",
-                          hint="create it, or point --config / ECRCRED_CONFIG at the right "
-                          "file") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}",
-                          hint="check its permissions") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"config {path} is not a regular file", hint="point --config at a file")
-    stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    raw = _read(path, setting)
+    if raw is None:
+        log.debug(f"no config file at {path}: ECR-only defaults")
+        return defaults()
+    digest = sha256_hex(raw)
     name = f"config-{sha256_hex(path.encode())[:16]}.json"
-    if state_dir is not None:
-        compiled = _read_compiled(os.path.join(state_dir, name), path, stamp)
+    if state is not None:
+        compiled = _read_compiled(state, name, path, digest)
         if compiled is not None:
             try:
                 return from_compiled(compiled, path, setting.origin)
             except (KeyError, TypeError, ValueError):  # a layout from another build: redo it
                 log.debug(f"compiled copy of {path} has another layout; validating again")
-    compiled = _compile(path)
-    if state_dir is not None:
+    compiled = _compile(path, raw)
+    if state is not None:
         body = json.dumps({"format": COMPILED_FORMAT, "version": __version__, "path": path,
-                           "stamp": stamp, "config": compiled}).encode()
+                           "sha256": digest, "config": compiled}).encode()
         try:
-            os.makedirs(state_dir, mode=0o700, exist_ok=True)
-            write_atomic(state_dir, name, body)
+            state.write_atomic(name, body)
         except OSError as exc:  # the token cache reports an unusable directory once; no more
-            log.debug(f"cannot keep the compiled config in {state_dir}: {exc.strerror}")
+            log.debug(f"cannot keep the compiled config in {state.path}: {exc.strerror}")
     log.debug(f"validated config {path}")
     return from_compiled(compiled, path, setting.origin)
 
 
-def _read_compiled(compiled_path: str, path: str, stamp: list[int]) -> Mapping[str, Any] | None:
+def _read(path: str, setting: Setting) -> bytes | None:
+    """The config file's bytes (None: no file at the default path), refused when it is not a
+    regular file, too large, or could have been written by a user other than root and us."""
     try:
-        with open(compiled_path, "rb") as f:
-            data = json.loads(f.read(MAX_CONFIG_BYTES))
-    except (OSError, ValueError):
+        found = read_small(path, MAX_CONFIG_BYTES)
+    except (FileNotFoundError, NotADirectoryError):
+        if setting.origin == "default":
+            return None
+        raise ConfigError(f"config file {path} (from {setting.origin}) does not exist",
+                          hint="create it, or point --config / ECRCRED_CONFIG at the right "
+                          "file") from None
+    except Untrusted:
+        raise ConfigError(f"config {path} is not a regular file",
+                          hint="point --config at a file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}",
+                          hint="check its permissions") from None
+    if len(found.data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config {path} is larger than {MAX_CONFIG_BYTES} bytes",
+                          hint="this is not an ecrcred config file")
+    why = stranger_could_write(path, found)
+    if why:
+        raise ConfigError(
+            f"config {path} is not used: {why}, so another user could choose the files and "
+            "programs ecrcred reads and runs as root",
+            hint="make the file and every directory above it root's, with no write for group "
+            "or others (chown root:, chmod go-w)")
+    return found.data
+
+
+def _read_compiled(state: StateDir, name: str, path: str,
+                   digest: str) -> Mapping[str, Any] | None:
+    try:
+        data = json.loads(state.read(name, MAX_CONFIG_BYTES).data)
+    except (OSError, ValueError, RecursionError):
         return None
     if (not isinstance(data, dict) or data.get("format") != COMPILED_FORMAT
             or data.get("version") != __version__ or data.get("path") != path
-            or data.get("stamp") != stamp or not isinstance(data.get("config"), dict)):
+            or data.get("sha256") != digest or not isinstance(data.get("config"), dict)):
         return None
     config: Mapping[str, Any] = data["config"]
     return config
 
 
-def _compile(path: str) -> dict[str, Any]:
+def _compile(path: str, raw: bytes) -> dict[str, Any]:
     from ecrcred.config.schema import compile_text  # pydantic and yaml: only on a change
 
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}",
-                          hint="check its permissions") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config {path} is larger than {MAX_CONFIG_BYTES} bytes",
-                          hint="this is not an ecrcred config file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -10,10 +10,8 @@ where the secret lives, and the kubelet is told to keep the answer only for the 
 
 from __future__ import annotations
 
-import os
-import stat
-
 from ecrcred.errors import SecretFileError
+from ecrcred.files import Untrusted, read_small, stranger_could_write
 from ecrcred.imageref import registry_host
 from ecrcred.sources import DEFAULT_UNCACHED_DURATION, fixed_lookup
 
@@ -71,27 +69,22 @@ class StaticSource:
             return value
         path = self._file
         assert path is not None  # noqa: S101 - the constructor guarantees one of the two
-        try:  # O_NONBLOCK: a FIFO put there by mistake must not hang us until the deadline
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError as exc:
-            raise SecretFileError(
-                f"cannot read password file {path} for user {self._username}: {exc.strerror}",
-                hint="create it (mode 0600) or fix passwordFile in the ecrcred config") from None
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise OSError(0, "not a regular file")
-            raw = _read_all(fd, MAX_SECRET_BYTES + 1)
+            found = read_small(path, MAX_SECRET_BYTES)
         except OSError as exc:
+            what = exc.why if isinstance(exc, Untrusted) else exc.strerror
             raise SecretFileError(
-                f"cannot read password file {path} for user {self._username}: {exc.strerror}",
+                f"cannot read password file {path} for user {self._username}: {what}",
                 hint="create it (mode 0600) or fix passwordFile in the ecrcred config") from None
-        finally:
-            os.close(fd)
-        if st.st_mode & 0o077:
+        raw = found.data
+        if not found.private:
             self._log.warning(
                 f"password file {path} is accessible to other users (mode "
-                f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 0600 {path}")
+                f"{found.mode:04o}); run: chmod 0600 {path}")
+        elif stranger := stranger_could_write(path, found):
+            self._log.warning(
+                f"password file {path} could have been replaced by another user ({stranger}); "
+                "make it and its directories root's, with no write for group or others")
         # One trailing newline is what `echo secret > file` leaves; it is not part of a password.
         password = raw.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
         if not password or len(raw) > MAX_SECRET_BYTES:
@@ -100,14 +93,3 @@ class StaticSource:
                                   hint="write the password alone into the file")
         return password
 
-
-def _read_all(fd: int, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = os.read(fd, limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
