@@ -238,7 +238,6 @@ def test_identity_digest_changes_with_each_identity_variable(name: str, value: s
 
 @pytest.mark.parametrize(("name", "value"), [
     ("PATH", "/usr/local/bin"),
-    ("HOME", "/root"),
     ("AWS_REGION", "eu-west-1"),
     ("ECRCRED_CACHE_DIR", "/tmp/cache"),
 ])

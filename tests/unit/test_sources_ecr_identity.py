@@ -1,5 +1,6 @@
 """The ECR source's registry choice (rule options) and identity (node, assumed role, pod role),
-and the boto STS adapter."""
+the node identity's cache digest (every input that selects credentials or the endpoint), and the
+boto STS adapter."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import datetime
 import json
 import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +30,7 @@ from ecrcred.sources.ecr import (
     ROLE_ENV,
     EcrOptions,
     EcrSource,
+    credential_files,
     identity_digest,
     subject_label,
     token_subject,
@@ -784,3 +790,224 @@ def test_the_ecr_source_hands_the_pod_token_to_sts_and_its_credentials_to_ecr(
     assert who is not None
     assert (who.access_key_id, who.secret_access_key, who.session_token) == (
         "ASIAEXAMPLESTUBBED01", "stub-secret-key", "stub-session-token")
+
+
+# -- the node's cache identity: every input that selects credentials or the endpoint -----------
+# botocore reads os.environ, ecrcred passes its env on: the digest must change with each input
+# botocore's credential chain and endpoint resolution act on, and with the files they read.
+
+def node_env(home: Path, **extra: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin", "HOME": str(home), **extra}
+
+
+def aws_file(home: Path, name: str, text: str) -> Path:
+    path = home / ".aws" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("HOME", "/root"),
+    ("AWS_PROFILE", "ops"),
+    ("AWS_DEFAULT_PROFILE", "ops"),
+    ("AWS_CONFIG_FILE", "/etc/aws/config"),
+    ("AWS_SHARED_CREDENTIALS_FILE", "/etc/aws/credentials"),
+    ("AWS_CREDENTIAL_FILE", "/etc/aws/ec2-credentials"),
+    ("BOTO_CONFIG", "/etc/aws/boto.cfg"),
+    ("AWS_LOGIN_CACHE_DIRECTORY", "/var/cache/aws-login"),
+    ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEYID0002"),
+    ("AWS_SECRET_ACCESS_KEY", "another-secret-access-key"),
+    ("AWS_SESSION_TOKEN", "another-session-token"),
+    ("AWS_SECURITY_TOKEN", "another-session-token"),
+    ("AWS_ROLE_ARN", ROLE_A),
+    ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/token"),
+    ("AWS_ROLE_SESSION_NAME", "operator"),
+    ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/abc"),
+    ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://169.254.170.23/v1/credentials"),
+    ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-bearer-token"),
+    ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/var/run/secrets/pod-identity/token"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1338"),
+    ("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "IPv6"),
+    ("AWS_IMDS_USE_IPV6", "true"),
+    ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+    ("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:5000"),
+    ("AWS_ENDPOINT_URL_ECR_PUBLIC", "http://127.0.0.1:5000"),
+    ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:5000"),
+    ("AWS_ENDPOINT_URL_SSO", "http://127.0.0.1:5000"),
+    ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+    ("AWS_USE_FIPS_ENDPOINT", "true"),
+    ("AWS_USE_DUALSTACK_ENDPOINT", "true"),
+    ("AWS_STS_REGIONAL_ENDPOINTS", "legacy"),
+    ("AWS_CA_BUNDLE", "/etc/ssl/proxy.pem"),
+    ("AWS_DATA_PATH", "/opt/aws-models"),
+    ("REQUESTS_CA_BUNDLE", "/etc/ssl/proxy.pem"),
+])
+def test_the_node_identity_changes_with_each_input_that_selects_credentials_or_the_endpoint(
+        tmp_path: Path, name: str, value: str):
+    env = node_env(tmp_path)
+    changed = identity_digest({**env, name: value})
+    assert changed != identity_digest(env), f"{name} set"
+    assert changed != identity_digest({**env, name: value + "-2"}), f"{name} changed"
+
+
+@pytest.mark.parametrize("name", ["HOME", "AWS_CONFIG_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                                  "AWS_SESSION_TOKEN"])
+def test_an_empty_variable_is_not_an_unset_one(tmp_path: Path, name: str):
+    # botocore tells them apart: HOME="" puts ~/.aws at /.aws, an empty AWS_CONFIG_FILE means no
+    # config file, an empty container URI still selects the container provider.
+    env = node_env(tmp_path)
+    unset = {k: v for k, v in env.items() if k != name}
+    assert identity_digest({**unset, name: ""}) != identity_digest(unset)
+
+
+def test_two_homes_with_different_credentials_files_are_two_identities(tmp_path: Path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    aws_file(first, "credentials", "[default]\naws_access_key_id = AKIAFIRST\n")
+    aws_file(second, "credentials", "[default]\naws_access_key_id = AKIASECOND\n")
+    assert identity_digest(node_env(first)) != identity_digest(node_env(second))
+
+
+def test_a_home_and_no_home_are_two_identities(tmp_path: Path):
+    # The kubelet under systemd has no HOME; an operator's sudo has HOME=/root.
+    with_home = node_env(tmp_path)
+    without = {k: v for k, v in with_home.items() if k != "HOME"}
+    assert identity_digest(with_home) != identity_digest(without)
+
+
+def test_home_counts_even_when_every_file_is_named_elsewhere(tmp_path: Path):
+    # SSO's token cache, the sign-in cache and extra service models are under ~/.aws too.
+    named = {"AWS_CONFIG_FILE": "/etc/aws/config", "AWS_SHARED_CREDENTIALS_FILE": "/etc/aws/c",
+             "BOTO_CONFIG": "/etc/aws/boto.cfg"}
+    assert (identity_digest(node_env(tmp_path / "a", **named))
+            != identity_digest(node_env(tmp_path / "b", **named)))
+
+
+def test_an_unchanged_environment_and_unchanged_files_are_the_same_identity(tmp_path: Path):
+    aws_file(tmp_path, "credentials", "[default]\naws_access_key_id = AKIAFIRST\n")
+    aws_file(tmp_path, "config", "[default]\nregion = us-west-2\n")
+    env = node_env(tmp_path, AWS_PROFILE="default")
+    assert identity_digest(env) == identity_digest(dict(env))
+    assert identity_digest(env, ROLE_A) == identity_digest(dict(env), ROLE_A)
+
+
+@pytest.mark.parametrize("name", ["credentials", "config"])
+def test_an_edited_created_or_removed_shared_file_is_another_identity(tmp_path: Path, name: str):
+    env = node_env(tmp_path)
+    absent = identity_digest(env)
+    path = aws_file(tmp_path, name, "[default]\naws_access_key_id = AKIAFIRST\n")
+    created = identity_digest(env)
+    path.write_text("[default]\naws_access_key_id = AKIASECOND-LONGER\n")
+    edited = identity_digest(env)
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # same size, another mtime
+    touched = identity_digest(env)
+    path.unlink()
+    assert len({absent, created, edited, touched}) == 4
+    assert identity_digest(env) == absent
+
+
+def test_a_swapped_credentials_file_of_the_same_size_and_mtime_is_another_identity(
+        tmp_path: Path):
+    # The symlink is followed, as botocore follows it: the inode of what it points at counts.
+    home = tmp_path / "home"
+    first = aws_file(tmp_path, "first", "[default]\naws_access_key_id = AKIAFIRST\n")
+    second = aws_file(tmp_path, "second", "[default]\naws_access_key_id = AKIASECND\n")
+    for path in (first, second):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    link = home / ".aws" / "credentials"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(first)
+    before = identity_digest(node_env(home))
+    link.unlink()
+    link.symlink_to(second)
+    assert identity_digest(node_env(home)) != before
+
+
+@pytest.mark.parametrize(("variable", "default"), [
+    ("AWS_CREDENTIAL_FILE", None),
+    ("BOTO_CONFIG", None),
+    ("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+    ("AWS_CONFIG_FILE", "config"),
+])
+def test_a_named_credential_file_is_fingerprinted_where_it_points(
+        tmp_path: Path, variable: str, default: str | None):
+    path = tmp_path / "elsewhere" / "file"
+    path.parent.mkdir()
+    env = node_env(tmp_path / "home", **{variable: str(path)})
+    absent = identity_digest(env)
+    path.write_text("[default]\naws_access_key_id = AKIAFIRST\n")
+    assert identity_digest(env) != absent
+    if default is not None:  # the file under HOME is no longer the one read
+        before = identity_digest(env)
+        aws_file(tmp_path / "home", default, "[default]\n")
+        assert identity_digest(env) == before
+
+
+def test_credential_files_are_resolved_as_botocore_resolves_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    env = {"HOME": "/home/op/", "CREDS": "/srv/creds", "AWS_CONFIG_FILE": "relative/config",
+           "AWS_SHARED_CREDENTIALS_FILE": "${CREDS}/credentials",
+           "AWS_CREDENTIAL_FILE": "~/$CREDS/ec2"}
+    assert credential_files(env) == [
+        str(tmp_path / "relative" / "config"),  # absolute, from the working directory
+        "/srv/creds/credentials",  # $VAR, as botocore's configloader expands it
+        "/home/op/$CREDS/ec2",  # ~ only: the EC2 credentials file is not expandvars'ed
+        "/etc/boto.cfg",
+        "/home/op/.boto",
+    ]
+
+
+def test_without_home_the_files_are_those_of_the_user_ecrcred_runs_as():
+    import pwd
+
+    home = pwd.getpwuid(os.getuid()).pw_dir.rstrip("/")
+    files = credential_files({"PATH": "/usr/bin"})
+    assert files[:2] == [f"{home}/.aws/config", f"{home}/.aws/credentials"]
+    assert credential_files({"HOME": ""})[:2] == ["/.aws/config", "/.aws/credentials"]
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("AWS_REGION", "eu-west-1"),
+    ("AWS_DEFAULT_REGION", "eu-west-1"),
+    ("AWS_RETRY_MODE", "adaptive"),
+    ("AWS_MAX_ATTEMPTS", "9"),
+    ("HTTPS_PROXY", "http://proxy.corp.example:3128"),
+    ("AWS_SDK_LOAD_CONFIG", "1"),
+])
+def test_the_node_identity_ignores_what_only_changes_how_or_where_a_call_goes(
+        tmp_path: Path, name: str, value: str):
+    env = node_env(tmp_path)
+    assert identity_digest({**env, name: value}) == identity_digest(env)
+
+
+def test_the_secrets_of_the_environment_count_only_as_digests(tmp_path: Path):
+    env = node_env(tmp_path, AWS_SECRET_ACCESS_KEY="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                   AWS_SESSION_TOKEN="IQoJb3JpZ2luX2VjEXAMPLETOKEN")
+    digest = identity_digest(env)
+    assert re.fullmatch(r"[0-9a-f]{16}", digest)
+    assert digest != identity_digest({**env, "AWS_SESSION_TOKEN": "IQoJb3JpZ2luX2VjOTHER"})
+
+
+def test_the_node_identity_only_stats_the_files_and_never_opens_them(tmp_path: Path):
+    # A FIFO blocks whoever opens it for reading: the digest must come back all the same.
+    (tmp_path / ".aws").mkdir()
+    os.mkfifo(tmp_path / ".aws" / "credentials")
+    done: list[str] = []
+    worker = threading.Thread(target=lambda: done.append(identity_digest(node_env(tmp_path))),
+                              daemon=True)
+    worker.start()
+    worker.join(10)
+    assert done, "identity_digest opened ~/.aws/credentials"
+
+
+def test_the_node_identity_loads_no_module(tmp_path: Path):
+    # The kubelet's cache-hit path computes it: no botocore, nothing new at all.
+    code = ("import sys\nfrom ecrcred.sources.ecr import identity_digest\n"
+            "before = set(sys.modules)\n"
+            f"identity_digest({{'HOME': {str(tmp_path)!r}, 'AWS_PROFILE': 'ops'}})\n"
+            "print(sorted(set(sys.modules) - before))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "[]"

@@ -2,21 +2,23 @@
 
 boto3 is imported only when a token must really be fetched, so the cache-hit path never pays for
 botocore. Every botocore failure becomes an ``AwsError`` that names the call and the registry or
-role and says what to check; secrets (keys, tokens, session tokens) never reach a message.
-Clients honour the standard AWS environment: credential chain, retry mode and attempts,
-``AWS_ENDPOINT_URL_ECR``, ``AWS_ENDPOINT_URL_ECR_PUBLIC``, ``AWS_ENDPOINT_URL_STS``; they never
-need HOME.
+role and says what to check. What AWS (or whatever answers in its place) says is repeated
+only bounded, escaped and with every secret ecrcred knows of removed first: the environment's
+keys and tokens, the chain's resolved ones, an assumed role's, a pod's token. Clients honour the
+standard AWS environment: credential chain, retry mode and attempts, ``AWS_ENDPOINT_URL_ECR``,
+``AWS_ENDPOINT_URL_ECR_PUBLIC``, ``AWS_ENDPOINT_URL_STS``.
 """
 
 from __future__ import annotations
 
 from ecrcred._record import Record
 from ecrcred.errors import AwsError, AwsThrottled
+from ecrcred.log import MAX_QUOTED, SECRET_ENV, quote_untrusted, redact
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
     from ecrcred.ecrhost import EcrRegistry
@@ -79,8 +81,23 @@ def _session(credentials: AwsCredentials | None) -> Any:
                                  aws_session_token=credentials.session_token)
 
 
-def call_aws(what: str, call: Callable[[], Any], hint: Callable[[str], str]) -> Any:
-    """Run one botocore call; turn its failures into an AwsError about ``what``."""
+def _no_secrets() -> Iterable[str | None]:
+    return ()
+
+
+def call_aws(what: str, call: Callable[[], Any], hint: Callable[[str], str],
+             secrets: Callable[[], Iterable[str | None]] = _no_secrets) -> Any:
+    """Run one botocore call; turn its failures into an AwsError about ``what``. ``secrets``
+    (asked only on failure) are removed from the server's text before it is cut to length,
+    where the logger's scrub would no longer find a secret whole."""
+
+    def quoted(text: object, limit: int = MAX_QUOTED) -> str:
+        try:
+            known = list(secrets())
+        except Exception:  # noqa: BLE001 - only a second line of defence; the message must go out
+            known = []
+        return quote_untrusted(redact(str(text), known), limit)
+
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -95,32 +112,39 @@ def call_aws(what: str, call: Callable[[], Any], hint: Callable[[str], str]) -> 
         raise AwsError(
             f"{what} failed: no AWS credentials were found",
             hint="give the node an instance role, or set AWS_* credentials in the kubelet "
-            "provider's env (HOME is not used)",
+            "provider's env (without HOME, ~/.aws is the home of the user ecrcred runs as)",
             code="AWS_NO_CREDENTIALS",
         ) from None
     except EndpointConnectionError as exc:
         raise AwsError(
-            f"{what} failed: cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}",
+            f"{what} failed: cannot reach "
+            f"{quoted(exc.kwargs.get('endpoint_url', 'the endpoint'))}",
             hint="check the node's network path to the AWS API (VPC endpoint, proxy, DNS)",
             code="AWS_UNREACHABLE",
         ) from None
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "Unknown")
+        # Code and Message are the server's text: a proxy's page, an echo of our request.
+        error = exc.response.get("Error") or {}
+        code = str(error.get("Code") or "Unknown")
         kind = AwsThrottled if code in THROTTLING_CODES else AwsError
         raise kind(
-            f"{what} failed: {code}: {error.get('Message', '')}".rstrip(": "),
+            f"{what} failed: {quoted(code, MAX_CODE_TEXT)}: "
+            f"{quoted(error.get('Message') or '')}".rstrip(": "),
             hint=hint(code),
             code=f"AWS_{_upper_snake(code)}",
         ) from None
     except BotoCoreError as exc:
-        raise AwsError(f"{what} failed: {exc}", hint="retry; if it persists run ecrcred "
-                       "with --debug", code="AWS_CLIENT") from None
-    except (ResponseParserError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # Its text can carry a server's (a container credentials endpoint's reply, say).
+        raise AwsError(f"{what} failed: {quoted(exc)}", hint="retry; if it persists run "
+                       "ecrcred with --debug", code="AWS_CLIENT") from None
+    except (ResponseParserError, ValueError, TypeError, AttributeError, OverflowError,
+            RuntimeError) as exc:
         # A reply botocore cannot read (truncated, HTML from a proxy, a field of the wrong
         # type): ResponseParserError is no BotoCoreError, and the others come out of its
-        # parsers. Their text can quote the reply, which may hold a token or an STS secret key,
-        # so only the exception's name goes into the message.
+        # parsers (RuntimeError: a timestamp no datetime holds, such as an expiresAt of 1e20;
+        # RecursionError: nesting deeper than the parser goes). Their text can quote the reply,
+        # which may hold a token or an STS secret key, so only the exception's name goes into
+        # the message.
         raise AwsError(
             f"{what} failed: the reply is not what the AWS API documents "
             f"({type(exc).__name__})",
@@ -130,6 +154,37 @@ def call_aws(what: str, call: Callable[[], Any], hint: Callable[[str], str]) -> 
         ) from None
 
 
+# How much of an AWS error code an error repeats (its message: MAX_QUOTED); the code also names
+# our own, "AWS_<CODE>", kept to letters and digits.
+MAX_CODE_TEXT = 64
+
+
+def environment_secrets(env: Mapping[str, str]) -> list[str | None]:
+    return [env.get(name) for name in SECRET_ENV]
+
+
+def chain_secrets(session: Any) -> list[str | None]:
+    """The secret key and session token the credential chain of ``session`` resolved (from
+    files, IMDS, a container endpoint, a process...) when it made a client. Credentials that
+    would have to be fetched or refreshed first give none: an error path must not call AWS."""
+    if session is None:  # no client was made: asking would walk the chain again
+        return []
+    credentials = session.get_credentials()  # what client() resolved, kept by the session
+    if credentials is None:
+        return []
+    refresh_needed = getattr(credentials, "refresh_needed", None)
+    if refresh_needed is not None and refresh_needed():
+        return []
+    frozen = credentials.get_frozen_credentials()
+    return [frozen.secret_key, frozen.token]
+
+
+def assumed_secrets(credentials: AwsCredentials | None) -> list[str | None]:
+    if credentials is None:
+        return []
+    return [credentials.secret_access_key, credentials.session_token]
+
+
 class BotoEcrApi:
     """``EcrApi`` over boto3, one client per (service, region, FIPS, dual-stack, identity)."""
 
@@ -137,6 +192,7 @@ class BotoEcrApi:
         self._env = env
         self._timeout = timeout
         self._clients: dict[tuple[str, str, bool, bool, str], Any] = {}
+        self._chain: Any = None  # the session of the node's clients, once one was made
 
     def _client(self, registry: EcrRegistry, credentials: AwsCredentials | None) -> Any:
         key = (registry.api, registry.region, registry.fips, registry.dualstack,
@@ -144,8 +200,16 @@ class BotoEcrApi:
         if key not in self._clients:
             config = _config(self._env, self._timeout, registry.region, fips=registry.fips,
                              dualstack=registry.dualstack)
-            self._clients[key] = _session(credentials).client(registry.api, config=config)
+            session = _session(credentials)
+            self._clients[key] = session.client(registry.api, config=config)
+            if credentials is None:
+                self._chain = session
         return self._clients[key]
+
+    def _secrets(self, credentials: AwsCredentials | None) -> list[str | None]:
+        if credentials is not None:
+            return [*environment_secrets(self._env), *assumed_secrets(credentials)]
+        return [*environment_secrets(self._env), *chain_secrets(self._chain)]
 
     def get_authorization_token(self, registry: EcrRegistry,
                                 credentials: AwsCredentials | None = None) -> AuthorizationData:
@@ -157,8 +221,9 @@ class BotoEcrApi:
                 return client.get_authorization_token()
             return client.get_authorization_token(registryIds=[registry.account])
 
-        reply = call_aws(what, call, lambda code: _client_error_hint(code, registry,
-                                                                     credentials is not None))
+        reply = call_aws(what, call,
+                         lambda code: _client_error_hint(code, registry, credentials is not None),
+                         lambda: self._secrets(credentials))
         if registry.public:
             items = [reply["authorizationData"]] if reply.get("authorizationData") else []
         else:
@@ -184,12 +249,18 @@ class BotoStsApi:
         self._env = env
         self._timeout = timeout
         self._clients: dict[str, Any] = {}
+        self._chain: Any = None  # the session of the node's clients, once one was made
 
     def _client(self, region: str) -> Any:
         if region not in self._clients:
             config = _config(self._env, self._timeout, region)
-            self._clients[region] = _session(None).client("sts", config=config)
+            session = _session(None)
+            self._clients[region] = session.client("sts", config=config)
+            self._chain = session
         return self._clients[region]
+
+    def _secrets(self, *more: str) -> list[str | None]:
+        return [*environment_secrets(self._env), *chain_secrets(self._chain), *more]
 
     def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
                     region: str, partition: str) -> AwsCredentials:
@@ -198,7 +269,8 @@ class BotoStsApi:
             kwargs["ExternalId"] = external_id
         what = f"sts:AssumeRole of {role_arn}"
         reply = call_aws(what, lambda: self._client(region).assume_role(**kwargs),
-                         lambda code: _sts_hint(code, role_arn, "the node's AWS identity"))
+                         lambda code: _sts_hint(code, role_arn, "the node's AWS identity"),
+                         lambda: self._secrets(external_id or ""))
         return _credentials(reply, what)
 
     def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
@@ -208,7 +280,8 @@ class BotoStsApi:
             what,
             lambda: self._client(region).assume_role_with_web_identity(
                 RoleArn=role_arn, RoleSessionName=session_name, WebIdentityToken=token),
-            lambda code: _sts_hint(code, role_arn, "the pod's service account"))
+            lambda code: _sts_hint(code, role_arn, "the pod's service account"),
+            lambda: self._secrets(token))
         return _credentials(reply, what)
 
 
@@ -255,9 +328,13 @@ def _client_error_hint(code: str, registry: EcrRegistry, assumed: bool = False) 
 
 
 def _upper_snake(code: str) -> str:
-    out = []
-    for i, ch in enumerate(code.removesuffix("Exception")):
-        if ch.isupper() and i:
+    """``AccessDeniedException`` -> ``ACCESS_DENIED``; only ASCII letters and digits of the
+    server's code count (it ends our one line, in brackets), and only so many."""
+    out: list[str] = []
+    for ch in code[:MAX_CODE_TEXT].removesuffix("Exception"):
+        if not (ch.isascii() and ch.isalnum()):
+            continue
+        if ch.isupper() and out:
             out.append("_")
         out.append(ch.upper())
     return "".join(out) or "UNKNOWN"

@@ -19,12 +19,16 @@ logged, stored or answered.
 
 from __future__ import annotations
 
+import os
+
 from ecrcred._record import Record
-from ecrcred.cache import CacheKey, sha256_hex
+from ecrcred.cache import CacheKey
 from ecrcred.config.rules import DEFAULT_POD_IDENTITY
 from ecrcred.ecrhost import parse_ecr_host, private_host
 from ecrcred.errors import ConfigError, CredentialError, IdentityDenied, TokenDecodeError
+from ecrcred.files import sha256_hex
 from ecrcred.imageref import registry_host
+from ecrcred.log import SECRET_ENV
 from ecrcred.sources import Lookup
 from ecrcred.tokens import Token, split_basic_auth, token_expiry
 
@@ -39,17 +43,39 @@ if TYPE_CHECKING:
     from ecrcred.sources import Pod
     from ecrcred.sources.aws import AwsCredentials
 
-# The parts of the environment that decide which AWS principal botocore's credential chain will
-# find, and which endpoint it will talk to. Their digest partitions the token cache, so that a
-# token fetched as one identity (or from a stand-in endpoint) is never served to another, while a
-# cache hit needs no credential resolution at all.
+# What decides which AWS principal botocore's credential chain finds, and which server answers
+# as the endpoint: the environment variables that its credential providers (``credentials.py``:
+# environment, assume-role and web-identity profiles, SSO, ``credential_process``, shared files,
+# the EC2 credentials file, boto2 config, container, IMDS) and its endpoint resolution
+# (``configprovider.py``) read, and the files they read, found as botocore finds them. Their
+# digest partitions the token cache, so a token fetched as one identity (or from a stand-in
+# endpoint) is never served to another, while a cache hit resolves no credentials: the files are
+# only stat()ed (an edited or swapped file is another identity), never read. Left out on purpose:
+# AWS_REGION and AWS_DEFAULT_REGION (every client, and the STS client the chain builds, takes the
+# registry's own region), retry and timeout settings (they change when, not who), and proxies
+# (a proxy relays; which certificates are believed is AWS_CA_BUNDLE / REQUESTS_CA_BUNDLE).
 IDENTITY_ENV = (
-    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL_ECR_PUBLIC",
-    "AWS_ENDPOINT_URL_STS",
+    # where the shared config and credentials files are (profiles, their keys, role_arn and
+    # source_profile, credential_process, SSO, endpoint_url, ca_bundle), and which profile
+    "HOME", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE", "AWS_LOGIN_CACHE_DIRECTORY", "AWS_CREDENTIAL_FILE", "BOTO_CONFIG",
+    # keys in the environment (the secret halves: ecrcred.log.SECRET_ENV, as digests only)
+    "AWS_ACCESS_KEY_ID",
+    # a web identity from the environment
+    "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_SESSION_NAME",
+    # container credentials (ECS, EKS Pod Identity)
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    # the instance role, and which metadata service gives it
+    "AWS_EC2_METADATA_DISABLED", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "AWS_IMDS_USE_IPV6",
+    # which server answers as ECR or STS (with every AWS_ENDPOINT_URL* variable, below)
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT",
+    "AWS_STS_REGIONAL_ENDPOINTS", "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "AWS_DATA_PATH",
 )
+# AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>, for every service: ECR, ECR Public and STS,
+# and those the chain itself calls (SSO, SSO OIDC, sign-in).
+ENDPOINT_ENV_PREFIX = "AWS_ENDPOINT_URL"
 ROLE_ENV = "AWS_ECR_ROLE_ARN"
 
 
@@ -82,12 +108,114 @@ NODE = Principal("", "the node's AWS identity", _node)
 
 
 def identity_digest(env: Mapping[str, str], principal: str = "") -> str:
-    """A non-secret digest of who is asking, from the environment and the principal key alone
-    (no botocore)."""
-    parts = [f"{name}={env.get(name, '')}" for name in IDENTITY_ENV]
-    parts.append(f"principal={principal}")
+    """A non-secret digest of who is asking, from the environment, a stat() of the credential
+    files it selects and the principal key (no botocore, no file read)."""
+    # repr(): an unset variable is not an empty one (botocore tells them apart), and a value
+    # holding a newline cannot pass for another line
+    parts = [f"{name}={env.get(name)!r}" for name in IDENTITY_ENV]
+    parts += [f"{name}={env[name]!r}" for name in sorted(env)
+              if name.startswith(ENDPOINT_ENV_PREFIX)]
+    parts += [f"{name}#{_secret_digest(env.get(name))}" for name in SECRET_ENV]
+    parts += [f"file {path!r} {_file_fingerprint(path)}" for path in credential_files(env)]
+    parts.append(f"principal={principal!r}")
     # surrogatepass: a token's claims may hold lone surrogates ("\\ud800" is valid JSON)
     return sha256_hex("\n".join(parts).encode("utf-8", "surrogatepass"))[:16]
+
+
+def credential_files(env: Mapping[str, str]) -> list[str]:
+    """The files botocore's credential chain reads under ``env``, resolved as it resolves them:
+    the shared config and credentials files (``$VAR`` and ``~`` expanded), the EC2 credentials
+    file (``~`` only) and the boto2 config files; absolute where the working directory allows."""
+    paths = [_ini_path(env.get("AWS_CONFIG_FILE", "~/.aws/config"), env),
+             _ini_path(env.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"), env)]
+    if "AWS_CREDENTIAL_FILE" in env:
+        paths.append(_expand_user(env["AWS_CREDENTIAL_FILE"], env))
+    boto = [env["BOTO_CONFIG"]] if "BOTO_CONFIG" in env else ["/etc/boto.cfg", "~/.boto"]
+    paths += [_ini_path(path, env) for path in boto]
+    return [_absolute(path) for path in paths]
+
+
+def _ini_path(path: str, env: Mapping[str, str]) -> str:
+    # botocore's configloader: os.path.expandvars, then os.path.expanduser
+    return _expand_user(_expand_vars(path, env), env)
+
+
+def _expand_vars(path: str, env: Mapping[str, str]) -> str:
+    """``os.path.expandvars`` against ``env`` (which is ``os.environ`` when botocore reads it,
+    but the digest must be a function of what it is given)."""
+    if "$" not in path:
+        return path
+    import re  # loaded already: the CLI's own modules use it
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1).removeprefix("{").removesuffix("}")
+        return env.get(name, match.group(0))
+
+    return re.sub(r"\$(\w+|\{[^}]*\})", value, path, flags=re.ASCII)
+
+
+def _expand_user(path: str, env: Mapping[str, str]) -> str:
+    """``os.path.expanduser`` against ``env``: HOME when it is set (even empty), else the
+    password database's home of this uid, as Python does (root's kubelet without HOME reads
+    /root/.aws too)."""
+    if not path.startswith("~"):
+        return path
+    end = path.find("/", 1)
+    end = len(path) if end < 0 else end
+    if end == 1 and "HOME" in env:
+        home = env["HOME"]
+    else:
+        found = _home_of(path[1:end])
+        if found is None:
+            return path
+        home = found
+    return (home.rstrip("/") + path[end:]) or "/"
+
+
+_HOMES: dict[str, str | None] = {}  # one password-database lookup per user and process
+
+
+def _home_of(user: str) -> str | None:
+    """The password database's home of ``user`` ("": the user we run as), or None."""
+    if user not in _HOMES:
+        import pwd
+
+        try:
+            entry = pwd.getpwnam(user) if user else pwd.getpwuid(os.getuid())
+        except KeyError:
+            _HOMES[user] = None
+        else:
+            _HOMES[user] = entry.pw_dir
+    return _HOMES[user]
+
+
+def _absolute(path: str) -> str:
+    # Joined, not normalized: "a/link/../b" is what the kernel resolves, not "a/b".
+    if not path or os.path.isabs(path):
+        return path
+    try:
+        return os.path.join(os.getcwd(), path)
+    except OSError:  # the working directory was removed: botocore cannot resolve it either
+        return path
+
+
+def _file_fingerprint(path: str) -> str:
+    """Which file is there, cheaply: device, inode, size and mtime, or why there is none."""
+    if not path:
+        return "none"
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"absent {exc.errno}"
+    except ValueError:  # a NUL byte in the path
+        return "invalid"
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _secret_digest(value: str | None) -> str:
+    if value is None:
+        return "unset"
+    return sha256_hex(value.encode("utf-8", "surrogatepass"))
 
 
 class EcrSource:
