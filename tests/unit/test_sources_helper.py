@@ -4,7 +4,9 @@ Two halves. A hand-written ``FakeRunner`` drives ``helper_get`` through every an
 can give (table-driven), without a process. Then the real ``SubprocessRunner`` runs the real test
 helper, ``tests/support/bin/docker-credential-ecrcred-test``, found on the PATH of the
 environment we pass in (never ``os.environ``): success, nothing found, not installed, failing,
-garbage, identity tokens, and a hanging helper whose whole process group must die.
+garbage, identity tokens, and a hanging helper whose whole process group must die. Last, helper
+scripts that leave a process behind in a session of its own (``setsid``): it must be dead when
+the runner returns, answer or timeout; and the one rule for helper names, wherever they come from.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from pathlib import Path
 import pytest
 
 from ecrcred.errors import EcrcredError, HelperFailed, HelperNotInstalled
-from ecrcred.sources import DEFAULT_UNCACHED_DURATION
+from ecrcred.sources import DEFAULT_UNCACHED_DURATION, helper
 from ecrcred.sources.helper import (
     DOCKER_HUB_SERVER,
+    MAX_NAME,
     HelperSource,
     SubprocessRunner,
     helper_get,
+    helper_name_problem,
     helper_program,
     server_url,
 )
@@ -90,7 +94,7 @@ def all_text(exc: BaseException) -> str:
     ("ecr-login", "docker-credential-ecr-login"),
     ("gcr", "docker-credential-gcr"),
     ("acr_env.v2", "docker-credential-acr_env.v2"),
-    ("..", "docker-credential-.."),  # no slash, so still a file name in a PATH directory
+    ("x" * MAX_NAME, "docker-credential-" + "x" * MAX_NAME),
 ])
 def test_helper_program_prefixes_a_plain_name(name: str, program: str) -> None:
     assert helper_program(name) == program
@@ -98,11 +102,52 @@ def test_helper_program_prefixes_a_plain_name(name: str, program: str) -> None:
 
 @pytest.mark.parametrize("name", [
     "", "../bin/sh", "/usr/bin/evil", "a/b", "ecr login", "ecr-login\n", "ecr;rm", "$(id)", "é",
+    "..", ".hidden", "-v", "a\0b", "x" * (MAX_NAME + 1),
 ])
 def test_helper_program_refuses_names_that_are_not_plain(name: str) -> None:
     with pytest.raises(ValueError, match="credential helper name") as info:
         helper_program(name)
     assert "letters, digits" in str(info.value)
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("", "it is empty"),
+    ("x" * (MAX_NAME + 1), f"it is longer than {MAX_NAME} characters"),
+    ("a/b", "it contains '/'"),
+    ("../../bin/sh", "it contains '/'"),
+    ("desk\0top", "it contains '\\x00'"),
+    ("ecr\x1b[2J", "it contains '\\x1b'"),
+    ("-v", "it starts with '-'"),
+    (".docker", "it starts with '.'"),
+    ("..", "it starts with '.'"),
+])
+def test_helper_name_problem_says_why_without_repeating_the_name(name: str, problem: str) -> None:
+    found = helper_name_problem(name)
+    assert found is not None and found.startswith(problem)
+    assert "\x1b[" not in found and "\0" not in found  # one escaped character at most
+
+
+@pytest.mark.parametrize("name", ["ecr-login", "gcloud", "desktop", "acr_env.v2", "a", "x-"])
+def test_helper_name_problem_accepts_plain_names(name: str) -> None:
+    assert helper_name_problem(name) is None
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", "-x", "", "x" * (MAX_NAME + 1), "a\0b", ".x"])
+def test_the_config_file_and_docker_configs_refuse_the_same_helper_names(
+        name: str, tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from ecrcred.config.schema import HelperOptions
+    from ecrcred.errors import DockerConfigError
+    from ecrcred.sources.dockerconfig import read_docker_config
+
+    with pytest.raises(ValidationError, match="expected the part after docker-credential-"):
+        HelperOptions.model_validate({"name": name})
+    if name:  # an empty credsStore is docker's "no store", not a bad name
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps({"credsStore": name}))
+        with pytest.raises(DockerConfigError, match='"credsStore" that is not a usable helper'):
+            read_docker_config(str(path))
 
 
 @pytest.mark.parametrize(("host", "url"), [
@@ -145,14 +190,12 @@ NOT_FOUND = b"credentials not found in native keychain\n"
                  id="not-found-spaces"),
     pytest.param(2, b"", b"", (HelperFailed, "exited with status 2 for"), id="bare-failure"),
     pytest.param(3, b"", b"boom: keychain locked\nsecond line\n",
-                 (HelperFailed, "exited with status 3 for registry.example.com: boom: keychain "
-                  "locked"), id="stderr-first-line"),
+                 (HelperFailed, "exited with status 3 for registry.example.com (its output is "
+                  "not shown"), id="stderr"),
     pytest.param(1, b"error getting credentials: dial tcp: timeout\n", b"",
-                 (HelperFailed, "exited with status 1 for registry.example.com: error getting "
-                  "credentials: dial tcp: timeout"), id="stdout-when-no-stderr"),
+                 (HelperFailed, "exited with status 1 for registry.example.com (its output is "
+                  "not shown"), id="stdout-when-no-stderr"),
     pytest.param(-9, b"", b"", (HelperFailed, "was killed by signal 9"), id="signal"),
-    pytest.param(1, b"", b"\x1b[31mred\x00\n", (HelperFailed, ": ?[31mred?"),
-                 id="unprintable"),
     pytest.param(0, b"not json", b"", (HelperFailed, "something other than a JSON object"),
                  id="not-json"),
     pytest.param(0, b"", b"", (HelperFailed, "something other than a JSON object"), id="empty"),
@@ -182,21 +225,30 @@ def test_helper_get_maps_every_answer(stub_env: dict[str, str], returncode: int,
     assert SECRET not in all_text(info.value)
 
 
-def test_a_long_error_line_is_shortened(stub_env: dict[str, str]) -> None:
-    runner = FakeRunner(1, b"", b"x" * 5000 + b"\n")
+@pytest.mark.parametrize(("returncode", "stdout", "stderr"), [
+    pytest.param(1, b"", b"refresh token rt-SECRETVALUE expired\n", id="stderr"),
+    pytest.param(1, b"Secret: hunter2-long\n", b"", id="stdout"),
+    pytest.param(1, b"Secret: hunter2-long\n", b"\n  \n", id="stdout-after-blank-stderr"),
+    pytest.param(2, answer(), b"", id="json-answer-with-a-failure"),
+    pytest.param(1, b"", b"\x1b[31mrefresh token rt-SECRETVALUE\x00\n", id="unprintable"),
+    pytest.param(-6, b"Secret: hunter2-long", b"refresh token rt-SECRETVALUE", id="signal"),
+])
+def test_a_failing_helpers_output_is_never_repeated(
+        stub_env: dict[str, str], returncode: int, stdout: bytes, stderr: bytes) -> None:
     with pytest.raises(HelperFailed) as info:
-        helper_get("fake", SERVER, runner, stub_env, timeout=1)
-    detail = str(info.value).split(": ", 1)[1]
-    assert detail == "x" * 197 + "..."
-
-
-def test_a_failing_helper_that_printed_json_does_not_have_it_repeated(
-        stub_env: dict[str, str]) -> None:
-    runner = FakeRunner(1, answer(), b"")
-    with pytest.raises(HelperFailed) as info:
-        helper_get("fake", SERVER, runner, stub_env, timeout=1)
-    assert str(info.value).endswith(f"exited with status 1 for {SERVER}")
-    assert SECRET not in all_text(info.value)
+        helper_get("fake", SERVER, FakeRunner(returncode, stdout, stderr), stub_env, timeout=1)
+    shown = all_text(info.value)
+    for printed in ("rt-SECRETVALUE", "refresh token", "hunter2-long", "Secret:", SECRET,
+                    "\x1b", "[31m"):
+        assert printed not in shown
+    assert info.value.code == "HELPER_FAILED"
+    # What it did, and the command that shows the helper's own message.
+    status = ("was killed by signal 6" if returncode < 0
+              else f"exited with status {returncode}")
+    assert str(info.value) == (f"docker-credential-fake {status} for {SERVER} (its output is not "
+                               "shown: it may hold a secret)")
+    path = os.path.join(stub_env["PATH"], "docker-credential-fake")
+    assert f"run 'echo {SERVER} | {path} get'" in info.value.hint
 
 
 @pytest.mark.parametrize(("raised", "error_type", "fragment"), [
@@ -462,12 +514,17 @@ def test_real_helper_not_on_path_is_not_installed(helper_env: dict[str, str],
     assert asked(helper_env) == []
 
 
-def test_real_helper_failure_reports_its_status_and_message(helper_env: dict[str, str]) -> None:
+def test_real_helper_failure_reports_its_status_and_how_to_see_its_message(
+        helper_env: dict[str, str]) -> None:
     with pytest.raises(HelperFailed) as info:
         run_helper({**helper_env, "ECRCRED_TEST_HELPER_MODE": "fail"})
     assert str(info.value) == (
-        f"docker-credential-ecrcred-test exited with status 3 for {SERVER}: ecrcred-test "
-        f"helper: simulated failure for {SERVER}")
+        f"docker-credential-ecrcred-test exited with status 3 for {SERVER} (its output is not "
+        "shown: it may hold a secret)")
+    assert info.value.hint == (
+        f"run 'echo {SERVER} | {BIN_DIR / 'docker-credential-ecrcred-test'} get' on the node as "
+        "the kubelet's user to see its own message")
+    assert "simulated failure" not in all_text(info.value)
 
 
 def test_real_helper_garbage_is_a_failure_that_does_not_repeat_it(
@@ -545,3 +602,156 @@ def test_real_source_never_shows_the_secret(helper_env: dict[str, str], mode: st
     shown += [message for _, message in log.lines]
     assert log.lines or mode != "store"
     assert all(SECRET not in text for text in shown)
+
+
+# --- what a helper leaves behind ----------------------------------------------------------------
+
+LEAVES_BEHIND = """#!/bin/sh
+# A grandchild in a session of its own, out of reach of the process-group kill, that would sleep
+# on for minutes: it writes its pid, then becomes a `sleep`.
+{start} sh -c 'echo $$ > "$PIDFILE.tmp" && mv "$PIDFILE.tmp" "$PIDFILE" && exec sleep 300' \\
+    </dev/null >/dev/null 2>&1 {end}
+while [ ! -s "$PIDFILE" ]; do sleep 0.01; done
+[ "$MODE" = hang ] && exec sleep 300
+echo '{{"Username": "u", "Secret": "{secret}"}}'
+"""
+ESCAPES = {
+    # setsid(1) in the background: the helper is its parent until the helper exits.
+    "setsid": ("setsid", "&"),
+    # A double fork: the subshell exits at once, so the grandchild is orphaned while the helper
+    # still runs.
+    "double-fork": ("( setsid", "& )"),
+}
+
+
+@pytest.fixture(params=sorted(ESCAPES))
+def leaves_behind(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An env to run ``argv`` (its ``HELPER``) with; afterwards the grandchild is killed if it
+    is still there, whatever the test found."""
+    start, end = ESCAPES[request.param]
+    script = tmp_path / "docker-credential-leaves-behind"
+    script.write_text(LEAVES_BEHIND.format(start=start, end=end, secret=SECRET))
+    script.chmod(0o755)
+    pidfile = tmp_path / "grandchild.pid"
+    env = {**BASE_ENV, "PIDFILE": str(pidfile), "HELPER": str(script)}
+    yield env
+    if pidfile.exists():
+        pid = int(pidfile.read_text())
+        if is_our_sleep(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def is_our_sleep(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) ``sleep``: the grandchild, not a reused pid."""
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return comm == "sleep" and alive(pid)
+
+
+def grandchild(env: Mapping[str, str]) -> int:
+    pidfile = Path(env["PIDFILE"])
+    assert pidfile.exists(), "the helper did not start its grandchild"
+    return int(pidfile.read_text())
+
+
+def test_runner_kills_what_a_helper_left_in_another_session_after_it_answers(
+        leaves_behind: dict[str, str]) -> None:
+    log = RecordingLogger()
+    result = SubprocessRunner(log=log).run([leaves_behind["HELPER"], "get"], b"", timeout=20,
+                                           env=leaves_behind)
+    assert (result.returncode, json.loads(result.stdout)["Secret"]) == (0, SECRET)
+    assert not is_our_sleep(grandchild(leaves_behind))
+    assert _stat(grandchild(leaves_behind)) is None  # reaped too, not left a zombie
+    assert log.at("debug") == ["killed 1 process(es) that docker-credential-leaves-behind left "
+                               "behind"]
+
+
+def test_runner_kills_what_a_helper_left_in_another_session_when_it_times_out(
+        leaves_behind: dict[str, str]) -> None:
+    with pytest.raises(subprocess.TimeoutExpired):
+        SubprocessRunner().run([leaves_behind["HELPER"], "get"], b"", timeout=1.5,
+                               env={**leaves_behind, "MODE": "hang"})
+    assert not is_our_sleep(grandchild(leaves_behind))
+    assert _stat(grandchild(leaves_behind)) is None
+
+
+def test_runner_never_kills_children_it_did_not_start(leaves_behind: dict[str, str]) -> None:
+    ours = subprocess.Popen(["sleep", "60"])
+    try:
+        SubprocessRunner().run([leaves_behind["HELPER"], "get"], b"", timeout=20,
+                               env=leaves_behind)
+        assert ours.poll() is None
+        assert alive(ours.pid)
+    finally:
+        ours.kill()
+        ours.wait()
+
+
+def _get_subreaper() -> int:
+    import ctypes
+
+    value = ctypes.c_int(-1)
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(37, ctypes.byref(value), 0, 0, 0) == 0  # PR_GET_CHILD_SUBREAPER
+    return value.value
+
+
+def test_runner_is_a_subreaper_only_while_a_helper_runs(helper_env: dict[str, str]) -> None:
+    assert _get_subreaper() == 0
+    assert run_helper(helper_env) == ("robot", SECRET)
+    assert _get_subreaper() == 0  # orphans of anything else we run go to init, as before
+    with pytest.raises(HelperFailed):
+        run_helper({**helper_env, "ECRCRED_TEST_HELPER_MODE": "fail"})
+    assert _get_subreaper() == 0
+
+
+def test_without_prctl_the_runner_falls_back_to_the_group_kill_and_says_so_once(
+        hang_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(helper, "_prctl", "not on Linux (test)")
+    log = RecordingLogger()
+    runner = SubprocessRunner(log=log)
+    for _ in range(2):
+        with pytest.raises(subprocess.TimeoutExpired):
+            runner.run([str(BIN_DIR / helper_program(TEST_HELPER)), "get"], b"x", timeout=1.0,
+                       env=hang_env)
+        _, child = (int(p) for p in Path(hang_env["ECRCRED_TEST_HELPER_PIDS"]).read_text()
+                    .split())
+        deadline = time.monotonic() + 2.0
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not alive(child)  # the process-group kill, as before
+    assert log.at("debug") == [
+        "cannot make ecrcred a child subreaper (not on Linux (test)): a credential helper's "
+        "processes are killed with its process group only, and one that left it (setsid) may "
+        "outlive the helper"]
+
+
+@pytest.mark.parametrize(("stat", "expected"), [
+    (b"4242 (sleep) S 17 4242 4242 0 -1 4194560 " + b"0 " * 12 + b"98765 0 0\n", (17, 98765)),
+    # A command name with spaces, parentheses and what looks like fields of its own.
+    (b"4242 (a) S 1 2 (b) S 99 1 1 0 -1 4194560 " + b"0 " * 12 + b"555 0\n", (99, 555)),
+    (b"4242 (x)\n", None),
+    (b"", None),
+])
+def test_parent_and_start_read_after_the_last_parenthesis(stat: bytes,
+                                                          expected: tuple[int, int] | None) -> None:
+    assert helper.parent_and_start(stat) == expected
+
+
+def test_a_child_whose_name_holds_parentheses_and_spaces_is_found(tmp_path: Path) -> None:
+    odd = tmp_path / "a) S 1 (b"
+    odd.symlink_to("/bin/sleep")
+    child = subprocess.Popen([str(odd), "30"])
+    try:
+        deadline = time.monotonic() + 5  # until the exec has renamed it
+        while (Path(f"/proc/{child.pid}/comm").read_text().strip() != odd.name
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+        fields = helper.parent_and_start(Path(f"/proc/{child.pid}/stat").read_bytes())
+        assert fields is not None and fields[0] == os.getpid()
+        assert (child.pid, fields[1]) in helper._children()
+    finally:
+        child.kill()
+        child.wait()

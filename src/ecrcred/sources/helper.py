@@ -6,25 +6,33 @@ URL on stdin, ``{"ServerURL", "Username", "Secret"}`` on stdout, or exit non-zer
 ``docker/credentials/``, a small function speaks it and turns every failure into one of two
 named errors: ``HelperNotInstalled`` (nothing to run) and ``HelperFailed`` (it ran, and did not
 give us a usable answer). The program runs through the ``Runner`` seam so the parsing and the
-error mapping are tested without a process; ``SubprocessRunner`` is the real one. Helpers are
-third-party code run from the kubelet: the runner bounds them in time (the whole process group
-is killed) and in memory (output is capped), and nothing they print that may hold a secret is
-ever repeated in a message.
+error mapping are tested without a process; ``SubprocessRunner`` is the real one.
+
+Helpers are third-party programs run as root from the kubelet, so they are treated as hostile:
+the runner bounds them in time and in memory (output is capped), and when one is done every
+process it started is killed, even one that left its process group (``setsid``, a double fork),
+because ecrcred is their child subreaper while a helper runs. Nothing a helper prints is ever
+repeated, in a message or in the log: a failing helper's first line is as likely to be a refresh
+token as an explanation. Errors name the helper, what happened and the command that shows its
+own message. ``helper_name_problem`` is the one rule for what may follow ``docker-credential-``,
+shared by the config file's ``credentialHelper`` and a docker config's helper names.
 """
 
 from __future__ import annotations
 
+import _thread
 import os
 
 from ecrcred.errors import HelperFailed, HelperNotInstalled
 from ecrcred.imageref import DOCKER_HUB, registry_host
+from ecrcred.log import quote_untrusted
 from ecrcred.sources import DEFAULT_UNCACHED_DURATION, fixed_lookup
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from ecrcred.seams import Clock, Logger, Runner, RunResult
     from ecrcred.sources import Lookup, Pod
@@ -40,23 +48,70 @@ NOT_FOUND_MESSAGE = "credentials not found in native keychain"
 IDENTITY_TOKEN_USERNAME = "<token>"  # noqa: S105 - a marker, not a password
 # A helper's answer is a few hundred bytes; a runaway one must not eat the kubelet's plugin.
 MAX_OUTPUT = 1 << 20
-# How much of a helper's own error line a message repeats.
-MAX_DETAIL = 200
 # PATH is shown in "not installed" messages only when it is this short (readable on one line).
 MAX_PATH_SHOWN = 200
+# Real helper names are a word or two (ecr-login, gcloud, desktop); this keeps a name readable
+# in every message that shows it, and far inside a file name's 255 bytes.
+MAX_NAME = 64
+# How long the processes a helper left behind get to die of SIGKILL and be reaped: a process in
+# uninterruptible sleep (a hung NFS read) cannot die sooner, and must not hold the kubelet longer.
+REAP_TIMEOUT = 2.0
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>, since Linux 3.4
 
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+# The subreaper flag belongs to the whole process: one helper runs at a time, so that a run never
+# clears it under another one, nor kills the processes another one left behind.
+_RUN_LOCK = _thread.allocate_lock()
+# prctl from the C library, loaded at the first helper run; a str when it cannot be (why not).
+_prctl: Callable[[int, int, int, int, int], int] | str | None = None
+
+
+def helper_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a credential helper (the part after ``docker-credential-``), or
+    None when it can: the one rule for the config file and for docker config files. The name
+    becomes a file name looked up on PATH, so no '/' (a path), no leading '-' (an option to
+    whoever reads it) or '.' (a hidden or relative name), and nothing that is not plain text."""
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_NAME:
+        return f"it is longer than {MAX_NAME} characters"
+    bad = next((c for c in name if c not in _NAME_CHARS), None)
+    if bad is not None:
+        # repr of one character: escaped when it is a control character, never the whole name.
+        return f"it contains {bad!r}; use only letters, digits, '.', '_' and '-'"
+    if name[0] in "-.":
+        return f"it starts with {name[0]!r}"
+    return None
 
 
 class SubprocessRunner:
-    """``Runner`` over ``subprocess.Popen``: no shell, own session, output capped, and on a
-    timeout the whole process group killed (a helper's children too) and reaped."""
+    """``Runner`` over ``subprocess.Popen``: no shell, own session, output capped; on a timeout
+    the helper's process group is killed, and after every run each process the helper started
+    that is still alive, wherever it went, is killed and reaped."""
 
-    def __init__(self, max_output: int = MAX_OUTPUT) -> None:
+    def __init__(self, max_output: int = MAX_OUTPUT, log: Logger | None = None) -> None:
         self._max_output = max_output
+        self._log = log
+        self._told_no_subreaper = False
 
     def run(self, argv: Sequence[str], stdin: bytes, timeout: float,
             env: Mapping[str, str]) -> RunResult:
+        with _RUN_LOCK:
+            reaper = self._become_subreaper()
+            try:
+                # Our children from before this run are someone else's: never killed here.
+                before = _children() if reaper else set()
+                try:
+                    return self._run(argv, stdin, timeout, env)
+                finally:
+                    if reaper:
+                        self._kill_left_behind(argv, before)
+            finally:
+                if reaper:
+                    _set_subreaper(0)
+
+    def _run(self, argv: Sequence[str], stdin: bytes, timeout: float,
+             env: Mapping[str, str]) -> RunResult:
         import subprocess
         import time
 
@@ -82,6 +137,54 @@ class SubprocessRunner:
                 if pipe is not None:
                     pipe.close()
         return subprocess.CompletedProcess(list(argv), returncode, stdout, stderr)
+
+    def _become_subreaper(self) -> bool:
+        """Make this process the child subreaper, so that a helper's orphaned descendants (a
+        ``setsid`` child, a double-forked daemon) become our children instead of init's and can
+        be found and killed. False, said once in the debug log, where that is not possible."""
+        why_not = _set_subreaper(1)
+        if why_not is None:
+            return True
+        if not self._told_no_subreaper and self._log is not None:
+            self._told_no_subreaper = True
+            self._log.debug(
+                f"cannot make ecrcred a child subreaper ({why_not}): a credential helper's "
+                "processes are killed with its process group only, and one that left it (setsid) "
+                "may outlive the helper"
+            )
+        return False
+
+    def _kill_left_behind(self, argv: Sequence[str], before: set[tuple[int, int]]) -> None:
+        """SIGKILL and reap every child of ours that was not there before the helper ran: the
+        helper's descendants, re-parented to us as their parents died. A grandchild comes to us
+        only once its parent is dead, so this goes round until a round finds no one."""
+        import contextlib
+        import signal
+        import time
+
+        deadline = time.monotonic() + REAP_TIMEOUT
+        killed: set[int] = set()
+        while True:
+            left = [pid for pid, started in _children() if (pid, started) not in before]
+            if not left:
+                break
+            for pid in left:
+                # Our child, alive or a zombie we have not reaped: its pid cannot be reused yet.
+                with contextlib.suppress(ProcessLookupError):  # reaped since the listing
+                    os.kill(pid, signal.SIGKILL)
+            unreaped = [pid for pid in left if not _reap(pid, deadline)]
+            killed.update(left)
+            if unreaped:
+                if self._log is not None:
+                    self._log.warning(
+                        f"{len(unreaped)} process(es) that {os.path.basename(argv[0])} started "
+                        f"did not die within {REAP_TIMEOUT:g}s of SIGKILL (pids "
+                        f"{', '.join(map(str, unreaped))}); they may be stuck in the kernel"
+                    )
+                break
+        if killed and self._log is not None:
+            self._log.debug(f"killed {len(killed)} process(es) that {os.path.basename(argv[0])} "
+                            "left behind")
 
     def _exchange(self, proc: subprocess.Popen[bytes], data: bytes, deadline: float,
                   argv: Sequence[str], timeout: float) -> tuple[bytes, bytes]:
@@ -148,12 +251,108 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+def _set_subreaper(value: int) -> str | None:
+    """prctl(PR_SET_CHILD_SUBREAPER, value): None when done, else why it could not be."""
+    global _prctl  # noqa: PLW0603 - loaded once per process, as the C library is
+    if _prctl is None:
+        _prctl = _load_prctl()
+    if isinstance(_prctl, str):
+        return _prctl
+    if _prctl(PR_SET_CHILD_SUBREAPER, value, 0, 0, 0) != 0:
+        return "prctl(PR_SET_CHILD_SUBREAPER) failed"
+    return None
+
+
+def _load_prctl() -> Callable[[int, int, int, int, int], int] | str:
+    """prctl from the C library already linked in, called through ``_ctypes`` (the C module
+    under ctypes) rather than ctypes itself: the release build leaves the ctypes package out,
+    because PyInstaller's bootstrap imports it at every start when it is bundled (about 1.5 ms
+    of every cache hit). Its calls pass Python ints as C ints, which is what prctl's arguments
+    here are. Imported at a helper's first run, never on the kubelet's cache-hit path."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return f"not on Linux ({sys.platform})"
+    try:
+        import _ctypes
+    except ImportError:
+        return "this build has no _ctypes"
+    try:
+        # dlopen(NULL): the program itself and the C library it links (typeshed wants a path)
+        address = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), "prctl")  # type: ignore[arg-type]
+    except (OSError, AttributeError):
+        return "the C library has no prctl"
+    call = getattr(_ctypes, "call_function", None)
+    if call is None:
+        return "this Python's _ctypes cannot call C functions directly"
+
+    def prctl(option: int, arg2: int, arg3: int, arg4: int, arg5: int) -> int:
+        result: int = call(address, (option, arg2, arg3, arg4, arg5))
+        return result
+
+    return prctl
+
+
+def _children() -> set[tuple[int, int]]:
+    """(pid, start time) of every process whose parent is this one, read from /proc. The start
+    time tells a new child from an old one whose pid was reused."""
+    me = os.getpid()
+    found: set[tuple[int, int]] = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as file:
+                fields = parent_and_start(file.read())
+        except OSError:  # it exited since the listing
+            continue
+        if fields is not None and fields[0] == me:
+            found.add((int(entry), fields[1]))
+    return found
+
+
+def parent_and_start(stat: bytes) -> tuple[int, int] | None:
+    """(parent pid, start time) from the text of a ``/proc/<pid>/stat``; None when it is not one.
+
+    Field 2, the command name in parentheses, is whatever the program was called and may hold
+    spaces and ')' itself (a helper names its children): the fields after it start after the
+    last ')'. Then come state (3), ppid (4) ... starttime (22)."""
+    fields = stat[stat.rfind(b")") + 1:].split()
+    try:
+        return int(fields[1]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _reap(pid: int, deadline: float) -> bool:
+    """Wait for our child ``pid`` to exit and reap it, until ``deadline``; True once it is gone."""
+    import time
+
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # already reaped
+            return True
+        if done:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+
+
 def helper_program(name: str) -> str:
-    """The helper's program name; ValueError when ``name`` could name a path, not a program."""
-    if not name or not set(name) <= _NAME_CHARS:
+    """The helper's program name; ValueError when ``name`` could name a path, not a program
+    (the config schema and the docker config reader refuse such names with their own errors)."""
+    problem = helper_name_problem(name)
+    if problem is not None:
         raise ValueError(
-            f"credential helper name {name!r} is not valid: use only letters, digits, '.', '_' "
-            f"and '-' (the part after {PROGRAM_PREFIX!r}, e.g. 'ecr-login')"
+            f"credential helper name {name!r} is not valid: {problem} (the part after "
+            f"{PROGRAM_PREFIX!r} is a plain name of letters, digits, '.', '_' and '-', e.g. "
+            "'ecr-login')"
         )
     return PROGRAM_PREFIX + name
 
@@ -184,12 +383,13 @@ def helper_get(name: str, server: str, runner: Runner, env: Mapping[str, str],
             "config) to include the directory that holds it",
         )
     path = os.path.abspath(path)
+    shown = quote_untrusted(server)  # the request's host: bounded and escaped in messages
     try:
         result = runner.run([path, "get"], server.encode(), timeout, env)
     except subprocess.TimeoutExpired:
         raise HelperFailed(
-            f"{program} did not answer within {timeout:g}s for {server} and was killed",
-            hint=f"check that {program} works on the node (run 'echo {server} | {path} get' as "
+            f"{program} did not answer within {timeout:g}s for {shown} and was killed",
+            hint=f"check that {program} works on the node (run 'echo {shown} | {path} get' as "
             "the kubelet's user); a helper that prompts or waits for a network is not usable "
             "here",
             code="HELPER_TIMEOUT",
@@ -212,16 +412,17 @@ def helper_get(name: str, server: str, runner: Runner, env: Mapping[str, str],
             return None
         status = (f"was killed by signal {-result.returncode}" if result.returncode < 0
                   else f"exited with status {result.returncode}")
-        detail = _first_line(result)
+        # What it printed is not repeated, here or in the log: helpers put tokens in their
+        # error lines, and the kubelet logs ours. The command shows the helper's own message.
         raise HelperFailed(
-            f"{program} {status} for {server}" + (f": {detail}" if detail else ""),
-            hint=f"run 'echo {server} | {path} get' on the node as the kubelet's user to see "
-            "why",
+            f"{program} {status} for {shown} (its output is not shown: it may hold a secret)",
+            hint=f"run 'echo {shown} | {path} get' on the node as the kubelet's user to see its "
+            "own message",
         )
     answer = _parse_answer(result.stdout)
     if answer is None:
         raise HelperFailed(
-            f"{program} answered for {server} with something other than a JSON object with "
+            f"{program} answered for {shown} with something other than a JSON object with "
             "non-empty string Username and Secret (its output is not shown: it may hold a "
             "secret)",
             hint=f"check that {program} implements docker's credential helper protocol",
@@ -230,7 +431,7 @@ def helper_get(name: str, server: str, runner: Runner, env: Mapping[str, str],
     username, secret = answer
     if username == IDENTITY_TOKEN_USERNAME:
         raise HelperFailed(
-            f"{program} answered for {server} with an identity token (Username "
+            f"{program} answered for {shown} with an identity token (Username "
             f"{IDENTITY_TOKEN_USERNAME!r}), which the kubelet and the container runtime cannot "
             "use",
             hint="log the helper in with a username and password or access token instead of an "
@@ -251,20 +452,6 @@ def _search_path(env: Mapping[str, str]) -> str:
 def _says_not_found(stdout: bytes) -> bool:
     text = stdout.decode("utf-8", errors="replace").lower()
     return any(line.strip() == NOT_FOUND_MESSAGE for line in text.splitlines())
-
-
-def _first_line(result: RunResult) -> str:
-    """The helper's first non-empty line of stderr, else of stdout, shortened and printable.
-    A stdout line that looks like JSON is not repeated: it may be an answer holding a secret."""
-    for stream, is_stdout in ((result.stderr, False), (result.stdout, True)):
-        for raw in stream.decode("utf-8", errors="replace").splitlines():
-            line = "".join(c if c.isprintable() else "?" for c in raw.strip())
-            if not line:
-                continue
-            if is_stdout and line[0] in "{[":
-                return ""
-            return line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 3] + "..."
-    return ""
 
 
 def _parse_answer(stdout: bytes) -> tuple[str, str] | None:
