@@ -3,7 +3,10 @@ where errors become stderr lines and exit codes.
 
 Exit codes (also in the README): 0 success; 1 no credentials could be produced; 2 bad flags;
 3 bad request on stdin; 4 bad configuration; 5 our deadline was hit; 6 the container runtime
-failed; 7 the runtime could not pull; 70 a bug in ecrcred (rerun with --debug for a traceback).
+failed; 7 the runtime could not pull; 70 a bug in ecrcred (rerun with --debug for a traceback);
+74 stdout could not be written (closed, full, or its reader went away); 130 interrupted. Every
+path ends in one of these, a closed stdin, stdout or stderr included: with stderr closed or full
+the error line is lost, but not its exit code.
 
 stdout carries only the protocol's JSON (or, for human commands, their report); every diagnostic
 goes to stderr as ``ecrcred: <level>: <message>``. With no subcommand and a request on stdin, the
@@ -19,24 +22,48 @@ import sys
 from types import SimpleNamespace
 
 from ecrcred import __version__
-from ecrcred.errors import EXIT_INTERNAL, EXIT_OK, ConfigError, EcrcredError, UsageError
-from ecrcred.log import DEBUG, ERROR, INFO, WARNING, StderrLogger
+from ecrcred.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    ConfigError,
+    EcrcredError,
+    OutputError,
+    RequestError,
+    UsageError,
+)
+from ecrcred.log import (
+    DEBUG,
+    ERROR,
+    INFO,
+    WARNING,
+    StderrLogger,
+    quote_untrusted,
+    register_environment_secrets,
+)
 from ecrcred.settings import pick
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import NoReturn
+
+    from _typeshed import SupportsWrite
 
     from ecrcred.containerd_config import ContainerdConfig
     from ecrcred.doctor import Options
     from ecrcred.doctor.environment import Process
+    from ecrcred.files import StateDir
     from ecrcred.router import Router
     from ecrcred.seams import Clock, CredentialSource, TokenCache
 
 DEFAULT_TIMEOUT = 30.0  # seconds; the kubelet SIGKILLs a plugin after 60
+# get-credentials' --timeout: no registry answers in less than a second, and the kubelet kills a
+# plugin at 60 s. The human commands may wait longer, up to a day (a registry outage at boot).
+TIMEOUT_RANGE = (1.0, 55.0)
+LONG_RANGE = (1.0, 86400.0)
+_STDOUT_HINT = "keep ecrcred's stdout open to a reader that reads it to the end"
 COMMANDS = frozenset({"get-credentials", "pull-sandbox", "doctor", "version"})
 LOG_LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
 
@@ -49,6 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
 
         def error(self, message: str) -> NoReturn:
             raise UsageError(f"{self.prog}: {message}", hint=f"see '{self.prog} --help'")
+
+        def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+            # --help and --version (no file: stdout, which is closed). argparse drops a write
+            # that fails, and would exit 0; its errors go to stderr through error() above.
+            if file is None or file is sys.stdout:
+                _write_stdout(message, "the help or version text")
+            else:
+                super()._print_message(message, file)
+
+    def seconds(low: float, high: float) -> Callable[[str], float]:
+        """An argparse type: float() alone takes "nan", "inf" and "1e-7"."""
+
+        def parse(text: str) -> float:
+            value = _seconds(text, low, high)
+            if value is None:
+                raise argparse.ArgumentTypeError(f"'{quote_untrusted(text)}' is not a number "
+                                                 f"of seconds from {low:g} to {high:g}")
+            return value
+
+        return parse
 
     common = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("-v", "--verbose", action="store_true",
@@ -106,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "runtimes)")
     sandbox.add_argument("--watch", action="store_true", default=False,
                          help="keep running: restore the image after deletion or GC")
-    sandbox.add_argument("--interval", type=float, default=60.0,
+    sandbox.add_argument("--interval", type=seconds(*LONG_RANGE), default=60.0,
                          help="with --watch: seconds between safety-net checks (default 60)")
-    sandbox.add_argument("--timeout", type=float, default=120.0,
+    sandbox.add_argument("--timeout", type=seconds(*LONG_RANGE), default=120.0,
                          help="seconds a pull may take, retries included (default 120)")
     sandbox.add_argument("--output", choices=("text", "json"), default="text",
                          help="one line per action, as text or JSON")
@@ -141,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the kubelet's --image-credential-provider-bin-dir (default: the "
                         "running kubelet's flag, else /usr/libexec/kubernetes/kubelet-plugins/"
                         "credential-provider/exec)")
-    doctor.add_argument("--timeout", type=float, default=10.0,
+    doctor.add_argument("--timeout", type=seconds(*LONG_RANGE), default=10.0,
                         help="seconds each registry or runtime call may take (default 10)")
     doctor.add_argument("--skip", action="append", default=[],
                         choices=("credentials", "kubelet", "runtime", "registry", "environment"),
@@ -154,49 +201,145 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    if sys.stdin is None or sys.stdout is None or sys.stderr is None:
+        _plug_closed_descriptors()
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if env is None else env
     log = StderrLogger(level=LOG_LEVELS.get(env.get("ECRCRED_LOG_LEVEL", "").lower(), INFO))
+    register_environment_secrets(log, env)
     debug = "--debug" in argv or env.get("ECRCRED_DEBUG") == "1"
     try:
-        if not COMMANDS.intersection(argv) and not {"-h", "--help", "--version"} & set(argv):
-            # The kubelet runs a provider with only its configured args: with no subcommand,
-            # behave as get-credentials so ecrcred can replace the reference plugin in place.
-            if sys.stdin.isatty():
-                raise UsageError("no command given",
-                                 hint="run 'ecrcred --help', or pipe a request to get-credentials")
-            argv = ["get-credentials", *argv]
-        args = _kubelet_fast_path(argv) or build_parser().parse_args(argv)
-        if getattr(args, "verbose", False):
-            log.level = DEBUG
-        command = args.command
-        if command == "get-credentials":
-            return _get_credentials(args, env, log)
-        if command == "pull-sandbox":
-            return _pull_sandbox(args, env, log)
-        if command == "doctor":
-            return _doctor(args, env, log)
-        if command == "version":
-            return _version()
-        raise UsageError(f"unknown command {command!r}", hint="see 'ecrcred --help'")
+        code = _command(argv, env, log)
     except EcrcredError as exc:
         log.error(exc.one_line())
-        return exc.exit_code
+        code = exc.exit_code
     except KeyboardInterrupt:
         log.error("interrupted")
-        return 130
+        code = 130
+    except SystemExit as exc:  # argparse, after writing --help or --version
+        code = exc.code if isinstance(exc.code, int) else EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the one catch-all: a bug must still be one line, no secret
         if debug:
+            import contextlib
             import traceback
 
-            sys.stderr.write(log.scrub(traceback.format_exc()))
+            with contextlib.suppress(AttributeError, OSError, ValueError):  # stderr closed, full
+                sys.stderr.write(log.scrub(traceback.format_exc()))
         # Only the exception's type: its text may quote data it failed on (a reply holding a
         # secret key, say), and the kubelet logs our stderr. --debug shows the rest, scrubbed.
         log.error(
             f"internal error: {type(exc).__name__}; rerun with --debug for a traceback and "
             "report it [INTERNAL]"
         )
-        return EXIT_INTERNAL
+        code = EXIT_INTERNAL
+    return _settle(code, log)
+
+
+def _command(argv: list[str], env: Mapping[str, str], log: StderrLogger) -> int:
+    if not COMMANDS.intersection(argv) and not {"-h", "--help", "--version"} & set(argv):
+        # The kubelet runs a provider with only its configured args: with no subcommand,
+        # behave as get-credentials so ecrcred can replace the reference plugin in place.
+        if sys.stdin is not None and sys.stdin.isatty():
+            raise UsageError("no command given",
+                             hint="run 'ecrcred --help', or pipe a request to get-credentials")
+        argv = ["get-credentials", *argv]
+    args = _kubelet_fast_path(argv) or build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        log.level = DEBUG
+    command = args.command
+    if command == "get-credentials":
+        return _get_credentials(args, env, log)
+    if command == "pull-sandbox":
+        return _pull_sandbox(args, env, log)
+    if command == "doctor":
+        return _doctor(args, env, log)
+    if command == "version":
+        return _version()
+    raise UsageError(f"unknown command {command!r}", hint="see 'ecrcred --help'")
+
+
+def _plug_closed_descriptors() -> None:
+    """Open /dev/null on whichever of descriptors 0, 1 and 2 we were started without (Python
+    then gives None for that sys.stdin, stdout or stderr, and None it stays: the code below
+    knows the stream is gone). Otherwise the next file we open takes that number, and a child
+    or a C library writing to its "stderr" would write into it: a token cache file, say."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null == fd:
+                os.set_inheritable(fd, True)
+            else:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def _seconds(text: str, low: float, high: float) -> float | None:
+    """``text`` as seconds from ``low`` to ``high``, else None (also for "nan" and "inf")."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if low <= value <= high else None
+
+
+def _write_stdout(data: str | bytes, what: str) -> None:
+    """Write and flush ``data`` on stdout, or raise OutputError saying why it could not be."""
+    stream = sys.stdout
+    if stream is None:
+        raise OutputError(f"cannot write {what}: stdout is closed", hint=_STDOUT_HINT)
+    try:
+        if isinstance(data, bytes):
+            stream.buffer.write(data)
+        else:
+            stream.write(data)
+        stream.flush()
+    except (OSError, ValueError) as exc:
+        _discard(stream)
+        raise _stdout_error(what, exc) from None
+
+
+def _stdout_error(what: str, exc: OSError | ValueError) -> OutputError:
+    # EPIPE, ENOSPC, EBADF...: the system's words say it. A ValueError is a closed file object.
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "it is closed"
+    return OutputError(f"cannot write {what} on stdout: {reason}", hint=_STDOUT_HINT)
+
+
+def _discard(stream: object) -> None:
+    """Point ``stream``'s descriptor at /dev/null, so that what its buffer still holds goes
+    nowhere at exit instead of failing again (or blocking, on a pipe nobody reads)."""
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, OSError, ValueError):  # no descriptor: nothing will flush it
+        return
+    try:
+        os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
+
+
+def _settle(code: int, log: StderrLogger) -> int:
+    """Flush stdout and stderr while the exit code can still say what happened: left to Python's
+    exit, a flush that fails prints "Exception ignored ..." and makes the exit code 120."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        _discard(sys.stdout)
+        if code == EXIT_OK:  # what was written (--help, a report) did not all arrive
+            error = _stdout_error("the output", exc)
+            log.error(error.one_line())
+            code = error.exit_code
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        _discard(sys.stderr)
+    return code
 
 
 def _kubelet_fast_path(argv: list[str]) -> SimpleNamespace | None:
@@ -211,19 +354,17 @@ def _kubelet_fast_path(argv: list[str]) -> SimpleNamespace | None:
 def _get_credentials(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
                      log: StderrLogger) -> int:
     from ecrcred.clock import SystemClock
-    from ecrcred.deadline import deadline
-    from ecrcred.kubelet import MAX_REQUEST_BYTES
+    from ecrcred.deadline import Expired, deadline
+    from ecrcred.errors import DeadlineExceeded
     from ecrcred.provider import run_plugin
 
     timeout_setting = pick("--timeout", args.timeout, env, "ECRCRED_TIMEOUT", str(DEFAULT_TIMEOUT))
-    try:
-        timeout = float(timeout_setting.value)
-    except ValueError:
-        timeout = -1.0
-    if not 0 < timeout <= 55:
-        raise UsageError(f"timeout {timeout_setting.value!r} (from {timeout_setting.origin}) is "
-                         "not a number of seconds between 0 and 55",
-                         hint="the kubelet kills a plugin after 60s")
+    low, high = TIMEOUT_RANGE
+    timeout = _seconds(timeout_setting.value, low, high)
+    if timeout is None:
+        raise UsageError(f"timeout '{quote_untrusted(timeout_setting.value)}' (from "
+                         f"{timeout_setting.origin}) is not a number of seconds from {low:g} to "
+                         f"{high:g}", hint="the kubelet kills a plugin after 60s")
     clock = SystemClock()
     # The lock wait ends before the deadline, so its own message (who holds it) can be seen.
     cache, state_dir = _token_cache(args, env, log, lock_timeout=timeout * 0.8)
@@ -235,16 +376,36 @@ def _get_credentials(args: argparse.Namespace | SimpleNamespace, env: Mapping[st
                   hint="check the node's network path to the registry's token API, or raise "
                   "--timeout (ECRCRED_TIMEOUT)"):
         sources = _sources(args, env, log, clock, state_dir, aws_timeout=min(10.0, timeout))
-        raw = sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1)
-        output = run_plugin(raw, sources, cache, clock, log, wait_until)
-    sys.stdout.buffer.write(output)
-    sys.stdout.buffer.flush()
+        output = run_plugin(_read_request(), sources, cache, clock, log, wait_until)
+        # Still inside the deadline: a stdout pipe that nobody reads must not hold us past it.
+        try:
+            _write_stdout(output, "the response")
+        except Expired:
+            _discard(sys.stdout)  # or exit's own flush would block on the pipe again
+            raise DeadlineExceeded(f"the response could not be written on stdout within "
+                                   f"{timeout:g}s: nothing reads it",
+                                   hint="the kubelet reads a plugin's stdout to the end; check "
+                                   "what ecrcred's stdout is connected to") from None
     return EXIT_OK
 
 
+def _read_request() -> bytes:
+    from ecrcred.kubelet import MAX_REQUEST_BYTES, REQUEST_HINT
+
+    if sys.stdin is None:
+        raise RequestError("no request on stdin (stdin is closed)", hint=REQUEST_HINT)
+    try:
+        return sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise RequestError(f"cannot read the request on stdin: {reason}",
+                           hint=REQUEST_HINT) from None
+
+
 def _token_cache(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
-                 log: StderrLogger, lock_timeout: float) -> tuple[TokenCache, str | None]:
-    """The token cache, and its directory (also where the compiled config is kept)."""
+                 log: StderrLogger, lock_timeout: float) -> tuple[TokenCache, StateDir | None]:
+    """The token cache, and its directory, opened and checked (also where the compiled config
+    is kept); None when there is none to use."""
     from ecrcred.cache import DEFAULT_CACHE_DIR, FileCache, NullCache
     from ecrcred.clock import SystemClock
 
@@ -253,18 +414,19 @@ def _token_cache(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, s
     cache_dir = pick("--cache-dir", args.cache_dir, env, "ECRCRED_CACHE_DIR", DEFAULT_CACHE_DIR)
     log.debug(f"token cache {cache_dir.value} (from {cache_dir.origin})")
     cache = FileCache(cache_dir.value, SystemClock(), log, lock_timeout=lock_timeout)
-    return cache, cache_dir.value
+    return cache, cache.state()
 
 
 def _sources(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
-             log: StderrLogger, clock: Clock, state_dir: str | None,
+             log: StderrLogger, clock: Clock, state_dir: StateDir | None,
              aws_timeout: float) -> list[CredentialSource]:
     """The one source both commands ask: the config's rules, then ECR hosts."""
     return [_router(args, env, log, clock, state_dir, aws_timeout)]
 
 
 def _router(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
-            log: StderrLogger, clock: Clock, state_dir: str | None, aws_timeout: float) -> Router:
+            log: StderrLogger, clock: Clock, state_dir: StateDir | None,
+            aws_timeout: float) -> Router:
     from ecrcred.config.load import config_setting, load_config
     from ecrcred.router import Router, SourceFactory
 
@@ -295,8 +457,6 @@ def _pull_sandbox(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, 
         format_action,
     )
 
-    if args.timeout <= 0 or args.interval <= 0:
-        raise UsageError("--timeout and --interval must be positive numbers of seconds")
     clock = SystemClock()
     image = args.image
     if image is None:
@@ -311,9 +471,19 @@ def _pull_sandbox(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, 
         cache = MemoryCache(cache, clock)
     sources = _sources(args, env, log, clock, state_dir, aws_timeout=10.0)
 
+    stdout_lost = False
+
     def report(action: Action) -> None:
-        sys.stdout.write(log.scrub(format_action(action, args.output)) + "\n")
-        sys.stdout.flush()
+        nonlocal stdout_lost
+        try:
+            _write_stdout(log.scrub(format_action(action, args.output)) + "\n", "a report line")
+        except OutputError as exc:
+            if not args.watch:
+                raise
+            # The watch's work is the image, not these lines: say so once and keep watching.
+            if not stdout_lost:
+                log.warning(f"{exc.one_line()}; watching on without report lines")
+            stdout_lost = True
 
     endpoint = resolve_endpoint(args.runtime_endpoint, env)
     credentials = credentials_resolver(sources, cache, clock, log)
@@ -352,8 +522,6 @@ def _doctor(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
     from ecrcred.doctor.registry import HttpClient
     from ecrcred.doctor.report import render_json, render_text
 
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
     clock = SystemClock()
     running = processes()
     options, containerd = _doctor_options(args, env, running)
@@ -370,8 +538,7 @@ def _doctor(args: argparse.Namespace | SimpleNamespace, env: Mapping[str, str],
     report = diagnose(options, containerd, collaborators)
     text = render_json(report) if args.output == "json" else render_text(
         report, verbose=getattr(args, "verbose", False))
-    sys.stdout.write(log.scrub(text))
-    sys.stdout.flush()
+    _write_stdout(log.scrub(text), "the report")
     return 1 if report.failed else EXIT_OK
 
 
@@ -450,6 +617,6 @@ def _version() -> int:
                f"{info.get('built', '?')}")
     else:
         how = "pyinstaller" if frozen else "python package"
-    sys.stdout.write(f"ecrcred {__version__} ({how}, Python {platform.python_version()}, "
-                     f"{platform.machine()})\n")
+    _write_stdout(f"ecrcred {__version__} ({how}, Python {platform.python_version()}, "
+                  f"{platform.machine()})\n", "the version")
     return EXIT_OK

@@ -8,6 +8,11 @@ The alarm raises ``Expired``, a ``BaseException`` like KeyboardInterrupt, becaus
 catch ``Exception`` broadly: botocore wraps any exception from a socket read into a retryable
 ``HTTPClientError``, which would turn our deadline into one more retry. ``Expired`` passes through
 them and becomes a ``DeadlineExceeded`` when it leaves the ``deadline`` block.
+
+An alarm can also fire inside ``deadline``'s own entry (a time so short it ran out while being
+set) or exit (just as the block finished, or on its way while the timer is stopped): neither may
+escape as a raw ``Expired``. The first is a ``DeadlineExceeded`` like any other; from the first
+step of the exit on, the handler does nothing.
 """
 
 from __future__ import annotations
@@ -39,31 +44,47 @@ class deadline:
         self.hint = hint
         self._previous: object = None
         self._armed = False
+        self._live = False  # whether an alarm now raises Expired
 
     def __enter__(self) -> None:
         if self.seconds <= 0:
             return
         try:
-            self._previous = signal.signal(signal.SIGALRM, _on_alarm)
+            self._previous = signal.signal(signal.SIGALRM, self._on_alarm)
         except ValueError:  # not the main thread: signals cannot be ours, run unbounded
             return
-        self._armed = True
-        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        self._armed = self._live = True
+        try:
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        except Expired:  # so short a time that it ran out before the block began
+            self._disarm()
+            raise self._exceeded() from None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        # The block's work is done: an alarm from here on is ignored, and the work kept.
+        self._live = False
         if not self._armed:
             return
-        try:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        except Expired:  # fired just as the block finished: its work is done, keep it
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        self._disarm()
+        if isinstance(exc, Expired):
+            raise self._exceeded() from None
+
+    def _disarm(self) -> None:
+        self._live = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, self._previous)  # type: ignore[arg-type]
         self._armed = False
-        if isinstance(exc, Expired):
-            raise DeadlineExceeded(f"{self.what} did not finish within {self.seconds:g}s",
-                                   hint=self.hint) from None
+
+    def _exceeded(self) -> DeadlineExceeded:
+        return DeadlineExceeded(f"{self.what} did not finish within {self.seconds:g}s",
+                                hint=self.hint)
+
+    def _on_alarm(self, _signum: int, frame: FrameType | None) -> None:
+        # Python runs a handler when a function starts, too: an alarm due just as the block
+        # ended can run it at __exit__'s entry, before its first line clears _live.
+        if self._live and (frame is None or frame.f_code is not _EXIT_CODE):
+            raise Expired
 
 
-def _on_alarm(_signum: int, _frame: FrameType | None) -> None:
-    raise Expired
+_EXIT_CODE = deadline.__exit__.__code__

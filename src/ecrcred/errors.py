@@ -24,10 +24,13 @@ what to do next. Messages never contain a secret: the kubelet logs a plugin's wh
     │   │   ├── HelperNotInstalled             docker-credential-<name> is not on PATH
     │   │   └── HelperFailed                   the helper failed, timed out or answered garbage
     │   └── IdentityDenied                     a pod identity was required and none applied
-    └── RuntimeServiceError            exit 6  the container runtime (CRI) failed or is unreachable
-        └── PullError                  exit 7  the runtime could not pull an image
+    ├── RuntimeServiceError            exit 6  the container runtime (CRI) failed or is unreachable
+    │   └── PullError                  exit 7  the runtime could not pull an image
+    └── OutputError                    exit 74 stdout is closed, full or its reader went away
 
-Library code raises these; only ``ecrcred.cli`` catches them, in one place.
+Library code raises these; only ``ecrcred.cli`` catches them, in one place. Exit 70 is no error
+class: it is the CLI's answer to any other exception, a bug. 74 and 70 are sysexits' EX_IOERR and
+EX_SOFTWARE.
 """
 
 from __future__ import annotations
@@ -147,15 +150,27 @@ class RuntimeServiceError(EcrcredError):
 
 class PullError(RuntimeServiceError):
     """``detail`` is the runtime's own text, kept apart from our message (which names socket
-    paths and images) so that reading it for status words cannot be fooled by either."""
+    paths and images) so that reading it for status words cannot be fooled by either.
+    ``status`` is the gRPC status code's name the runtime answered with (``NOT_FOUND``,
+    ``FAILED_PRECONDITION``; empty when unknown): what it says happened, in no one's words."""
 
     code = "PULL_FAILED"
     exit_code = 7
 
     def __init__(self, message: str, *, detail: str = "", hint: str = "",
-                 code: str | None = None) -> None:
+                 code: str | None = None, status: str = "") -> None:
         super().__init__(message, hint=hint, code=code)
         self.detail = detail
+        self.status = status
+
+
+class OutputError(EcrcredError):
+    """What we had to say could not be written on stdout: it is closed, the disk is full, or
+    the reader went away (a broken pipe). The environment's fault, not ours: the answer was
+    ready, so this is no internal error (70), and no credential error (1) either."""
+
+    code = "STDOUT"
+    exit_code = 74
 
 
 EXIT_OK = 0

@@ -6,15 +6,17 @@ heavy (see README, "Speed").
 
 The kubelet decodes the response strictly (an unknown or duplicated field rejects it), requires
 the response's apiVersion to equal the request's, and reads ``cacheDuration`` as a Go duration
-string. Facts: shared/reference/kubelet-exec-plugin.md.
+string. Facts: docs/kubelet.md.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 
 from ecrcred._record import Record
 from ecrcred.errors import RequestError
+from ecrcred.log import quote_untrusted
 
 API_GROUP = "credentialprovider.kubelet.k8s.io"
 API_VERSIONS = (f"{API_GROUP}/v1", f"{API_GROUP}/v1beta1", f"{API_GROUP}/v1alpha1")
@@ -25,7 +27,7 @@ CACHE_KEY_TYPES = ("Image", "Registry", "Global")
 # The kubelet sends one small object; anything near this size is not from the kubelet.
 MAX_REQUEST_BYTES = 1 << 20
 
-_HINT = "the kubelet sends one CredentialProviderRequest as JSON on stdin"
+REQUEST_HINT = "the kubelet sends one CredentialProviderRequest as JSON on stdin"
 
 
 class Request(Record):
@@ -64,51 +66,77 @@ def parse_request(raw: bytes) -> Request:
     """Parse and check one request; raise RequestError naming what is wrong."""
     if len(raw) > MAX_REQUEST_BYTES:
         raise RequestError(
-            f"request on stdin is larger than {MAX_REQUEST_BYTES} bytes", hint=_HINT
+            f"request on stdin is larger than {MAX_REQUEST_BYTES} bytes", hint=REQUEST_HINT
         )
     if not raw.strip():
-        raise RequestError("no request on stdin (it was empty)", hint=_HINT)
+        raise RequestError("no request on stdin (it was empty)", hint=REQUEST_HINT)
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # UnicodeDecodeError is one too
+        limit = digits_limit(exc)
+        if limit is not None:
+            raise RequestError(f"request on stdin holds a number of more than {limit} digits",
+                               hint=REQUEST_HINT) from None
         raise RequestError(f"request on stdin is not valid JSON ({_json_reason(exc)})",
-                           hint=_HINT) from None
+                           hint=REQUEST_HINT) from None
     except RecursionError:  # json's decoder recurses once per nesting level: "[[[[…" in 1 MiB
         raise RequestError("request on stdin is nested too deeply to be a "
-                           "CredentialProviderRequest", hint=_HINT) from None
+                           "CredentialProviderRequest", hint=REQUEST_HINT) from None
     if not isinstance(doc, dict):
         raise RequestError(
-            f"request on stdin is a JSON {type(doc).__name__}, not an object", hint=_HINT
+            f"request on stdin is a JSON {type(doc).__name__}, not an object", hint=REQUEST_HINT
         )
     kind = doc.get("kind")
     if kind != REQUEST_KIND:
-        raise RequestError(f"request kind is {kind!r}, expected {REQUEST_KIND!r}", hint=_HINT)
+        raise RequestError(f"request kind is {_shown(kind)}, expected {REQUEST_KIND!r}",
+                           hint=REQUEST_HINT)
     api_version = doc.get("apiVersion")
     if api_version not in API_VERSIONS:
         raise RequestError(
-            f"request apiVersion {api_version!r} is not supported",
+            f"request apiVersion {_shown(api_version)} is not supported",
             hint="set the provider's apiVersion in the kubelet config to one of "
             + ", ".join(API_VERSIONS),
         )
     image = doc.get("image")
     if not isinstance(image, str) or not image.strip():
-        raise RequestError("request has no image", hint=_HINT)
+        raise RequestError("request has no image", hint=REQUEST_HINT)
     token = doc.get("serviceAccountToken")
     if token is not None and not isinstance(token, str):
-        raise RequestError("request serviceAccountToken is not a string", hint=_HINT)
+        raise RequestError("request serviceAccountToken is not a string", hint=REQUEST_HINT)
     annotations = doc.get("serviceAccountAnnotations")
     if annotations is not None and not (
         isinstance(annotations, dict)
         and all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())
     ):
         raise RequestError("request serviceAccountAnnotations is not a map of strings",
-                           hint=_HINT)
+                           hint=REQUEST_HINT)
     return Request(api_version, image.strip(), token or None, annotations or None)
 
 
 def _json_reason(exc: Exception) -> str:
     # json's message quotes no input text, only positions, so it is safe to show.
     return str(exc).split("\n", 1)[0]
+
+
+def _shown(value: object) -> str:
+    """A field of the request as an error message may show it: a string quoted, bounded and
+    escaped (the request may hold a megabyte, or terminal escapes, in any field), anything else
+    by its JSON type alone."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, str):
+        return f"'{quote_untrusted(value)}'"
+    return f"a JSON {type(value).__name__}"
+
+
+def digits_limit(exc: ValueError) -> int | None:
+    """Python's limit on the digits of an integer it reads, when ``exc`` is its refusal of a
+    longer one (a guard against slow conversions), else None. Its message tells a programmer
+    to raise the limit, which means nothing to whoever wrote the number: callers say what is
+    wrong with the value instead."""
+    if "integer string conversion" not in str(exc):
+        return None
+    return sys.get_int_max_str_digits()
 
 
 def render_response(response: Response) -> bytes:

@@ -18,6 +18,7 @@ from ecrcred.cache import LAST_RESORT, get_or_fetch
 from ecrcred.errors import NoSourceError
 from ecrcred.imageref import registry_host
 from ecrcred.kubelet import AuthEntry, Request, Response, parse_request, render_response
+from ecrcred.log import quote_untrusted
 from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Pod
 from ecrcred.tokens import LAST_RESORT_CACHE_DURATION
 
@@ -96,10 +97,11 @@ def get_credentials(request: Request, sources: Sequence[CredentialSource], cache
         pod = Pod(request.service_account_token, request.service_account_annotations or {})
     resolved = resolve(request.image, sources, cache, clock, log, pod, wait_until)
     if resolved is None:
+        # The image is the request's text, anything up to a megabyte: shown bounded and escaped.
         raise NoSourceError(
-            f"no credential source knows the registry of image {request.image} (host "
-            f"{registry_host(request.image)} is not an ECR host and no rule of the ecrcred "
-            "config matches it)",
+            f"no credential source knows the registry of image {quote_untrusted(request.image)} "
+            f"(host {quote_untrusted(registry_host(request.image))} is not an ECR host and no "
+            "rule of the ecrcred config matches it)",
             hint="add a rule for it to the ecrcred config, or narrow matchImages in the "
             "kubelet's credential provider config",
         )

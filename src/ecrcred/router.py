@@ -18,6 +18,7 @@ from __future__ import annotations
 from ecrcred.config.rules import candidates, path_scoped
 from ecrcred.errors import ConfigError
 from ecrcred.imageref import registry_host
+from ecrcred.log import quote_untrusted
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
@@ -78,7 +79,7 @@ class SourceFactory:
         from ecrcred.sources.helper import HelperSource, SubprocessRunner
 
         if self._runner is None:
-            self._runner = SubprocessRunner()
+            self._runner = SubprocessRunner(log=self._log)
         return HelperSource(name, self._runner, self._env, self._clock, self._log,
                             timeout=timeout, cache_duration=cache_duration)
 
@@ -202,7 +203,7 @@ class Router:
         if rule.source == "mirrorOf":
             if hops >= MAX_MIRROR_HOPS:
                 raise ConfigError(f"{rule.name}: mirrors lead to each other more than "
-                                  f"{MAX_MIRROR_HOPS} times from {host}",
+                                  f"{MAX_MIRROR_HOPS} times from {quote_untrusted(host)}",
                                   hint="a mirrorOf target must not be another mirror's host")
             target_base = str(rule.options["target"]).rstrip("/")
             repository = image.split("/", 1)[1] if "/" in image else ""
@@ -220,8 +221,9 @@ class Router:
                                   describe=f"{found.describe}, handed to mirror {host}")
         found = self._factory.source(rule).lookup(image, pod)
         if found is None and rule.source == "ecr":
+            # The host is the request's (a glob matched it): bounded and escaped.
             raise ConfigError(
-                f"{rule.name} matches {host}, which is not an ECR host name",
+                f"{rule.name} matches {quote_untrusted(host)}, which is not an ECR host name",
                 hint="set ecr.account and ecr.region to say which ECR registry it fronts")
         return found
 

@@ -305,3 +305,40 @@ def test_auth_entry_repr_hides_the_password():
     from ecrcred.kubelet import AuthEntry
 
     assert "s3cret-value" not in repr(AuthEntry("AWS", "s3cret-value"))
+
+
+# -- what a refused request may show of itself ----------------------------------------------------
+
+def test_a_number_past_pythons_digit_limit_is_a_bad_request_that_says_so():
+    # Written by hand: Python's json refuses to write such a number, as it refuses to read one.
+    raw = request_bytes()[:-2] + b', "extra": ' + b"7" * 5000 + b"}\n"
+    with pytest.raises(RequestError) as caught:
+        parse_request(raw)
+    line = caught.value.one_line()
+    assert "a number of more than 4300 digits" in line
+    assert "set_int_max_str_digits" not in line, "advice for a programmer, not for the kubelet"
+    assert caught.value.exit_code == 3
+
+
+@pytest.mark.parametrize("field", ["kind", "apiVersion"])
+def test_a_wrong_kind_or_api_version_is_shown_bounded_and_escaped(field: str):
+    hostile = "\x1b[2J\nfake: line" + "v" * 300_000
+    with pytest.raises(RequestError) as caught:
+        parse_request(request_bytes(**{field: hostile}))
+    line = caught.value.one_line()
+    assert len(line) < 1000
+    assert "\\x1b[2J\\nfake: line" in line
+    assert "\x1b" not in line
+    assert "v" * 1000 not in line
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    pytest.param(["CredentialProviderRequest"] * 30_000, "kind is a JSON list", id="list"),
+    pytest.param({"a": "b" * 100_000}, "kind is a JSON dict", id="object"),
+    pytest.param(10**4000, "kind is a JSON int", id="number"),
+])
+def test_a_kind_that_is_no_string_is_shown_by_its_type_alone(value: object, shown: str):
+    with pytest.raises(RequestError) as caught:
+        parse_request(request_bytes(kind=value))
+    assert shown in caught.value.message
+    assert len(caught.value.one_line()) < 500

@@ -6,7 +6,16 @@ import io
 
 import pytest
 
-from ecrcred.log import DEBUG, ERROR, INFO, WARNING, StderrLogger
+from ecrcred.log import (
+    DEBUG,
+    ERROR,
+    INFO,
+    WARNING,
+    StderrLogger,
+    quote_untrusted,
+    redact,
+    register_environment_secrets,
+)
 
 
 def logger(level: int = DEBUG) -> tuple[StderrLogger, io.StringIO]:
@@ -106,3 +115,49 @@ def test_the_prefix_is_configurable():
     stream = io.StringIO()
     StderrLogger(stream=stream, prefix="ecrcred-keeper").error("boom")
     assert stream.getvalue() == "ecrcred-keeper: error: boom\n"
+
+
+# -- the environment's secrets, and text about to be cut -----------------------------------------
+
+ENV_SECRETS = {
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "AWS_SESSION_TOKEN": "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN",
+    "AWS_SECURITY_TOKEN": "IQoJb3JpZ2luX2VjLEGACYSECURITYTOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN": "container-credentials-bearer-token",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENV_SECRETS))
+def test_each_secret_the_environment_gives_botocore_is_scrubbed_once_registered(name: str):
+    log, stream = logger()
+    register_environment_secrets(log, {**ENV_SECRETS, "AWS_ACCESS_KEY_ID": "AKIANOTASECRET0001",
+                                       "PATH": "/usr/bin"})
+    log.error(f"the endpoint said: {ENV_SECRETS[name]} (key AKIANOTASECRET0001)")
+    assert stream.getvalue() == ("ecrcred: error: the endpoint said: <redacted> "
+                                 "(key AKIANOTASECRET0001)\n")
+
+
+def test_registering_an_environment_without_secrets_scrubs_nothing():
+    log, _ = logger()
+    register_environment_secrets(log, {"PATH": "/usr/bin", "AWS_SESSION_TOKEN": ""})
+    assert log.scrub("/usr/bin and nothing else") == "/usr/bin and nothing else"
+
+
+def test_redact_removes_secrets_before_a_cut_could_split_them():
+    secret = "s3cr3t-session-token-" + "x" * 50
+    text = "m" * 190 + secret
+    assert quote_untrusted(redact(text, [secret, None, "abc"])) == "m" * 190 + "<redacted>"
+    assert redact("secret and secret-and-more", ["secret", "secret-and-more"]) == (
+        "<redacted> and <redacted>")
+    assert redact("short abc stays", ["abc", None, ""]) == "short abc stays"
+
+
+def test_a_line_with_an_escape_sequence_or_a_flood_is_escaped_and_bounded_by_the_logger():
+    # The last line of defence for text a caller forgot to quote (the request's image, say).
+    stream = io.StringIO()
+    log = StderrLogger(stream=stream)
+    log.error("no rule for \x1b[2Jevil.example/app")
+    log.error("no rule for " + "h" * 300_000)
+    escaped, flooded = stream.getvalue().splitlines()
+    assert "\x1b" not in escaped and "\\x1b[2Jevil.example/app" in escaped
+    assert len(flooded) < 4200 and flooded.endswith("chars)")

@@ -129,7 +129,8 @@ def test_a_request_the_kubelet_could_send_reads_back_field_for_field(
     request = parse_request(text.encode() + b"\n")
     assert request == Request(api_version, image.strip(), token or None, notes or None)
     without_token = repr(request._replace(service_account_token=None))
-    if token and token not in without_token:
+    # A token that is part of the mark itself ("<", "red") cannot be told from it.
+    if token and token not in without_token and token not in "<redacted>":
         assert token not in repr(request), "the service-account token shows in repr()"
 
 

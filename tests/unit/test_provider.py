@@ -126,3 +126,21 @@ def test_run_plugin_never_logs_the_registry_password():
                log)
     assert log.lines, "a debug line says how the token was obtained"
     assert all("registry-password-value" not in message for _level, message in log.lines)
+
+
+@pytest.mark.parametrize(("image", "shown"), [
+    pytest.param("a" * 300_000 + "/app", "a" * 100, id="300-KB-host"),
+    pytest.param("evil\x1b[2J\nfake.io/app", "evil\\x1b[2J\\nfake.io/app", id="escapes"),
+])
+def test_an_unknown_registry_shows_the_requests_image_bounded_and_escaped(image: str,
+                                                                          shown: str):
+    # The image is the request's text: a megabyte of it, or a terminal escape, must reach the
+    # kubelet's log neither whole nor raw.
+    with pytest.raises(NoSourceError) as caught:
+        run_plugin(request(image), [FakeSource({HOST}, CountingFetch())], DictCache(),
+                   FakeClock(), RecordingLogger())
+    line = caught.value.one_line()
+    assert shown in line
+    assert len(line) < 1000
+    assert "\x1b" not in line
+    assert "\n" not in caught.value.message

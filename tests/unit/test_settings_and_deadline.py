@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 
 import pytest
 
+import ecrcred.deadline
 from ecrcred.deadline import deadline
 from ecrcred.errors import DeadlineExceeded
 from ecrcred.settings import Setting, pick
@@ -105,3 +107,55 @@ def test_deadline_outside_the_main_thread_does_nothing():
     thread.join(timeout=5)
     assert outcome == ["finished"]
     assert _timer_is_off()
+
+
+@pytest.mark.parametrize("seconds", [1e-7, 1e-6, 1e-5, 1e-4])
+def test_a_deadline_that_runs_out_while_it_is_set_is_a_deadline_exceeded_never_a_raw_alarm(
+        seconds: float):
+    # The alarm can fire inside __enter__ itself, right after the timer is set: that used to
+    # leave as the bare Expired, a traceback past the CLI's handlers.
+    before = signal.getsignal(signal.SIGALRM)
+    for _ in range(50):
+        try:
+            with deadline(seconds, "work", hint="h"):
+                sum(range(2000))
+        except DeadlineExceeded as exc:
+            assert exc.message == f"work did not finish within {seconds:g}s"
+        except BaseException as exc:  # the point: nothing else may come out
+            pytest.fail(f"{type(exc).__name__} escaped the deadline")
+        assert _timer_is_off()
+        assert signal.getsignal(signal.SIGALRM) is before
+
+
+class _AlarmWhileRestoring:
+    """The signal module, except that putting the previous handler back first delivers an
+    alarm to the deadline's own handler: one already on its way as the block finished."""
+
+    def __init__(self) -> None:
+        self.SIGALRM = signal.SIGALRM
+        self.ITIMER_REAL = signal.ITIMER_REAL
+        self.setitimer = signal.setitimer
+        self.delivered = 0
+
+    def signal(self, signum: int, handler: object) -> object:
+        current = signal.getsignal(signum)
+        if callable(current) and current is not handler:
+            self.delivered += 1
+            current(signum, sys._getframe(1))
+        return signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def test_an_alarm_that_arrives_while_the_deadline_is_taken_down_is_ignored(
+        monkeypatch: pytest.MonkeyPatch):
+    fake = _AlarmWhileRestoring()
+    monkeypatch.setattr(ecrcred.deadline, "signal", fake)
+    before = signal.getsignal(signal.SIGALRM)
+    try:
+        with deadline(5, "work", hint=""):
+            result = sum(range(100))
+    except BaseException as exc:  # the point: nothing may come out
+        pytest.fail(f"{type(exc).__name__} escaped the deadline's exit")
+    assert result == 4950
+    assert fake.delivered == 1
+    assert _timer_is_off()
+    assert signal.getsignal(signal.SIGALRM) is before

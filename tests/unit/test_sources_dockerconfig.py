@@ -595,6 +595,65 @@ def test_cred_helper_keyed_for_docker_hub_answers_docker_io_images(node: Node, k
     assert list(node.helpers.made) == ["hub-helper"]
 
 
+# -- helper names ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("content", "field", "problem"), [
+    pytest.param({"credsStore": "../../bin/sh"}, '"credsStore"', "it contains '/'",
+                 id="store-path"),
+    pytest.param({"credsStore": "/usr/bin/evil"}, '"credsStore"', "it contains '/'",
+                 id="store-absolute"),
+    pytest.param({"credsStore": "desk\u0000top"}, '"credsStore"', "it contains '\\x00'",
+                 id="store-nul"),
+    pytest.param({"credsStore": "-rf"}, '"credsStore"', "it starts with '-'", id="store-dash"),
+    pytest.param({"credsStore": ".."}, '"credsStore"', "it starts with '.'", id="store-dots"),
+    pytest.param({"credsStore": "x" * 65}, '"credsStore"', "it is longer than 64 characters",
+                 id="store-too-long"),
+    pytest.param({"credHelpers": {"https://quay.io": "a/b"}},
+                 '"credHelpers" entry for "https://quay.io"', "it contains '/'",
+                 id="helpers-path"),
+    pytest.param({"credHelpers": {"quay.io\u001b[2J": ".x"}},
+                 '"credHelpers" entry for "quay.io\\x1b[2J"', "it starts with '.'",
+                 id="helpers-key-escaped"),
+])
+def test_a_helper_name_that_is_not_a_plain_name_makes_the_file_unusable(
+        tmp_path: Path, content: object, field: str, problem: str):
+    path = write(tmp_path / "config.json", content)
+
+    with pytest.raises(DockerConfigError) as caught:
+        read_docker_config(str(path))
+
+    assert caught.value.code == "DOCKER_CONFIG"
+    assert caught.value.message == (
+        f"docker config file {path} has a {field} that is not a usable helper name ({problem}"
+        + ("; use only letters, digits, '.', '_' and '-')" if "contains" in problem else ")"))
+    assert "\n" not in caught.value.one_line() and "\x1b" not in caught.value.one_line()
+
+
+def test_a_file_with_a_bad_helper_name_is_skipped_and_the_search_goes_on(node: Node):
+    bad = write(node.root / "config.json", {"credsStore": "../../tmp/evil"})
+    write(node.home / ".docker/config.json", auths(**{"quay.io": login("u", QUAY_PASSWORD)}))
+
+    assert node.username("quay.io/app") == "u"
+
+    assert node.helpers.made == {}  # no helper source was made for the name
+    [warning] = node.log.at("warning")
+    assert warning.startswith(f'docker config file {bad} has a "credsStore" that is not a usable '
+                              "helper name (it contains '/'")
+    assert "skipping it and searching on" in warning
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param({"credsStore": ""}, id="empty-store"),
+    pytest.param({"credHelpers": {"quay.io": ""}}, id="empty-helper"),
+])
+def test_an_empty_helper_name_is_no_helper_as_in_docker(node: Node, content: dict[str, object]):
+    write(node.root / "config.json", {**content, **auths(**{"quay.io": login("u", QUAY_PASSWORD)})})
+
+    assert node.username("quay.io/app") == "u"
+    assert node.helpers.made == {}
+    assert node.log.at("warning") == []
+
+
 # -- warnings, debug lines and secrets ---------------------------------------------------------
 
 @pytest.mark.parametrize(("mode", "warned"), [

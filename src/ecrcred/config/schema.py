@@ -29,9 +29,11 @@ from pydantic.alias_generators import to_camel
 from ecrcred.config import API_VERSION, DEFAULT_ROLE_ANNOTATIONS, KIND
 from ecrcred.errors import ConfigError
 from ecrcred.imageref import parses_as_url
-from ecrcred.kubelet import parse_go_duration
+from ecrcred.kubelet import digits_limit, parse_go_duration
 from ecrcred.kubeletconfig import StrictLoader
+from ecrcred.log import quote_untrusted
 from ecrcred.sources.ecr import ROLE_ARN_PATTERN
+from ecrcred.sources.helper import MAX_NAME, helper_name_problem
 
 SOURCES = ("ecr", "static", "dockerConfig", "credentialHelper", "mirrorOf")
 _ROLE_ARN = re.compile(ROLE_ARN_PATTERN)
@@ -39,7 +41,6 @@ _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
 _REGION = re.compile(r"[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_HELPER_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def _duration(value: Any) -> int:
@@ -61,6 +62,16 @@ def _matching(pattern: re.Pattern[str], expected: str, *, echo: bool = True) -> 
         return value
 
     return AfterValidator(check)
+
+
+def _helper_name(value: str) -> str:
+    # The rule docker config files' credsStore and credHelpers are held to as well.
+    problem = helper_name_problem(value)
+    if problem is not None:
+        got = f", got {value!r}" if len(value) <= MAX_NAME else ""
+        raise ValueError(f"expected the part after docker-credential-, e.g. gcloud ({problem})"
+                         f"{got}")
+    return value
 
 
 def _absolute(value: str) -> str:
@@ -140,7 +151,7 @@ class DockerConfigOptions(_Model):
 class HelperOptions(_Model):
     """A ``docker-credential-<name>`` program on PATH."""
 
-    name: Annotated[str, _matching(_HELPER_NAME, "the part after docker-credential-, e.g. gcloud")]
+    name: Annotated[str, AfterValidator(_helper_name)]
     timeout: Duration = 5
 
 
@@ -201,13 +212,31 @@ def compile_text(text: str, path: str) -> dict[str, Any]:
     """Validate a config file's text and return its compiled form (plain JSON values), or raise
     ConfigError naming the file, the field and what is expected."""
     try:
+        return _compile(text, path)
+    except RecursionError:  # PyYAML recurses once per nesting level: "[[[[…" in a few KiB
+        raise ConfigError(f"config {path} is nested too deeply to be an ecrcred config",
+                          hint="see the README's config section: it is a few levels deep"
+                          ) from None
+
+
+def _compile(text: str, path: str) -> dict[str, Any]:
+    try:
         doc = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"config {path}: {where}{problem}",
+        raise ConfigError(f"config {path}: {where}{quote_untrusted(problem)}",
                           hint="fix the YAML syntax") from None
+    except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError) as exc:
+        # PyYAML's constructors convert the file's scalars with int(), float(), datetime() and
+        # table look-ups, and hash its keys, and let what those raise through: a date that
+        # does not exist, a number past Python's digit limit, a list as a key, "!!bool x".
+        limit = digits_limit(exc) if isinstance(exc, ValueError) else None
+        what = (f"a number of more than {limit} digits" if limit is not None else
+                f"a value or key that cannot be read ({quote_untrusted(str(exc))})")
+        raise ConfigError(f"config {path} holds {what}", hint="quote a value meant as text, "
+                          "and leave out '!!' tags: an ecrcred config needs none") from None
     if doc is None:
         doc = {"apiVersion": API_VERSION, "kind": KIND}  # an empty file is the defaults
     try:
@@ -267,5 +296,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
         elif part in ("function-after[_check()]", "function-before[_account()]"):
             continue
         else:
-            out += f".{part}" if out else str(part)
+            # A key of the file itself when it is an unknown field: bounded and escaped.
+            name = quote_untrusted(str(part))
+            out += f".{name}" if out else name
     return out

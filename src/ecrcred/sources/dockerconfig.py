@@ -1,7 +1,7 @@
 """The docker config source: credentials from ``config.json`` and ``.dockercfg`` files on the node.
 
-Nodes often carry a ``docker login`` file that the kubelet's own keyring used to read, and the
-seeds ``000_…`` and ``003_…`` show how that goes wrong: the kubelet searches a fixed list of
+Nodes often carry a ``docker login`` file that the kubelet's own keyring used to read, and that
+goes wrong in two ways operators keep meeting: the kubelet searches a fixed list of
 places, the first file that parses wins even when it has nothing for the image, and under systemd
 without ``User=`` there is no HOME, so ``/root/.docker/config.json`` is silently never seen. This
 module reproduces that search exactly (so that moving to ecrcred changes nothing that worked) but
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 
 from ecrcred._record import Record
 from ecrcred.errors import DockerConfigError
+from ecrcred.files import Untrusted, read_small, stranger_could_write
 from ecrcred.imageref import (
     DOCKER_HUB,
     glob_host_match,
@@ -29,14 +29,19 @@ from ecrcred.imageref import (
     normalize_auth_key,
     registry_host,
 )
+from ecrcred.log import quote_untrusted
 from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Lookup
+from ecrcred.sources.helper import helper_name_problem
 from ecrcred.tokens import Token, split_basic_auth
+
+MAX_DOCKER_CONFIG_BYTES = 1024 * 1024  # docker's own files are a few KB; more is not one
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from ecrcred.files import SmallFile
     from ecrcred.seams import Clock, CredentialSource, Logger
     from ecrcred.sources import Pod
 
@@ -127,35 +132,45 @@ def read_docker_config(path: str, *, log: Logger | None = None) -> DockerConfig 
     or ``credsStore`` is a ``config.json``, anything else the legacy ``.dockercfg`` bare map.
     With ``log``, warns when a file holding passwords is open to group or others."""
     try:
-        info = os.stat(path)
+        found = read_small(path, MAX_DOCKER_CONFIG_BYTES)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except Untrusted:  # a FIFO would block the plugin until the kubelet kills it
+        raise _Unusable(path, "is not a regular file") from None
     except OSError as exc:
         raise _Unusable(path, f"cannot be read: {exc.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the plugin until the kubelet kills it
-        raise _Unusable(path, "is not a regular file")
+    if len(found.data) > MAX_DOCKER_CONFIG_BYTES:
+        raise _Unusable(path, f"is larger than {MAX_DOCKER_CONFIG_BYTES} bytes")
     try:
-        with open(path, "rb") as file:
-            raw = file.read()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise _Unusable(path, f"cannot be read: {exc.strerror}") from None
-    try:
-        data = json.loads(raw)
+        data = json.loads(found.data)
     except json.JSONDecodeError as exc:  # the message has a position, never the content
         raise _Unusable(path, f"is not valid JSON ({exc.msg} at line {exc.lineno} column "
                               f"{exc.colno})") from None
     except UnicodeDecodeError:
         raise _Unusable(path, "is not UTF-8 text") from None
+    except RecursionError:  # json's C parser recurses per nesting level
+        raise _Unusable(path, "is nested too deeply to be a docker config") from None
+    except ValueError:  # a number too long to convert, say
+        raise _Unusable(path, "holds a value that is not valid in a docker config") from None
     config = _parse(path, data)
-    mode = stat.S_IMODE(info.st_mode)
-    if log is not None and config.auths and mode & 0o077:
+    if log is not None:
+        _warn_about_mode(path, found, config, log)
+    return config
+
+
+def _warn_about_mode(path: str, found: SmallFile, config: DockerConfig, log: Logger) -> None:
+    """A docker config names the helper programs root will run and holds passwords: say so when
+    another user could have written it, or may read it."""
+    if config.auths and not found.private:
         log.warning(
             f"docker config file {path} is readable or writable by group or others (mode "
-            f"{mode:04o}) and holds registry passwords; run chmod 600 {path}"
+            f"{found.mode:04o}) and holds registry passwords; run chmod 600 {path}"
         )
-    return config
+    why = stranger_could_write(path, found)
+    if why and (config.cred_helpers or config.creds_store or config.auths):
+        log.warning(f"docker config file {path} could have been written by another user "
+                    f"({why}); it chooses the credentials and helper programs root uses: make "
+                    f"it and its directories root's, with no write for group or others")
 
 
 def _parse(path: str, data: object) -> DockerConfig:
@@ -223,7 +238,13 @@ def _cred_helpers(path: str, value: object) -> dict[str, str]:
         return {}
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise _Unusable(path, 'has a "credHelpers" that is not an object of helper names')
-    return {normalize_auth_key(host): name for host, name in value.items() if name}
+    helpers = {}
+    for host, name in value.items():
+        if not name:  # docker reads an empty name as no helper for that registry
+            continue
+        _check_helper_name(path, f'"credHelpers" entry for "{quote_untrusted(host)}"', name)
+        helpers[normalize_auth_key(host)] = name
+    return helpers
 
 
 def _creds_store(path: str, value: object) -> str | None:
@@ -231,7 +252,19 @@ def _creds_store(path: str, value: object) -> str | None:
         return None
     if not isinstance(value, str):
         raise _Unusable(path, 'has a "credsStore" that is not a helper name')
-    return value or None
+    if not value:  # docker reads "" as no store
+        return None
+    _check_helper_name(path, '"credsStore"', value)
+    return value
+
+
+def _check_helper_name(path: str, field: str, name: str) -> None:
+    # The name becomes docker-credential-<name>, run as root from PATH: a '/' would make it a
+    # path to any program. Refused here, by the rule the config file's own helper names follow,
+    # so that it is this file that is named as unusable, not an error deep in the helper source.
+    problem = helper_name_problem(name)
+    if problem is not None:
+        raise _Unusable(path, f"has a {field} that is not a usable helper name ({problem})")
 
 
 def is_default_registry(image: str) -> bool:
@@ -356,7 +389,7 @@ class DockerConfigSource:
             found = self._helpers(answer.name).lookup(image, pod)
             if found is None:
                 self._log.debug(f"credential helper {answer.name} ({answer.via} of docker "
-                                f"config {config.path}) has nothing for {image}")
+                                f"config {config.path}) has nothing for {quote_untrusted(image)}")
                 return None
             return found._replace(
                 describe=f"{found.describe} (via {answer.via} of docker config {config.path})"
