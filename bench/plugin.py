@@ -102,6 +102,10 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--ecrcred", default=str(Path(sys.executable).with_name("ecrcred")),
                         help="the executable to measure (e.g. the PyInstaller build)")
+    parser.add_argument("--compare", default=None,
+                        help="another ecrcred executable (e.g. bench/at-rev REV's, an earlier "
+                        "commit) whose cache hits are run interleaved with this one's, for a "
+                        "before/after ratio measured in the same run")
     parser.add_argument("--floor", nargs="+",
                         default=[sys.executable, str(ROOT / "bench/floor.py")],
                         help="the floor program's argv")
@@ -121,12 +125,25 @@ def main() -> int:
         config.write_text(CONFIG)
         configured = dict(warm, ECRCRED_CONFIG=str(config))
         run([args.ecrcred, "get-credentials"], req, configured)  # compile it
+        other_warm = dict(base, ECRCRED_CACHE_DIR=str(work / "other-warm"))
+        other_config = work / "other-config.yaml"
+        other_config.write_text(CONFIG)
+        other_configured = dict(other_warm, ECRCRED_CONFIG=str(other_config))
+        if args.compare:
+            run([args.compare, "get-credentials"], req, other_warm)
+            run([args.compare, "get-credentials"], req, other_configured)
+        other_hit: list[float] = []
+        other_hit_config: list[float] = []
 
         floor, hit, hit_config, edited, miss = [], [], [], [], []
         for i in range(args.runs):
             floor.append(run(args.floor, req, base))
             hit.append(run([args.ecrcred, "get-credentials"], req, warm))
             hit_config.append(run([args.ecrcred, "get-credentials"], req, configured))
+            if args.compare:
+                other_hit.append(run([args.compare, "get-credentials"], req, other_warm))
+                other_hit_config.append(run([args.compare, "get-credentials"], req,
+                                            other_configured))
             config.write_text(CONFIG + f"# edit {i}\n")
             edited.append(run([args.ecrcred, "get-credentials"], req, configured))
             cold = dict(base, ECRCRED_CACHE_DIR=str(work / f"cold-{i}"))
@@ -137,6 +154,10 @@ def main() -> int:
                 ("cache hit, config file just edited (validated again)", summary(edited)),
                 ("cache miss", summary(miss))]
         ratio = statistics.median(hit) / statistics.median(floor)
+        if args.compare:
+            rows[1:1] = [(f"cache hit, {args.compare}", summary(other_hit)),
+                         (f"cache hit, 5-rule config file, {args.compare}",
+                          summary(other_hit_config))]
 
         bursts = []
         for label, extra_args in (("ecrcred (shared cache)", []),
@@ -161,6 +182,11 @@ def main() -> int:
         for name, s in rows:
             print(f"| {name} | {s['n']} | {s['median']:.1f} | {s['p90']:.1f} | {s['min']:.1f} |")
         print(f"\nCache hit / floor (medians): **{ratio:.2f}x** (target: within 1.5x).\n")
+        if args.compare:
+            plain = statistics.median(hit) / statistics.median(other_hit)
+            with_config = statistics.median(hit_config) / statistics.median(other_hit_config)
+            print(f"Cache hit / the compared build's (medians): **{plain:.2f}x** without a "
+                  f"config, **{with_config:.2f}x** with the 5-rule config.\n")
         print(f"Burst: {args.burst} concurrent executions over {args.registries} registries, "
               f"stand-in latency {args.latency_ms} ms per AWS call.\n")
         print("| plugin | total ms | p50 ms | p99 ms | GetAuthorizationToken calls |")
