@@ -28,6 +28,98 @@ from tests.support.stack import (
     SANDBOX_IMAGE,
 )
 
+# -- the e2e marker -----------------------------------------------------------------------------
+# Set here, in one place, on every test that starts a real process: moto's server, the registry,
+# containerd, the ecrcred executable (or the PyInstaller build), kubectl, setpriv, openssl, an
+# atheris run, a credential helper, a Python child. ``pytest -m "not e2e"`` is then the fast loop
+# that starts none. A test is e2e when its folder or file is listed below, when it uses (itself
+# or through another fixture) one of E2E_FIXTURES, or when it is one of E2E_TESTS; a test that is
+# none of these and starts a process anyway fails, naming the process and this list.
+
+E2E_FOLDERS = {"e2e", "integration", "faults", "hostile", "artifact"}
+E2E_FILES = {"test_readme_commands.py", "test_kubernetes_manifest.py"}
+E2E_FIXTURES = {
+    "aws_server",  # moto's server (so also "aws" and "kubelet_env")
+    "ecrcred_bin",  # the ecrcred executable, run as the kubelet runs it
+    "registry", "containerd",  # (so also "pause_image")
+    "artifact_dir",  # build/build-portable (so also "artifact_bin", "artifact_tarball")
+    "client_pair", "mutual_tls",  # unit/test_doctor_registry.py: openssl makes the keys
+    "helper_env", "leaves_behind",  # unit/test_sources_helper.py: real credential helpers
+}
+E2E_TESTS = {  # (file, test function) of tests that start a process with no fixture's help
+    ("test_cache.py", "test_the_lock_is_exclusive_across_processes"),
+    ("test_cli.py", "test_descriptors_started_closed_get_dev_null_so_no_file_takes_their_number"),
+    ("test_sources_ecr_identity.py", "test_the_node_identity_loads_no_module"),
+    ("test_sources_helper.py", "test_runner_feeds_stdin_and_captures_both_streams"),
+    ("test_sources_helper.py", "test_runner_passes_the_env_as_given_and_nothing_of_ours"),
+    ("test_sources_helper.py", "test_runner_caps_a_runaway_output_and_still_drains_it"),
+    ("test_sources_helper.py", "test_runner_survives_a_program_that_does_not_read_stdin"),
+    ("test_sources_helper.py", "test_runner_lets_file_not_found_through"),
+    ("test_sources_helper.py", "test_runner_timeout_carries_no_output"),
+    ("test_sources_helper.py", "test_a_child_whose_name_holds_parentheses_and_spaces_is_found"),
+    ("test_fuzz_stdin.py", "test_a_short_atheris_run_finds_no_contract_breach"),
+    ("test_fuzz_config.py",
+     "test_a_short_atheris_run_of_the_config_loader_finds_no_contract_breach"),
+}
+
+
+def _is_e2e(item: pytest.Item) -> bool:
+    path = Path(str(item.path))
+    tests = Path(__file__).resolve().parent
+    folder = path.relative_to(tests).parts[0] if path.is_relative_to(tests) else ""
+    function = getattr(item, "originalname", item.name)
+    return (folder in E2E_FOLDERS or path.name in E2E_FILES
+            or not E2E_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+            or (path.name, function) in E2E_TESTS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_e2e(item):
+            item.add_marker(pytest.mark.e2e)
+
+
+# Python's audit events for starting a process; while a test that is not e2e sets up and runs,
+# they are written down, and the test fails if it started one (the marker must not lie).
+_PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.exec",
+                             "os.posix_spawn", "os.spawn", "os.system", "pty.spawn"})
+_started: list[str] = []
+_watching = [False]
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if _watching[0] and event in _PROCESS_EVENTS:
+        _started.append(f"{event} {str(args[0])[:100] if args else ''}".rstrip())
+
+
+sys.addaudithook(_audit)
+
+
+def _watch(item: pytest.Item) -> Iterator[None]:
+    if item.get_closest_marker("e2e") is not None:
+        return (yield)
+    _started.clear()
+    _watching[0] = True
+    try:
+        result = yield
+    finally:
+        _watching[0] = False
+    if _started:
+        pytest.fail(f"{item.nodeid} starts a process ({_started[0]}) but is not marked e2e: "
+                    "add it to E2E_TESTS (or its fixture to E2E_FIXTURES) in tests/conftest.py",
+                    pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    return (yield from _watch(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from _watch(item))
+
 
 @pytest.fixture(scope="session")
 def aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsStandIn]:
