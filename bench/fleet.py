@@ -8,7 +8,7 @@ BENCHMARKS.md). Pure Python, no network, a few seconds.
    in-memory cache is lost), and at boot ``--images`` images per registry are pulled at once.
    The kubelet execs the plugin for a pull only when its own cache has no live entry for the
    registry (``cacheKeyType: Registry``), and concurrent pulls of different images each exec.
-   - ecrcred: the real ``ecrcred.cache.get_or_fetch`` over an in-memory token cache, the real
+   - ecrcred: the real ``ecrcred.fetch.get_or_fetch`` over an in-memory token cache, the real
      ``tokens.token_expiry`` and ``Token.cache_duration`` (refresh an hour before expiry; the
      kubelet is told to keep the answer until then). The file cache's lock makes a burst one
      call, which running the bursts one exec after the other reproduces.
@@ -59,8 +59,9 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from ecrcred.cache import CacheKey, Throttled, get_or_fetch  # noqa: E402
 from ecrcred.errors import AwsThrottled, ThrottleCoolDown  # noqa: E402
+from ecrcred.fetch import get_or_fetch  # noqa: E402
+from ecrcred.records import CacheKey, Throttled  # noqa: E402
 from ecrcred.tokens import Token, token_expiry  # noqa: E402
 
 HOUR = 3600.0

@@ -44,7 +44,8 @@ def _table_rows() -> list[tuple[str, list[str], str | None]]:
 
 @pytest.mark.parametrize(("image", "patterns", "winner"), _table_rows())
 def test_the_readme_precedence_table_is_what_the_rules_do(image, patterns, winner):
-    compiled = {"registries": [{"index": i, "match": [p], "source": "static", "options": {},
+    static = {"username": "robot", "password_file": None, "password_env": "PASSWORD"}
+    compiled = {"registries": [{"index": i, "match": [p], "source": "static", "options": static,
                                 "cacheDuration": None} for i, p in enumerate(patterns)],
                 "podIdentity": {"role_annotations": [], "role_arn": None, "fallback": "node",
                                 "session_name": "ecrcred"}}

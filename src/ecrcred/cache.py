@@ -1,9 +1,4 @@
-"""The token cache: on disk and shared by every execution on the node, plus an in-process layer.
-
-The kubelet execs the plugin once per image, so node boot brings bursts of executions for one
-registry. ``get_or_fetch`` makes that one API call: a lock-free read serves fresh tokens; on a miss
-the caller takes a per-key cross-process lock (``flock``), reads again (another process may just
-have refreshed), and only then fetches and stores.
+"""Token storage: where tokens and throttling holds live, and the per-key lock.
 
 On disk (``FileCache``): one JSON file per key in a 0700 directory, files 0600, written atomically
 (temp file in the same directory, fsync, rename, fsync of the directory) so a reader never sees
@@ -14,17 +9,13 @@ is never believed. File names are digests of the key, which itself holds only no
 (registry and a digest of the AWS identity). A file that does not parse, is of another format
 version, belongs to another key, or claims a lifetime no token has is ignored and rewritten. A
 directory we cannot use, or cannot trust, degrades to no caching with one warning: the answer is
-still given.
+still given. A throttled fetch is remembered in ``<digest>.throttled`` beside the token file, and
+``<digest>.lock`` is ``flock``ed while one process refreshes the token.
 
-A fetch that AWS throttled (after botocore's own retries) is remembered per key for a few
-seconds, in ``<digest>.throttled`` beside the token file: without that, each execution queued on
-the lock would call again the moment the one before it gave up, and a node's boot burst would
-hammer an API that has just said no (``bench/fleet.py``). The execution that meets a hold, with
-the lock held, waits it out and then fetches when its caller's ``wait_until`` leaves time for
-that (the queue behind it then gets the new token as a hit); otherwise it serves a still-valid
-cached token as a last resort, or fails at once with ``ThrottleCoolDown``. Only throttling sets a
-hold, a successful fetch clears it, and a hold that claims to last longer than a hold can (the
-clock went back, a file not ours) is ignored.
+The other ``TokenCache`` implementations: ``NullCache`` (keeps nothing), ``MemoryCache`` (an
+in-process layer for long-lived commands) and ``Unread`` (writes through but reads no token).
+When to fetch, wait or serve a stale token is the fetch policy's (``fetch.py``), which uses any
+of them through the ``TokenCache`` seam.
 
 Standard library only, except ``MemoryCache`` which imports cachetools when built: the cache-hit
 path of ``get-credentials`` must stay cheap.
@@ -35,20 +26,19 @@ from __future__ import annotations
 import json
 import os
 
-from ecrcred._record import Record
-from ecrcred.deadline import Expired
-from ecrcred.errors import AwsThrottled, DeadlineExceeded, SourceError, ThrottleCoolDown
+from ecrcred.errors import DeadlineExceeded
 from ecrcred.files import StateDir, Untrusted, reason, sha256_hex
+from ecrcred.records import Throttled
 from ecrcred.tokens import DEFAULT_REFRESH_MARGIN, Token, plausible_lifetime
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from contextlib import AbstractContextManager
     from types import TracebackType
     from typing import Any, TypeGuard
 
+    from ecrcred.records import CacheKey
     from ecrcred.seams import Clock, Logger, TokenCache
 
 CACHE_FORMAT = 1
@@ -56,59 +46,12 @@ MAX_CACHE_FILE_BYTES = 64 * 1024
 MAX_THROTTLE_FILE_BYTES = 4 * 1024
 DEFAULT_CACHE_DIR = "/var/lib/ecrcred/cache"
 
-HIT, MISS, LAST_RESORT = "hit", "miss", "last-resort"
 
-class CacheKey(Record):
-    """What a cached token opens (``registry``) and for whom (``identity``); no secret in either."""
-
-    registry: str
-    identity: str
-
-    @property
-    def digest(self) -> str:
-        raw = f"v{CACHE_FORMAT}\0{self.registry}\0{self.identity}".encode()
-        return sha256_hex(raw)[:40]
-
-
-class CoolDownPolicy(Record):
-    """How long a throttled fetch holds back further fetches of its key: ``length`` seconds
-    plus a random part of up to ``jitter`` seconds (5 to 7.5 s by default).
-
-    Why 5 s: it has to outlast the queue behind the throttled fetch (the other images of the
-    registry, exec'd together and waiting on the lock, which get it within moments) and be over
-    before the kubelet retries a failed pull (10 s at the earliest, then 20, 40 ... 300 s), so
-    that retry may call again. AWS's limits refill every second: a longer hold would leave
-    capacity unused. Why jitter: one account-wide burst throttles many nodes within the same
-    second; a fixed hold would end on all of them together and send their waiting executions
-    (and ``pull-sandbox``, which waits a hold out) back in step. The execution that meets a
-    hold waits it out when its timeout allows (``get_or_fetch``): failing it instead hands the
-    pull to the kubelet's back-off, which has no jitter (BENCHMARKS.md, three designs).
-    """
-
-    length: float = 5.0
-    jitter: float = 2.5
-
-    @property
-    def longest(self) -> float:
-        return self.length + self.jitter
-
-
-COOL_DOWN = CoolDownPolicy()
-HOLD_MARGIN = 0.05  # a waiter sleeps this much past a hold's end, so the hold is over for sure
-
-
-class Throttled(Record):
-    """A throttled fetch, remembered: when it failed (``at``) and until when calls are held
-    back (``until``), both epoch seconds on this node's clock."""
-
-    at: float
-    until: float
-
-    def holds(self, now: float, longest: float) -> bool:
-        """Whether calls are held back at ``now``. A hold ending more than ``longest`` from now
-        is not believed (the clock went back, or the file is garbage): ignoring it costs one
-        call, believing it could block fetches for as long as the clock jumped."""
-        return now < self.until <= now + longest
+def file_stem(key: CacheKey) -> str:
+    """The name of ``key``'s files without their suffix: a digest of the key (and of our format
+    version, so another version's files are never even opened)."""
+    raw = f"v{CACHE_FORMAT}\0{key.registry}\0{key.identity}".encode()
+    return sha256_hex(raw)[:40]
 
 
 class NullCache:
@@ -191,12 +134,12 @@ class FileCache:
             self._state.close()
 
     def path(self, key: CacheKey) -> str:
-        return f"{self.directory}/{key.digest}.json"
+        return f"{self.directory}/{file_stem(key)}.json"
 
     # -- reading ---------------------------------------------------------------------------
 
     def load(self, key: CacheKey) -> Token | None:
-        raw = self._read(f"{key.digest}.json", MAX_CACHE_FILE_BYTES)
+        raw = self._read(f"{file_stem(key)}.json", MAX_CACHE_FILE_BYTES)
         if raw is None:
             return None
         token, problem = _decode(raw, key)
@@ -206,10 +149,10 @@ class FileCache:
         return token
 
     def throttled_path(self, key: CacheKey) -> str:
-        return f"{self.directory}/{key.digest}.throttled"
+        return f"{self.directory}/{file_stem(key)}.throttled"
 
     def load_throttled(self, key: CacheKey) -> Throttled | None:
-        raw = self._read(f"{key.digest}.throttled", MAX_THROTTLE_FILE_BYTES)
+        raw = self._read(f"{file_stem(key)}.throttled", MAX_THROTTLE_FILE_BYTES)
         if raw is None:
             return None
         throttled, problem = _decode_throttled(raw, key)
@@ -246,14 +189,14 @@ class FileCache:
         body = _envelope(key, username=token.username, password=token.password,
                          expires_at=token.expires_at, fetched_at=token.fetched_at)
         try:
-            state.write_atomic(f"{key.digest}.json", body)
+            state.write_atomic(f"{file_stem(key)}.json", body)
         except OSError as exc:
             self._degrade(f"cannot write token cache file {self.path(key)} ({reason(exc)})")
 
     def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
         """Remember a throttled fetch for ``key``, or (None) forget it. Best effort: without
         the file every execution simply calls AWS, as it would with no cache."""
-        name = f"{key.digest}.throttled"
+        name = f"{file_stem(key)}.throttled"
         state = self.state(create=throttled is not None)
         if state is None:
             return
@@ -273,7 +216,7 @@ class FileCache:
         state = self.state()
         if state is None:
             return _Lock(None)
-        fd = state.open_lock(f"{key.digest}.lock", self._log)
+        fd = state.open_lock(f"{file_stem(key)}.lock", self._log)
         if fd is None:
             return _Lock(None)
         try:
@@ -442,94 +385,3 @@ class Unread(_Layer):
 
     def store(self, key: CacheKey, token: Token) -> None:
         self._inner.store(key, token)
-
-
-def get_or_fetch(
-    cache: TokenCache,
-    key: CacheKey,
-    fetch: Callable[[], Token],
-    clock: Clock,
-    log: Logger,
-    refresh_margin: float = DEFAULT_REFRESH_MARGIN,
-    cool_down: CoolDownPolicy = COOL_DOWN,
-    rand: Callable[[], float] | None = None,
-    wait_until: float | None = None,
-) -> tuple[Token, str]:
-    """A fresh token for ``key``, fetching at most once across all processes sharing the cache.
-
-    Returns the token and how it was obtained (``hit``, ``miss`` or ``last-resort``). On a source
-    failure, a cached token that is stale but still has minutes to live is served with a warning
-    rather than failing the pull; an expired token never is. A fetch that AWS throttled holds
-    fetches for ``key`` back for ``cool_down`` (``rand``, in [0, 1), draws its jitter). A caller
-    that meets a hold ending before ``wait_until`` (monotonic; None: never wait) sleeps until it
-    ends, the lock held, then fetches, unless a cached token still good for minutes can be
-    served at once; one that cannot wait gets that last-resort token or ``ThrottleCoolDown``,
-    and nothing is fetched.
-
-    Why wait rather than fail: a failed exec makes the kubelet back off that pull for 10 s and
-    more, without jitter, so nodes that failed together come back together. In the fleet
-    simulation failing at once left 24 of 1000 nodes not ready after 900 s; waiting (the queue
-    behind the lock then hits the new token) readies the last node as soon as no hold at all
-    or sooner, with 1.7 to 2.6 times fewer calls.
-    """
-    cached = cache.load(key)
-    if cached is not None and cached.is_fresh(clock.time(), refresh_margin):
-        return cached, HIT
-    with cache.lock(key):
-        cached = cache.load(key)
-        now = clock.time()
-        if cached is not None and cached.is_fresh(now, refresh_margin):
-            return cached, HIT  # another process refreshed it while we waited
-        try:
-            throttled = cache.load_throttled(key)
-            if throttled is not None and throttled.holds(now, cool_down.longest):
-                held = _held_back(key, throttled, now)
-                # A cached token still good for minutes is served at once, without waiting.
-                servable = cached is not None and cached.servable_as_last_resort(now)
-                if (servable or wait_until is None
-                        or clock.monotonic() + held.retry_after > wait_until):
-                    raise held
-                log.info(f"{held.message}; waiting for the hold to end")
-                clock.sleep(held.retry_after + HOLD_MARGIN)
-            token = fetch()
-        except (SourceError, Expired) as exc:
-            if isinstance(exc, AwsThrottled):
-                _remember_throttling(cache, key, clock.time(), cool_down, rand)
-            # Expired: our own deadline hit while the API hung. A token that is still valid is
-            # a better answer than none; without one, the deadline's message goes out.
-            if cached is not None and cached.servable_as_last_resort(now):
-                why = (exc.one_line() if isinstance(exc, SourceError)
-                       else "the token API did not answer within our deadline")
-                minutes = int((cached.expires_at - now) // 60)
-                log.warning(f"{why}; serving the cached token for {key.registry}, which "
-                            f"expires in {minutes} min")
-                return cached, LAST_RESORT
-            raise
-        cache.store(key, token)
-        cache.store_throttled(key, None)
-        return token, MISS
-
-
-def _remember_throttling(cache: TokenCache, key: CacheKey, now: float, policy: CoolDownPolicy,
-                         rand: Callable[[], float] | None) -> None:
-    if rand is None:
-        import random  # only when AWS has just throttled us: never on the kubelet's hot path
-
-        rand = random.random
-    cache.store_throttled(key, Throttled(now, now + policy.length + policy.jitter * rand()))
-
-
-def _held_back(key: CacheKey, throttled: Throttled, now: float) -> ThrottleCoolDown:
-    import time  # a builtin module: formatting the hold's end costs no file load
-
-    left = throttled.until - now
-    ago = max(0.0, now - throttled.at)
-    until = time.strftime("%H:%M:%S", time.gmtime(throttled.until))
-    host = key.registry.partition(":")[2] or key.registry  # "ecr:<host>" (sources.ecr)
-    return ThrottleCoolDown(
-        f"AWS throttled the token request for {host} {ago:.0f}s ago; ecrcred sends no new one "
-        f"until {until}Z (in {left:.1f}s) rather than add to the throttling",
-        hint="ask again after the hold (the kubelet does, at its next retry of the pull); if "
-        "this persists, raise the account's API quota or spread the nodes' boots",
-        retry_after=left,
-    )

@@ -28,9 +28,21 @@ what to do next. Messages never contain a secret: the kubelet logs a plugin's wh
     │   └── PullError                  exit 7  the runtime could not pull an image
     └── OutputError                    exit 74 stdout is closed, full or its reader went away
 
-Library code raises these; only ``ecrcred.cli`` catches them, in one place. Exit 70 is no error
-class: it is the CLI's answer to any other exception, a bug. 74 and 70 are sysexits' EX_IOERR and
-EX_SOFTWARE.
+Library code raises these. ``ecrcred.cli.main`` is the one place where they become a stderr line
+and an exit code. A few others catch them, each to turn an error into something a user reads
+while the command goes on, never to hide one:
+
+- ``doctor`` (``doctor/__init__.py``, ``doctor/credentials.py``, ``doctor/runtime.py``): every
+  failure it meets is a finding (``fail`` with the error's message and hint), the point of doctor;
+- ``sandbox.SandboxKeeper``: a pull refused or a runtime unreachable is classified and retried,
+  and under ``--watch`` a failed pass is reported and the watch goes on;
+- ``fetch.get_or_fetch``: a ``SourceError`` falls back to a still valid cached token;
+- the ``pull-sandbox`` report and ``doctor``'s token cache: a lost stdout or an unusable cache
+  is warned about once and the command goes on without it.
+
+Exit 70 is no ``EcrcredError``: it is the CLI's answer to any other exception, a bug.
+``WiringError`` names one kind of bug (collaborators put together wrongly) so it ends there too,
+never as a user's "bad configuration". 74 and 70 are sysexits' EX_IOERR and EX_SOFTWARE.
 """
 
 from __future__ import annotations
@@ -102,7 +114,7 @@ class AwsThrottled(AwsError):
     """AWS refused the call as over its rate limit, and the SDK's retries did not get through.
 
     A type of its own because the token cache reacts to it: it holds further fetches for the
-    same key back for a few seconds (``cache.get_or_fetch``). The code stays the one the AWS
+    same key back for a few seconds (``fetch.get_or_fetch``). The code stays the one the AWS
     error code gives (``AWS_THROTTLING``, ``AWS_TOO_MANY_REQUESTS``)."""
 
 
@@ -171,6 +183,12 @@ class OutputError(EcrcredError):
 
     code = "STDOUT"
     exit_code = 74
+
+
+class WiringError(RuntimeError):
+    """ecrcred's own code put its collaborators together wrongly (a source that needs an STS
+    client was built without one). A bug, not a user's error: deliberately outside
+    ``EcrcredError``, so that the CLI's catch-all ends it as exit 70 [INTERNAL]."""
 
 
 EXIT_OK = 0

@@ -8,58 +8,58 @@ the kubelet may reuse one answer for every image of that host. Only when a path-
 docker config key could give another image of the host other credentials is it keyed by image,
 with the image itself as the auth key. Its ``cacheDuration`` ends when our own cache would
 refresh the token (``tokens.Token.cache_duration``), or, for secrets that are not tokens (static,
-docker config, helpers), after the rule's ``cacheDuration``.
+docker config, helpers), after the rule's ``cacheDuration``; ``sources.kubelet_cache_duration``
+is the one place that decides.
 """
 
 from __future__ import annotations
 
 from ecrcred._record import Record
-from ecrcred.cache import LAST_RESORT, get_or_fetch
 from ecrcred.errors import NoSourceError
+from ecrcred.fetch import LAST_RESORT, get_or_fetch
 from ecrcred.imageref import registry_host
 from ecrcred.kubelet import AuthEntry, Request, Response, parse_request, render_response
 from ecrcred.log import quote_untrusted
-from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Pod
-from ecrcred.tokens import LAST_RESORT_CACHE_DURATION
+from ecrcred.sources import Pod, kubelet_cache_duration
 
 DIRECT = "direct"  # a source whose answer is never cached by us (static, docker config, helper)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     from ecrcred.seams import Clock, CredentialSource, Logger, TokenCache
     from ecrcred.sources import Lookup
     from ecrcred.tokens import Token
 
 
-def run_plugin(raw_request: bytes, sources: Sequence[CredentialSource], cache: TokenCache,
+def run_plugin(raw_request: bytes, source: CredentialSource, cache: TokenCache,
                clock: Clock, log: Logger, wait_until: float | None = None) -> bytes:
-    """``wait_until`` (monotonic): until when a throttling hold may be waited out (see
-    ``cache.get_or_fetch``); None never waits."""
+    """``source`` is the one asked (the ``Router``, in the program). ``wait_until``
+    (monotonic): until when a throttling hold may be waited out (see ``fetch.get_or_fetch``);
+    None never waits."""
     request = parse_request(raw_request)
-    response = get_credentials(request, sources, cache, clock, log, wait_until)
+    response = get_credentials(request, source, cache, clock, log, wait_until)
     return render_response(response)
 
 
 class Resolved(Record):
     lookup: Lookup
     token: Token
-    how: str  # cache.HIT, MISS, LAST_RESORT or DIRECT
+    how: str  # fetch.HIT, MISS, LAST_RESORT or DIRECT
 
 
-def resolve(image: str, sources: Sequence[CredentialSource], cache: TokenCache, clock: Clock,
+def resolve(image: str, source: CredentialSource, cache: TokenCache, clock: Clock,
             log: Logger, pod: Pod | None = None,
             wait_until: float | None = None) -> Resolved | None:
-    """Credentials for an image (``host/repository``) from the first source that claims it,
-    through the shared token cache; None when no source knows the registry. ``get-credentials``
-    and ``pull-sandbox`` both come through here, so they always agree."""
-    for source in sources:
-        lookup = source.lookup(image, pod)
-        if lookup is not None:
-            return resolve_lookup(lookup, cache, clock, log, pod, wait_until)
-    return None
+    """Credentials for an image (``host/repository``) from ``source``, through the shared
+    token cache; None when it does not know the registry. ``get-credentials`` and
+    ``pull-sandbox`` both come through here, so they always agree."""
+    lookup = source.lookup(image, pod)
+    if lookup is None:
+        return None
+    return resolve_lookup(lookup, cache, clock, log, pod, wait_until)
 
 
 def resolve_lookup(lookup: Lookup, cache: TokenCache, clock: Clock, log: Logger,
@@ -89,13 +89,13 @@ def _refusing_echo(lookup: Lookup, pod: Pod) -> Callable[[], Token]:
     return fetch
 
 
-def get_credentials(request: Request, sources: Sequence[CredentialSource], cache: TokenCache,
+def get_credentials(request: Request, source: CredentialSource, cache: TokenCache,
                     clock: Clock, log: Logger, wait_until: float | None = None) -> Response:
     pod = None
     if request.service_account_token:
         log.add_secret(request.service_account_token)
         pod = Pod(request.service_account_token, request.service_account_annotations or {})
-    resolved = resolve(request.image, sources, cache, clock, log, pod, wait_until)
+    resolved = resolve(request.image, source, cache, clock, log, pod, wait_until)
     if resolved is None:
         # The image is the request's text, anything up to a megabyte: shown bounded and escaped.
         raise NoSourceError(
@@ -106,19 +106,9 @@ def get_credentials(request: Request, sources: Sequence[CredentialSource], cache
             "kubelet's credential provider config",
         )
     lookup, token, how = resolved
-    now = clock.time()
-    if lookup.cache_key is None:
-        # 0 is kept: it tells the kubelet not to cache the answer at all.
-        duration = (DEFAULT_UNCACHED_DURATION if lookup.cache_duration is None
-                    else lookup.cache_duration)
-    else:
-        duration = token.cache_duration(now)
-        if lookup.cache_duration is not None:
-            duration = min(duration, lookup.cache_duration)
-    if how == LAST_RESORT:
-        # The token is stale but has at least LAST_RESORT_MIN_REMAINING to live: let the kubelet
-        # keep it a minute rather than re-exec us for every image while the API is failing.
-        duration = LAST_RESORT_CACHE_DURATION
+    fresh_for = None if lookup.cache_key is None else token.cache_duration(clock.time())
+    duration = kubelet_cache_duration(lookup.cache_duration, fresh_for=fresh_for,
+                                      last_resort=how == LAST_RESORT)
     log.debug(f"{how}: token for {lookup.describe}, kubelet may cache it for {duration}s")
     # Keyed by image, the auth key is the image itself: it matches by path prefix, and nothing
     # wider can leak to a sibling path.

@@ -15,7 +15,15 @@ Sources are built on first use, so an execution imports only the modules of the 
 
 from __future__ import annotations
 
-from ecrcred.config.rules import candidates, path_scoped
+from ecrcred.config.rules import (
+    DockerConfigOptions,
+    EcrOptions,
+    HelperOptions,
+    MirrorOptions,
+    StaticOptions,
+    candidates,
+    path_scoped,
+)
 from ecrcred.errors import ConfigError
 from ecrcred.imageref import registry_host
 from ecrcred.log import quote_untrusted
@@ -62,12 +70,11 @@ class SourceFactory:
             self._sts_api = self._sts_api or lazy
         return self._ecr_api, self._sts_api
 
-    def _ecr(self, options: Mapping[str, object] | None) -> EcrSource:
-        from ecrcred.sources.ecr import EcrOptions, EcrSource
+    def _ecr(self, options: EcrOptions | None) -> EcrSource:
+        from ecrcred.sources.ecr import EcrSource
 
         api, sts = self._apis()
-        return EcrSource(api, self._env, self._clock, self._log, sts=sts,
-                         options=EcrOptions(**options) if options else None,  # type: ignore[arg-type]
+        return EcrSource(api, self._env, self._clock, self._log, sts=sts, options=options,
                          pod_policy=self.config.pod_identity)
 
     def default_ecr(self) -> EcrSource:
@@ -75,13 +82,13 @@ class SourceFactory:
             self._default_ecr = self._ecr(None)
         return self._default_ecr
 
-    def helper(self, name: str, cache_duration: int, timeout: float = 5.0) -> CredentialSource:
+    def helper(self, options: HelperOptions, cache_duration: int) -> CredentialSource:
         from ecrcred.sources.helper import HelperSource, SubprocessRunner
 
         if self._runner is None:
             self._runner = SubprocessRunner(log=self._log)
-        return HelperSource(name, self._runner, self._env, self._clock, self._log,
-                            timeout=timeout, cache_duration=cache_duration)
+        return HelperSource(options, self._runner, self._env, self._clock, self._log,
+                            cache_duration=cache_duration)
 
     def source(self, rule: Rule) -> CredentialSource:
         if rule.position not in self._sources:
@@ -89,29 +96,32 @@ class SourceFactory:
         return self._sources[rule.position]
 
     def _build(self, rule: Rule) -> CredentialSource:
-        from ecrcred.sources import DEFAULT_UNCACHED_DURATION
+        """The source of ``rule``, chosen by the type of its options record. A secret that is
+        not a token lives the rule's ``cacheDuration`` (``sources.kubelet_cache_duration``)."""
+        from ecrcred.sources import kubelet_cache_duration
 
         o = rule.options
-        duration = (DEFAULT_UNCACHED_DURATION if rule.cache_duration is None
-                    else rule.cache_duration)
-        if rule.source == "ecr":
+        duration = kubelet_cache_duration(rule.cache_duration)
+        if isinstance(o, EcrOptions):
             return self._ecr(o)
-        if rule.source == "static":
+        if isinstance(o, StaticOptions):
             from ecrcred.sources.static import StaticSource
 
-            return StaticSource(o["username"], password_file=o["password_file"],
-                                password_env=o["password_env"], env=self._env, clock=self._clock,
-                                log=self._log, cache_duration=duration)
-        if rule.source == "dockerConfig":
+            return StaticSource(o, env=self._env, clock=self._clock, log=self._log,
+                                cache_duration=duration)
+        if isinstance(o, DockerConfigOptions):
             from ecrcred.sources.dockerconfig import DockerConfigSource
 
+            # A docker config's credHelpers and credsStore run with the default timeout.
             return DockerConfigSource(
-                o["paths"], root_dir=o["kubelet_root_dir"], cwd=self._cwd,
+                o.paths, root_dir=o.kubelet_root_dir, cwd=self._cwd,
                 home=self._env.get("HOME") or None,
-                helpers=lambda name: self.helper(name, duration),
+                helpers=lambda name: self.helper(HelperOptions(name), duration),
                 clock=self._clock, log=self._log, cache_duration=duration)
-        if rule.source == "credentialHelper":
-            return self.helper(o["name"], duration, timeout=float(o["timeout"]))
+        if isinstance(o, HelperOptions):
+            return self.helper(o, duration)
+        # A mirror has no source of its own (``Router._ask`` follows it); anything else is a
+        # record this build does not know.
         raise ConfigError(f"{rule.name}: unknown source {rule.source!r}",
                           hint="this config was compiled by another ecrcred version; touch it")
 
@@ -142,14 +152,13 @@ class _LazyAws:
         return self._sts
 
     def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
-                    region: str, partition: str) -> AwsCredentials:
-        return self._sts_api().assume_role(role_arn, session_name, external_id, region,
-                                           partition)
+                    region: str) -> AwsCredentials:
+        return self._sts_api().assume_role(role_arn, session_name, external_id, region)
 
     def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
-                                      region: str, partition: str) -> AwsCredentials:
+                                      region: str) -> AwsCredentials:
         return self._sts_api().assume_role_with_web_identity(role_arn, session_name, token,
-                                                             region, partition)
+                                                             region)
 
 
 class Router:
@@ -200,12 +209,12 @@ class Router:
     def _ask(self, rule: Rule, image: str, pod: Pod | None, hops: int,
              trace: list[str] | None) -> Lookup | None:
         host = registry_host(image)
-        if rule.source == "mirrorOf":
+        if isinstance(rule.options, MirrorOptions):
             if hops >= MAX_MIRROR_HOPS:
                 raise ConfigError(f"{rule.name}: mirrors lead to each other more than "
                                   f"{MAX_MIRROR_HOPS} times from {quote_untrusted(host)}",
                                   hint="a mirrorOf target must not be another mirror's host")
-            target_base = str(rule.options["target"]).rstrip("/")
+            target_base = rule.options.target.rstrip("/")
             repository = image.split("/", 1)[1] if "/" in image else ""
             target = f"{target_base}/{repository}" if repository else target_base
             if trace is not None:
@@ -220,7 +229,7 @@ class Router:
             return found._replace(auth_key=host,
                                   describe=f"{found.describe}, handed to mirror {host}")
         found = self._factory.source(rule).lookup(image, pod)
-        if found is None and rule.source == "ecr":
+        if found is None and isinstance(rule.options, EcrOptions):
             # The host is the request's (a glob matched it): bounded and escaped.
             raise ConfigError(
                 f"{rule.name} matches {quote_untrusted(host)}, which is not an ECR host name",
@@ -228,6 +237,9 @@ class Router:
         return found
 
     def _scoped(self, found: Lookup, rule: Rule | None, image: str) -> Lookup:
+        """The answer as the rule gives it: the rule's ``cacheDuration``, when it has one, in
+        place of the source's (``provider`` turns it into the number the kubelet sees), and keyed
+        by image when a path rule could match another image of the host."""
         duration = found.cache_duration
         if rule is not None and rule.cache_duration is not None:
             duration = rule.cache_duration

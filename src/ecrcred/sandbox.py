@@ -25,10 +25,10 @@ import json
 import random
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
-from ecrcred.cache import HIT, Unread
+from ecrcred.cache import Unread
 from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE, Auth
 from ecrcred.errors import (
     ConfigError,
@@ -36,14 +36,21 @@ from ecrcred.errors import (
     EcrcredError,
     PullError,
     RuntimeServiceError,
-    ThrottleCoolDown,
 )
+from ecrcred.fetch import HIT
 from ecrcred.imageref import parse_reference, registry_host
 from ecrcred.provider import resolve
 
 if TYPE_CHECKING:
-    from ecrcred.cri.client import ContainerdImages, EventStream, ImageService
-    from ecrcred.seams import Clock, CredentialSource, Logger, TokenCache
+    from ecrcred.seams import (
+        Clock,
+        ContainerdImages,
+        CredentialSource,
+        EventStream,
+        ImageService,
+        Logger,
+        TokenCache,
+    )
 
 # Words in a runtime's pull error that no retry will fix, as whole words, read only in the
 # runtime's own text with names taken out (``_runtime_words``): a temp dir named /tmp/ecd-x403y,
@@ -70,7 +77,10 @@ UNPACK = "unpack"  # containerd cannot unpack for its snapshotter
 REJECTED = "rejected"  # the runtime refused the request itself
 
 
-class Credentials(NamedTuple):
+class PullCredentials(NamedTuple):
+    """What a pull is given: the registry auth for the runtime (None: pull anonymously), where
+    it came from, and whether our token cache had it."""
+
     auth: Auth | None
     describe: str  # which source, registry, account (never the secret)
     from_cache: bool
@@ -94,21 +104,50 @@ def format_action(action: Action, output: str) -> str:
     return f"{line} {action.detail}" if action.detail else line
 
 
-def credentials_resolver(sources: Sequence[CredentialSource], cache: TokenCache, clock: Clock,
-                         log: Logger) -> Callable[[str, bool], Credentials]:
-    """Credentials for an image name exactly as get-credentials finds them; ``fresh`` bypasses
-    the cache for the read (the lock, a throttling hold and the store still apply)."""
+# Credentials for an image name: (name, fresh, wait_until, sleep); see credentials_resolver.
+PullCredentialsFor = Callable[[str, bool, float | None, Callable[[float], object] | None],
+                              PullCredentials]
 
-    def credentials(name: str, fresh: bool) -> Credentials:
-        resolved = resolve(name, sources, Unread(cache) if fresh else cache, clock, log)
+
+def credentials_resolver(source: CredentialSource, cache: TokenCache, clock: Clock,
+                         log: Logger) -> PullCredentialsFor:
+    """Credentials for an image name exactly as get-credentials finds them; ``fresh`` bypasses
+    the cache for the read (the lock, a throttling hold and the store still apply). A throttling
+    hold ending before ``wait_until`` (monotonic; None: never wait) is waited out by the token
+    cache's own wait (``fetch.get_or_fetch``), in ``sleep`` (None: the clock's), which may end
+    early: a stop request."""
+
+    def credentials(name: str, fresh: bool, wait_until: float | None = None,
+                    sleep: Callable[[float], object] | None = None) -> PullCredentials:
+        waiting = clock if sleep is None else _SleepingIn(clock, sleep)
+        resolved = resolve(name, source, Unread(cache) if fresh else cache, waiting, log,
+                           wait_until=wait_until)
         if resolved is None:
-            return Credentials(None, f"none: no credential source knows {registry_host(name)}",
-                               from_cache=False)
+            return PullCredentials(None,
+                                   f"none: no credential source knows {registry_host(name)}",
+                                   from_cache=False)
         log.add_secret(resolved.token.password)
-        return Credentials(Auth(resolved.token.username, resolved.token.password),
-                           resolved.lookup.describe, from_cache=resolved.how == HIT)
+        return PullCredentials(Auth(resolved.token.username, resolved.token.password),
+                               resolved.lookup.describe, from_cache=resolved.how == HIT)
 
     return credentials
+
+
+class _SleepingIn:
+    """``clock``, sleeping in ``sleep`` instead (the keeper's stop-aware wait)."""
+
+    def __init__(self, clock: Clock, sleep: Callable[[float], object]) -> None:
+        self._clock = clock
+        self._sleep = sleep
+
+    def time(self) -> float:
+        return self._clock.time()
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        self._sleep(seconds)
 
 
 # What in containerd's pull errors names things rather than says what happened: URLs (they carry
@@ -162,7 +201,7 @@ class SandboxKeeper:
         image: str,
         runtime: ImageService,
         containerd: ContainerdImages | None,
-        credentials: Callable[[str, bool], Credentials],
+        credentials: PullCredentialsFor,
         clock: Clock,
         log: Logger,
         report: Callable[[Action], None],
@@ -270,29 +309,22 @@ class SandboxKeeper:
             sleep = min(remaining, self._rng.uniform(0, delay))
             self._log.info(f"pull of {self.image} failed (attempt {attempt}, "
                            f"{last.message}); retrying in {sleep:.1f}s")
-            if self._stop is not None:
-                self._stop.wait(sleep)
-            else:
-                self._clock.sleep(sleep)
+            self._sleep(sleep)
             delay = min(delay * 2, self._retry.max_delay)
 
-    def _credentials_by(self, give_up: float, *, fresh: bool) -> Credentials:
-        """The credentials, waiting out a throttling hold that ends before ``give_up``
-        (monotonic): another execution was throttled moments ago, and our deadline is long
-        enough to ask again once the hold is over, as we would have asked before it existed."""
-        while True:
-            try:
-                return self._credentials(self.reference.name, fresh)
-            except ThrottleCoolDown as exc:
-                wait = exc.retry_after + 0.1  # a moment past the end: the hold is over for sure
-                if self._clock.monotonic() + wait >= give_up or (
-                        self._stop is not None and self._stop.is_set()):
-                    raise
-                self._log.info(f"{exc.message}; waiting {wait:.1f}s for the hold to end")
-                if self._stop is not None:
-                    self._stop.wait(wait)
-                else:
-                    self._clock.sleep(wait)
+    def _credentials_by(self, give_up: float, *, fresh: bool) -> PullCredentials:
+        """The credentials. A throttling hold that ends before ``give_up`` (monotonic) is waited
+        out by the token cache, in a sleep a stop request ends: another execution was throttled
+        moments ago, and our deadline is long enough to ask again once the hold is over, as we
+        would have asked before it existed."""
+        return self._credentials(self.reference.name, fresh, give_up, self._sleep)
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, ending at once on a stop request (SIGTERM under --watch)."""
+        if self._stop is not None:
+            self._stop.wait(seconds)
+        else:
+            self._clock.sleep(seconds)
 
     def _pin(self, reason: str, labels: dict[str, str] | None = None) -> Action:
         """Pin the image; ``labels`` are its labels when the caller has just read them."""
@@ -376,7 +408,7 @@ def _transient_hint(error: RuntimeServiceError, image: str) -> str:
     return "check the registry and the runtime"
 
 
-def _pull_hint(kind: str, error: PullError, creds: Credentials, image: str) -> str:
+def _pull_hint(kind: str, error: PullError, creds: PullCredentials, image: str) -> str:
     if kind == CORRUPT:
         return ("the registry, or a mirror or proxy in between, served content that does not "
                 "match its digest, and would again on every retry: check the mirrors in "

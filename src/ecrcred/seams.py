@@ -13,6 +13,16 @@ them freely.
 - ``EcrApi``: the one AWS call behind ECR and ECR Public tokens, as some AWS identity.
 - ``StsApi``: the two STS calls that give that identity (a role, or the pod's role).
 - ``Runner``: runs a program without a shell, with a timeout (credential helpers).
+- ``ImageService``: the CRI's images (any runtime): status, pull with credentials, remove.
+- ``ContainerdImages``: containerd's own images API: labels (the pin) and ``EventStream``, the
+  image names of its ``/images/delete`` events.
+- ``Runtime``: what ``doctor`` asks the runtime: its version, an image, its labels.
+- ``Http``: a GET as containerd would send it (CA files, client certificate, skip_verify), for
+  ``doctor``'s registry check.
+
+``cri.client.GrpcRuntime`` implements the three runtime seams, ``doctor.transport.HttpClient``
+implements ``Http``. ``tests/contract`` runs one suite per seam against the real implementation
+and the fake the unit tests use (``tests/unit/fakes.py``).
 """
 
 from __future__ import annotations
@@ -21,10 +31,13 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
-    from ecrcred.cache import CacheKey, Throttled
+    from ecrcred.containerd_routes import ClientPair
+    from ecrcred.cri.client import Auth, ImageInfo, RuntimeVersion
+    from ecrcred.doctor.transport import HttpReply
     from ecrcred.ecrhost import EcrRegistry
+    from ecrcred.records import CacheKey, Throttled
     from ecrcred.sources import Lookup, Pod
     from ecrcred.sources.aws import AuthorizationData, AwsCredentials
     from ecrcred.tokens import Token
@@ -45,9 +58,17 @@ class Logger(Protocol):
 
 
 class TokenCache(Protocol):
+    """Tokens and throttling holds per ``CacheKey``, and a lock per key shared by every process
+    using the cache (implementations in ``cache.py``; ``fetch.get_or_fetch`` is the one user).
+    What each must do is ``tests/contract/test_token_cache.py``: an implementation may keep no
+    tokens or no holds (loads are then None), but never answers one key with another's."""
+
     def load(self, key: CacheKey) -> Token | None: ...
     def store(self, key: CacheKey, token: Token) -> None: ...
-    def lock(self, key: CacheKey) -> AbstractContextManager[None]: ...
+    def lock(self, key: CacheKey) -> AbstractContextManager[None]:
+        """Held while the ``with`` block runs; released however it ends."""
+        ...
+
     def load_throttled(self, key: CacheKey) -> Throttled | None: ...
     def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
         """Remember a throttled fetch (shared with every process using the cache); None
@@ -69,11 +90,12 @@ class EcrApi(Protocol):
 
 
 class StsApi(Protocol):
+    # ``region`` is the registry's: its regional STS endpoint also picks the partition.
     def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
-                    region: str, partition: str) -> AwsCredentials: ...
+                    region: str) -> AwsCredentials: ...
 
     def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
-                                      region: str, partition: str) -> AwsCredentials: ...
+                                      region: str) -> AwsCredentials: ...
 
 
 class RunResult(Protocol):
@@ -87,4 +109,53 @@ class Runner(Protocol):
             env: Mapping[str, str]) -> RunResult:
         """Run ``argv`` (no shell). Raises FileNotFoundError when the program does not exist
         and subprocess.TimeoutExpired after killing it when it outlives ``timeout``."""
+        ...
+
+
+class ImageService(Protocol):
+    """The CRI's ImageService. Errors are ``RuntimeServiceError``; a failed pull is its
+    subclass ``PullError``, keeping the runtime's status code."""
+
+    def image_status(self, image: str) -> ImageInfo | None:
+        """The image, or None when the runtime does not have it."""
+        ...
+
+    def pull_image(self, image: str, auth: Auth | None, timeout: float) -> str:
+        """Pull ``image`` with ``auth`` (None: anonymously); the image's id."""
+        ...
+
+    def remove_image(self, image: str) -> None: ...
+
+
+class EventStream(Protocol):
+    """Image names from ``/images/delete`` events, until ``cancel()`` or the stream breaks."""
+
+    def __iter__(self) -> Iterator[str]: ...
+    def cancel(self) -> None: ...
+
+
+class ContainerdImages(Protocol):
+    """containerd's images API (namespace ``k8s.io``): what the CRI does not offer."""
+
+    def labels(self, name: str) -> dict[str, str] | None:
+        """The image's labels, or None when containerd has no such image."""
+        ...
+
+    def set_label(self, name: str, key: str, value: str) -> None: ...
+    def image_events(self) -> EventStream: ...
+
+
+class Runtime(Protocol):
+    """What doctor asks the runtime (``cri.client.GrpcRuntime`` implements it)."""
+
+    def version(self) -> RuntimeVersion: ...
+    def image_status(self, image: str) -> ImageInfo | None: ...
+    def labels(self, name: str) -> dict[str, str] | None: ...
+
+
+class Http(Protocol):
+    def get(self, url: str, headers: dict[str, str], *, ca: tuple[str, ...], skip_verify: bool,
+            timeout: float, client: tuple[ClientPair, ...] = ()) -> HttpReply:
+        """GET ``url``, presenting ``client`` to a server that asks for a certificate; raises
+        OSError (ssl.SSLError included) when it cannot be reached."""
         ...

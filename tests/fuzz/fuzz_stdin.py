@@ -39,9 +39,11 @@ with atheris.instrument_imports(include=["ecrcred"]):
     import ecrcred.config.rules
     import ecrcred.deadline
     import ecrcred.ecrhost
+    import ecrcred.fetch
     import ecrcred.imageref
     import ecrcred.kubelet
     import ecrcred.provider
+    import ecrcred.records
     import ecrcred.router
     import ecrcred.sources.dockerconfig
     import ecrcred.sources.ecr

@@ -12,9 +12,10 @@ The AWS part of that environment is also put in ``os.environ`` while the stand i
 back by ``close()``): ecrcred hands botocore the process environment, so this is what keeps an
 in-process run from ever looking for real AWS credentials or endpoints.
 
-``Stand.run(raw)`` calls ``ecrcred.cli.main(["get-credentials"], env)`` (the console script's
-entry, with the kubelet's fast path) with ``raw`` on stdin and returns the exit code, stdout and
-stderr; ``check(raw, outcome)`` asserts the contract of README "Errors and exit codes":
+``Stand.run(raw)`` calls ``ecrcred.cli.main(["get-credentials"], env, stdin=..., stdout=...,
+stderr=...)`` (the console script's entry, with the kubelet's fast path) with ``raw`` as its
+stdin, never touching ``sys``'s streams, and returns the exit code, stdout and stderr;
+``check(raw, outcome)`` asserts the contract of README "Errors and exit codes":
 
 - the exit code is a documented one for get-credentials (0, 1, 3, 4, 5): never 70 (a bug), 2;
 - no traceback, and every stderr line is ``ecrcred: <level>: ...``;
@@ -42,18 +43,18 @@ import os
 import re
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 from ecrcred import cli
-from ecrcred.cache import CacheKey, FileCache
+from ecrcred.cache import FileCache
 from ecrcred.clock import SystemClock
 from ecrcred.errors import RequestError
 from ecrcred.kubelet import parse_request
 from ecrcred.log import StderrLogger
+from ecrcred.records import CacheKey
 from ecrcred.sources.ecr import identity_digest
 from ecrcred.tokens import Token
 from tests.support.kubelet import check_response
@@ -141,20 +142,15 @@ class Stand:
 
     def run(self, raw: bytes) -> Outcome:
         """``ecrcred get-credentials`` in this process, ``raw`` on stdin."""
-        saved = sys.stdin, sys.stdout, sys.stderr
         out, err = io.BytesIO(), io.BytesIO()
         # Python's own stderr escapes what it cannot encode; so must this one.
-        streams = (io.TextIOWrapper(io.BytesIO(raw)),
-                   io.TextIOWrapper(out, encoding="utf-8"),
-                   io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace"))
-        sys.stdin, sys.stdout, sys.stderr = streams
+        stderr = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace")
         try:
-            code = cli.main(["get-credentials"], self.env)
+            code = cli.main(["get-credentials"], self.env, stdin=io.BytesIO(raw), stdout=out,
+                            stderr=stderr)
         finally:
-            sys.stdin, sys.stdout, sys.stderr = saved
-            for stream in streams:
-                stream.flush()
-                stream.detach()  # keep the BytesIO open when the wrapper goes
+            stderr.flush()
+            stderr.detach()  # keep the BytesIO open when the wrapper goes
         return Outcome(code, out.getvalue(), err.getvalue().decode("utf-8", "replace"))
 
     def close(self) -> None:

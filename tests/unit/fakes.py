@@ -1,13 +1,27 @@
 """Hand-written fakes shared by the unit tests: a clock that only moves when told, a logger
-that records lines, and a credential source and token cache that remember how they were used."""
+that records lines, and a credential source and token cache that remember how they were used.
+
+Each seam of ``ecrcred.seams`` has one fake here, declared once, with the union of what the
+tests need from it: ``FakeEcrApi``, ``UnusedStsApi``, ``FakeImageService`` (the CRI's
+``ImageService`` and ``ContainerdImages``), ``FakeRuntime`` (doctor's ``Runtime``) and
+``FakeHttp``. ``tests/contract`` runs the fakes that stand for a real implementation through
+that implementation's contract suite, so a fake cannot drift from what it fakes."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
-from ecrcred.cache import CacheKey, Throttled
+from ecrcred.containerd_routes import ClientPair
+from ecrcred.cri.client import Auth, ImageInfo, RuntimeVersion
+from ecrcred.doctor.transport import HttpReply
+from ecrcred.ecrhost import EcrRegistry
+from ecrcred.records import CacheKey, Throttled
+from ecrcred.seams import EventStream
 from ecrcred.sources import Lookup, Pod
+from ecrcred.sources.aws import AuthorizationData, AwsCredentials
 from ecrcred.tokens import Token
 
 # 2023-11-14T22:13:20Z: a fixed "now" far from any epoch edge.
@@ -67,7 +81,8 @@ class RecordingLogger:
 class DictCache:
     """A ``TokenCache`` in a dict, counting loads and stores, with a hook run on taking the lock
     (a stand-in for another process that refreshes the token while we wait for it); throttled
-    fetches are remembered in ``throttled``."""
+    fetches are remembered in ``throttled``. It keeps the ``TokenCache`` contract as the real
+    caches do (``tests/contract/test_token_cache.py``)."""
 
     def __init__(self, on_lock: Callable[[DictCache, CacheKey], None] | None = None) -> None:
         self.tokens: dict[CacheKey, Token] = {}
@@ -142,3 +157,200 @@ class FakeSource:
             fetch=self._fetch,
             describe=f"{self.name} registry {host}",
         )
+
+
+# -- AWS ----------------------------------------------------------------------------------------
+
+class FakeEcrApi:
+    """The ``EcrApi`` seam. Hands out ``replies`` in order (an exception is raised); with none
+    (or once they are used up) a 12-hour ``AWS:<password>`` token from T0; ``error``, when set,
+    is raised by every call. Remembers each call's registry and credentials."""
+
+    def __init__(self, *replies: AuthorizationData | Exception,
+                 password: str = "ecr-password-value",  # noqa: S107 - a fake token
+                 error: Exception | None = None) -> None:
+        self._replies = list(replies)
+        self.password = password
+        self.error = error
+        self.calls: list[tuple[EcrRegistry, AwsCredentials | None]] = []
+
+    @property
+    def asked(self) -> list[EcrRegistry]:
+        return [registry for registry, _ in self.calls]
+
+    @property
+    def as_who(self) -> list[AwsCredentials | None]:
+        return [credentials for _, credentials in self.calls]
+
+    def get_authorization_token(self, registry: EcrRegistry,
+                                credentials: AwsCredentials | None = None) -> AuthorizationData:
+        self.calls.append((registry, credentials))
+        if self.error is not None:
+            raise self.error
+        if self._replies:
+            reply = self._replies.pop(0)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+        token = base64.b64encode(f"AWS:{self.password}".encode()).decode()
+        return AuthorizationData(token, expires_at=T0 + 12 * 3600, server_time=T0)
+
+
+class UnusedStsApi:
+    """The ``StsApi`` seam where no test expects a call: a lookup alone never assumes a role."""
+
+    def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
+                    region: str) -> AwsCredentials:
+        raise AssertionError("unexpected AssumeRole")
+
+    def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
+                                      region: str) -> AwsCredentials:
+        raise AssertionError("unexpected AssumeRoleWithWebIdentity")
+
+
+# -- the container runtime ----------------------------------------------------------------------
+
+class FakeImageService:
+    """``ImageService`` and ``ContainerdImages`` in memory; pull outcomes are scripted.
+
+    ``outcomes``: what each pull does in turn (an exception is raised, None succeeds; once they
+    are used up, pulls succeed). ``present`` and ``image_labels`` speak of ``image``, the one
+    image a sandbox keeper looks after. Labels outlive a removal here (a shortcut the keeper's
+    tests rely on: a delete event followed by a pull finds the image pinned); the contract
+    suite checks only what the real runtime and this fake agree on."""
+
+    def __init__(self, image: str, present: bool = False,
+                 outcomes: list[Exception | None] | None = None) -> None:
+        self.image = image
+        self.outcomes = list(outcomes or [])
+        self.pulls: list[Auth | None] = []
+        self.images: set[str] = {image} if present else set()
+        self.all_labels: dict[str, dict[str, str]] = {}
+
+    @property
+    def present(self) -> bool:
+        return self.image in self.images
+
+    @present.setter
+    def present(self, value: bool) -> None:
+        if value:
+            self.images.add(self.image)
+        else:
+            self.images.discard(self.image)
+
+    @property
+    def image_labels(self) -> dict[str, str]:
+        return self.all_labels.setdefault(self.image, {})
+
+    def image_status(self, image: str) -> ImageInfo | None:
+        if image not in self.images:
+            return None
+        return ImageInfo("sha256:abc", (image,), (), 1000, False)
+
+    def pull_image(self, image: str, auth: Auth | None, timeout: float) -> str:
+        self.pulls.append(auth)
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome is not None:
+            raise outcome
+        self.images.add(image)
+        return "sha256:abc"
+
+    def remove_image(self, image: str) -> None:
+        self.images.discard(image)
+
+    def labels(self, name: str) -> dict[str, str] | None:
+        return dict(self.all_labels.get(name, {})) if name in self.images else None
+
+    def set_label(self, name: str, key: str, value: str) -> None:
+        self.all_labels.setdefault(name, {})[key] = value
+
+    def image_events(self) -> EventStream:  # pragma: no cover - the tests give their own
+        raise NotImplementedError
+
+
+CONTAINERD_16 = RuntimeVersion("containerd", "1.6.20", "v1")
+
+
+class FakeRuntime:
+    """doctor's ``Runtime`` seam: a version (or the error the CRI gives), images by name with
+    their containerd labels; ``labels_error`` stands in for a runtime without containerd's API
+    (cri-dockerd, CRI-O), ``status_error`` for a CRI that fails. Remembers the names it was
+    asked about, and whether it was closed."""
+
+    def __init__(self, version: RuntimeVersion | Exception = CONTAINERD_16,
+                 images: dict[str, ImageInfo] | None = None,
+                 labels: dict[str, dict[str, str]] | None = None,
+                 labels_error: Exception | None = None,
+                 status_error: Exception | None = None) -> None:
+        self._version = version
+        self._images = images or {}
+        self._labels = labels or {}
+        self._labels_error = labels_error
+        self._status_error = status_error
+        self.asked: list[str] = []
+        self.closed = False
+
+    def version(self) -> RuntimeVersion:
+        if isinstance(self._version, Exception):
+            raise self._version
+        return self._version
+
+    def image_status(self, image: str) -> ImageInfo | None:
+        self.asked.append(image)
+        if self._status_error is not None:
+            raise self._status_error
+        return self._images.get(image)
+
+    def labels(self, name: str) -> dict[str, str] | None:
+        if self._labels_error is not None:
+            raise self._labels_error
+        return self._labels.get(name)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+# What FakeHttp does for a URL: reply, raise, or answer from the request's headers.
+Route = HttpReply | OSError | Callable[[dict[str, str]], HttpReply]
+
+
+class Sent(NamedTuple):
+    url: str
+    headers: dict[str, str]
+    ca: tuple[str, ...]
+    skip_verify: bool
+    client: tuple[ClientPair, ...] = ()
+
+
+class FakeHttp:
+    """The ``Http`` seam over a table of exact URLs: a reply, an OSError to raise, or a function
+    of the request headers. A URL not in the table goes to ``otherwise`` (a function of the
+    URL), else is a refused connection. Remembers every request."""
+
+    def __init__(self, routes: dict[str, Route] | None = None,
+                 otherwise: Callable[[str], HttpReply] | None = None) -> None:
+        self.routes = routes or {}
+        self.otherwise = otherwise
+        self.sent: list[Sent] = []
+
+    def get(self, url: str, headers: dict[str, str], *, ca: tuple[str, ...], skip_verify: bool,
+            timeout: float, client: tuple[ClientPair, ...] = ()) -> HttpReply:
+        self.sent.append(Sent(url, dict(headers), ca, skip_verify, client))
+        if url not in self.routes and self.otherwise is not None:
+            return self.otherwise(url)
+        route = self.routes.get(url, ConnectionRefusedError(111, "Connection refused"))
+        if isinstance(route, OSError):
+            raise route
+        if isinstance(route, HttpReply):
+            return route
+        return route(headers)
+
+    def urls(self) -> list[str]:
+        return [s.url for s in self.sent]
+
+    def to(self, url: str) -> Sent:
+        found = [s for s in self.sent if s.url == url]
+        assert len(found) == 1, (url, self.urls())
+        return found[0]

@@ -52,14 +52,14 @@ class _Raw(io.RawIOBase):
 
 
 class Streams:
-    """sys.stdin, stdout and stderr for one ``main`` call; each may be None (closed) or fail.
-    Put in place by ``run``, during the test itself: pytest's capture replaces them after
-    fixtures are set up."""
+    """The stdin, stdout and stderr handed to one ``main`` call; each may be closed (None) or
+    fail with an OSError. A closed one is the process's own stream missing (``sys.stdin`` is
+    None), as when ecrcred is started without that descriptor: ``main`` then gets None, its
+    "use the process's stream", and finds none."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self._monkeypatch = monkeypatch
         self._raws: list[_Raw] = []
-        self._kept: list[io.TextIOWrapper] = []  # a collected wrapper closes its BytesIO
         self.stdout = io.BytesIO()
         self.stderr = io.BytesIO()
         self._chosen: dict[str, bytes | io.BytesIO | OSError | None] = {
@@ -68,24 +68,36 @@ class Streams:
     def set(self, **streams: bytes | io.BytesIO | OSError | None) -> None:
         self._chosen.update(streams)
 
+    def _failing(self, error: OSError) -> io.BufferedWriter:
+        raw = _Raw(error)
+        self._raws.append(raw)
+        return io.BufferedWriter(raw)
+
     def run(self, argv: list[str], env: dict[str, str]) -> int:
-        for name, value in self._chosen.items():
-            stream: io.TextIOWrapper | None
+        chosen = self._chosen
+        for name, value in chosen.items():
             if value is None:
-                stream = None
-            elif isinstance(value, bytes):
-                stream = io.TextIOWrapper(io.BytesIO(value), encoding="utf-8")
-            elif isinstance(value, OSError):
-                raw = _Raw(value)
-                self._raws.append(raw)
-                stream = io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8",
-                                          line_buffering=name == "stderr")
-            else:
-                stream = io.TextIOWrapper(value, encoding="utf-8", write_through=True)
-            if stream is not None:
-                self._kept.append(stream)
-            self._monkeypatch.setattr(sys, name, stream)
-        return cli.main(argv, env)
+                # Set during the test itself: pytest's capture replaces them after fixtures.
+                self._monkeypatch.setattr(sys, name, None)
+        stdin = chosen["stdin"]
+        stdout = chosen["stdout"]
+        stderr = chosen["stderr"]
+        text_err: io.TextIOWrapper | None = None
+        if isinstance(stderr, OSError):
+            text_err = io.TextIOWrapper(self._failing(stderr), encoding="utf-8",
+                                        line_buffering=True)
+        elif isinstance(stderr, io.BytesIO):
+            text_err = io.TextIOWrapper(stderr, encoding="utf-8", write_through=True)
+        try:
+            return cli.main(
+                argv, env,
+                stdin=io.BytesIO(stdin) if isinstance(stdin, bytes) else None,
+                stdout=self._failing(stdout) if isinstance(stdout, OSError) else
+                stdout if isinstance(stdout, io.BytesIO) else None,
+                stderr=text_err)
+        finally:
+            if text_err is not None and isinstance(stderr, io.BytesIO):
+                text_err.detach()  # keep the BytesIO open when the wrapper goes
 
     def heal(self) -> None:
         """Let the failing streams' leftovers flush when they are collected, quietly."""
@@ -248,3 +260,57 @@ def test_descriptors_started_closed_get_dev_null_so_no_file_takes_their_number(t
     assert code == "3", "stdin is closed: a bad request"
     assert int(fd) > 2
     assert names == ["/dev/null", "/dev/null"]
+
+
+# -- the streams main is given ----------------------------------------------------------------
+
+class _Untouchable:
+    """A process stream ``main`` must not use when it was handed its own."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"main used the process's stream ({name})")
+
+
+def test_main_reads_and_writes_only_the_streams_it_is_given(
+        monkeypatch: pytest.MonkeyPatch, env: dict[str, str]):
+    for name in ("stdin", "stdout", "stderr"):
+        monkeypatch.setattr(sys, name, _Untouchable())
+    out, err = io.BytesIO(), io.StringIO()
+    env["ECRCRED_LOG_LEVEL"] = "debug"
+    code = cli.main(["get-credentials", "--no-cache"], env, stdin=io.BytesIO(REQUEST),
+                    stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    assert json.loads(out.getvalue())["auth"]["static.example"]["password"] == PASSWORD
+    assert "ecrcred: debug: " in err.getvalue()
+    assert PASSWORD not in err.getvalue()
+
+
+def test_help_goes_to_the_stdout_main_is_given(env: dict[str, str]):
+    out = io.BytesIO()
+    assert cli.main(["doctor", "--help"], env, stdin=io.BytesIO(b""), stdout=out,
+                    stderr=io.StringIO()) == 0
+    assert out.getvalue().startswith(b"usage: ecrcred doctor")
+
+
+@pytest.mark.parametrize("command", ["pull-sandbox", "doctor"])
+def test_pull_sandbox_and_doctor_share_the_image_and_containerd_options(command: str):
+    args = cli.build_parser().parse_args([command, "--image", "a.io/p:1", "--containerd-config",
+                                          "/c.toml", "--runtime-endpoint", "unix:///s.sock"])
+    assert (args.image, args.containerd_config, args.runtime_endpoint) == (
+        "a.io/p:1", "/c.toml", "unix:///s.sock")
+
+
+def test_a_wiring_bug_is_an_internal_error_not_bad_configuration(
+        monkeypatch: pytest.MonkeyPatch, env: dict[str, str]):
+    from ecrcred.errors import EXIT_INTERNAL, WiringError
+
+    def broken(_wiring: object) -> int:
+        raise WiringError("a role is configured but no STS client was given")
+
+    monkeypatch.setattr(cli, "_get_credentials", broken)
+    err = io.StringIO()
+    code = cli.main(["get-credentials", "--no-cache"], env, stdin=io.BytesIO(REQUEST),
+                    stdout=io.BytesIO(), stderr=err)
+    assert code == EXIT_INTERNAL == 70
+    assert err.getvalue() == ("ecrcred: error: internal error: WiringError; rerun with --debug "
+                              "for a traceback and report it [INTERNAL]\n")

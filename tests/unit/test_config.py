@@ -21,8 +21,13 @@ from ecrcred.config.load import COMPILED_FORMAT, MAX_CONFIG_BYTES, config_settin
 from ecrcred.config.rules import (
     DEFAULT_POD_IDENTITY,
     Config,
+    DockerConfigOptions,
+    EcrOptions,
+    HelperOptions,
+    MirrorOptions,
     PodIdentityPolicy,
     Rule,
+    StaticOptions,
     candidates,
     defaults,
     from_compiled,
@@ -650,7 +655,7 @@ def test_an_edit_that_keeps_size_and_mtime_is_still_noticed(tmp_path: Path, spy:
     time.sleep(0.05)  # past the kernel's coarse timestamp tick
     write(path, same_size, mtime_ns=mtime)
     assert path.stat().st_mtime_ns == mtime
-    assert load(flag(path), state).rules[0].options["username"] == "robo2"
+    assert load(flag(path), state).rules[0].options.username == "robo2"
     assert len(spy.calls) == 2
 
 
@@ -680,7 +685,7 @@ def test_a_broken_edit_is_reported_at_once_not_hidden_by_the_old_compiled_copy(t
         assert caught.value.message == (
             f"config {path}: registries[0].static.passwordFle: unknown field")
     write(path, GOOD, mtime_ns=mtime + 2_000_000_000)
-    assert load(flag(path), state).rules[0].options["password_file"] == (
+    assert load(flag(path), state).rules[0].options.password_file == (
         "/etc/ecrcred/harbor-password")
 
 
@@ -784,7 +789,7 @@ def test_a_mistake_in_the_file_names_the_loaded_path(tmp_path: Path):
 def config_of(*matches: tuple[str, ...] | str) -> Config:
     """A config whose rule N matches the patterns given N-th (the source does not matter)."""
     return Config(PATH, "flag --config", tuple(
-        Rule(position, (m,) if isinstance(m, str) else m, "mirrorOf", {"target": "x.io"}, None)
+        Rule(position, (m,) if isinstance(m, str) else m, "mirrorOf", MirrorOptions("x.io"), None)
         for position, m in enumerate(matches)), DEFAULT_POD_IDENTITY)
 
 
@@ -879,7 +884,7 @@ def test_path_scoped_says_whether_a_path_rule_could_match_the_host(
 ])
 def test_a_rule_has_a_path_when_a_pattern_names_more_than_the_host(
         match: tuple[str, ...], has_path: bool):
-    assert Rule(0, match, "mirrorOf", {}, None).has_path is has_path
+    assert Rule(0, match, "mirrorOf", MirrorOptions("x.io"), None).has_path is has_path
 
 
 def test_a_rule_is_named_by_its_position_source_and_patterns():
@@ -894,12 +899,44 @@ def test_from_compiled_gives_records_for_every_rule_and_the_pod_identity_policy(
     assert [r.position for r in config.rules] == list(range(9))
     assert config.rules[0] == Rule(
         0, ("harbor.example.com", "harbor.example.com:8443"), "static",
-        {"username": "robot$ci", "password_file": "/etc/ecrcred/harbor-password",
-         "password_env": None}, 600)
+        StaticOptions("robot$ci", "/etc/ecrcred/harbor-password", None), 600)
     assert config.rules[8].cache_duration == 0
     assert config.pod_identity == PodIdentityPolicy(DEFAULT_ROLE_ANNOTATIONS, None, "node",
                                                     "ecrcred")
     assert config.describe() == f"config {PATH} (from env ECRCRED_CONFIG, 9 rules)"
+
+
+def test_from_compiled_gives_each_source_its_typed_options_record():
+    options = [r.options for r in from_compiled(compile_text(FULL, PATH), PATH, "x").rules]
+    assert options == [
+        StaticOptions("robot$ci", "/etc/ecrcred/harbor-password", None),
+        StaticOptions("acme-bot", None, "GHCR_TOKEN"),
+        DockerConfigOptions(("/etc/docker/config.json", "/root/.docker/config.json"),
+                            "/data/kubelet"),
+        DockerConfigOptions(None, "/var/lib/kubelet"),
+        HelperOptions("gcloud", 30),
+        HelperOptions("ecr-login", 5),
+        EcrOptions("eu-west-1", "012345678901", "arn:aws:iam::012345678901:role/image-puller",
+                   "tenant-7", "node-puller", fips=False, dualstack=True),
+        EcrOptions(),
+        MirrorOptions(f"{ECR}/docker-hub"),
+    ]
+    assert [type(o) for o in options] == [StaticOptions, StaticOptions, DockerConfigOptions,
+                                          DockerConfigOptions, HelperOptions, HelperOptions,
+                                          EcrOptions, EcrOptions, MirrorOptions]
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param({"source": "vault"}, id="unknown-source"),
+    pytest.param({"options": {"username": "u", "password_file": None, "password_env": "X",
+                              "password_hash": "?"}}, id="unknown-option"),
+])
+def test_from_compiled_refuses_a_layout_it_does_not_know(change: dict[str, Any]):
+    # load takes these errors as a compiled copy of another build and validates the file again.
+    compiled = compile_text(FULL, PATH)
+    compiled["registries"][0].update(change)
+    with pytest.raises((KeyError, TypeError)):
+        from_compiled(compiled, PATH, "x")
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

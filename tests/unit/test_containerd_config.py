@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ecrcred import containerd_config
+from ecrcred import containerd_config, containerd_routes
 from ecrcred.errors import ConfigError, ConfigMissing
 
 
@@ -252,7 +252,7 @@ def test_hosts_toml_hosts_are_tried_in_file_order_then_the_server(tmp_path):
     path = hosts_toml(certs, HOST, 'server = "https://upstream.example.com"\n'
                                    '[host."https://second-in-name.example.com"]\n'
                                    '[host."https://first-in-name.example.com"]\n')
-    hosts = containerd_config.registry_hosts(config, HOST)
+    hosts = containerd_routes.registry_hosts(config, HOST)
     assert urls(hosts) == ["https://second-in-name.example.com",
                            "https://first-in-name.example.com", "https://upstream.example.com"]
     assert hosts.origin == path
@@ -267,7 +267,7 @@ def test_hosts_toml_hosts_are_tried_in_file_order_then_the_server(tmp_path):
 def test_without_a_server_key_the_server_is_the_host_itself(tmp_path, host, server):
     config, certs = with_config_path(tmp_path)
     hosts_toml(certs, host, '[host."https://mirror.example.com"]\n')
-    hosts = containerd_config.registry_hosts(config, host)
+    hosts = containerd_routes.registry_hosts(config, host)
     assert urls(hosts) == ["https://mirror.example.com", server]
     assert [e.mirror for e in hosts.endpoints] == [True, False]
 
@@ -286,7 +286,7 @@ def test_an_endpoint_is_a_mirror_when_containerd_would_add_ns(tmp_path, host, ur
     # hosts.toml with only a server: containerd 2.x reads it, 1.x wants a [host] table)
     config, certs = with_config_path(tmp_path, version=3)
     hosts_toml(certs, host, f'server = "{url}"\n')
-    assert [e.mirror for e in containerd_config.registry_hosts(config, host).endpoints] == [mirror]
+    assert [e.mirror for e in containerd_routes.registry_hosts(config, host).endpoints] == [mirror]
 
 
 def test_the_default_directory_answers_for_hosts_without_their_own(tmp_path):
@@ -294,17 +294,17 @@ def test_the_default_directory_answers_for_hosts_without_their_own(tmp_path):
     path = hosts_toml(certs, "_default", '[host."https://cache.example.com"]\n'
                                          'capabilities = ["pull", "resolve"]\n')
     hosts_toml(certs, "other.example.com", "")
-    hosts = containerd_config.registry_hosts(config, HOST)
+    hosts = containerd_routes.registry_hosts(config, HOST)
     assert urls(hosts) == ["https://cache.example.com", f"https://{HOST}"]
     assert hosts.origin == path
 
 
 def test_a_host_without_a_directory_goes_to_itself(tmp_path):
     config, certs = with_config_path(tmp_path)
-    hosts = containerd_config.registry_hosts(config, HOST)
+    hosts = containerd_routes.registry_hosts(config, HOST)
     assert urls(hosts) == [f"https://{HOST}"]
     assert hosts.origin == f"no {certs}/{HOST}/hosts.toml"
-    assert hosts.endpoints[0].capabilities == containerd_config.ALL_CAPABILITIES
+    assert hosts.endpoints[0].capabilities == containerd_routes.ALL_CAPABILITIES
 
 
 def test_a_host_directory_of_certificates_only_trusts_its_crt_files_for_the_host(tmp_path):
@@ -313,7 +313,7 @@ def test_a_host_directory_of_certificates_only_trusts_its_crt_files_for_the_host
     directory.mkdir()
     for name in ("b.crt", "a.crt", "client.cert", "client.key"):
         write(directory / name, "")
-    hosts = containerd_config.registry_hosts(config, HOST)
+    hosts = containerd_routes.registry_hosts(config, HOST)
     assert urls(hosts) == [f"https://{HOST}"]
     assert hosts.endpoints[0].ca == (str(directory / "a.crt"), str(directory / "b.crt"))
     assert hosts.origin == f"{directory} (no hosts.toml: certificates only)"
@@ -326,7 +326,7 @@ def test_ca_skip_verify_and_override_path_are_read_per_host(tmp_path):
                             '[host."https://mirror.example.com/v2/hub"]\n'
                             'ca = ["/etc/ssl/a.pem", "/etc/ssl/b.pem"]\n'
                             "skip_verify = true\noverride_path = true\n")
-    mirror, server = containerd_config.registry_hosts(config, HOST).endpoints
+    mirror, server = containerd_routes.registry_hosts(config, HOST).endpoints
     assert (mirror.ca, mirror.skip_verify, mirror.override_path) == (
         ("/etc/ssl/a.pem", "/etc/ssl/b.pem"), True, True)
     assert (server.ca, server.skip_verify, server.override_path) == (
@@ -337,7 +337,7 @@ def test_a_ca_string_is_one_ca_file_as_in_containerd_1_6(tmp_path):
     # seen on containerd 1.6.20: a mirror with ca = "<the registry's cert>" pulls
     config, certs = with_config_path(tmp_path)
     hosts_toml(certs, HOST, '[host."https://mirror.example.com"]\nca = "/etc/ssl/m.pem"\n')
-    hosts = containerd_config.registry_hosts(config, HOST)
+    hosts = containerd_routes.registry_hosts(config, HOST)
     assert hosts.endpoints[0].ca == ("/etc/ssl/m.pem",)
     assert hosts.notes == ()
 
@@ -354,14 +354,14 @@ def test_capabilities_default_to_all_and_say_whether_the_host_pulls(
         tmp_path, line, capabilities, pulls):
     config, certs = with_config_path(tmp_path)
     hosts_toml(certs, HOST, f'[host."https://mirror.example.com"]\n{line}')
-    mirror = containerd_config.registry_hosts(config, HOST).endpoints[0]
+    mirror = containerd_routes.registry_hosts(config, HOST).endpoints[0]
     assert (mirror.capabilities, mirror.pulls) == (capabilities, pulls)
 
 
 def test_a_host_url_without_a_scheme_is_https(tmp_path):
     config, certs = with_config_path(tmp_path)
     hosts_toml(certs, HOST, '[host."mirror.example.com:5000"]\n')
-    assert urls(containerd_config.registry_hosts(config, HOST))[0] == (
+    assert urls(containerd_routes.registry_hosts(config, HOST))[0] == (
         "https://mirror.example.com:5000")
 
 
@@ -398,10 +398,10 @@ def test_a_hosts_toml_containerd_cannot_decode_is_ignored_for_the_directorys_cer
     config, certs = with_config_path(tmp_path)
     path = hosts_toml(certs, HOST, text)
     ca, client = cert_files(certs / HOST)
-    hosts = containerd_config.registry_hosts(config, HOST)
+    hosts = containerd_routes.registry_hosts(config, HOST)
     assert urls(hosts) == [f"https://{HOST}"]
     assert (hosts.endpoints[0].ca, hosts.endpoints[0].client) == (ca, client)
-    assert hosts.endpoints[0].capabilities == containerd_config.ALL_CAPABILITIES
+    assert hosts.endpoints[0].capabilities == containerd_routes.ALL_CAPABILITIES
     assert hosts.origin == f"{certs / HOST} (hosts.toml ignored: certificates only)"
     assert len(hosts.notes) == 1
     assert hosts.notes[0].startswith(f"containerd cannot decode {path} ({why}")
@@ -413,7 +413,7 @@ def test_a_hosts_toml_containerd_cannot_decode_is_ignored_for_the_directorys_cer
 def test_a_hosts_toml_with_only_a_server_is_read_by_containerd_2(tmp_path):
     config, certs = with_config_path(tmp_path, version=3)
     hosts_toml(certs, HOST, 'server = "https://upstream.example.com"\n')
-    hosts = containerd_config.registry_hosts(config, HOST)
+    hosts = containerd_routes.registry_hosts(config, HOST)
     assert (urls(hosts), hosts.notes) == (["https://upstream.example.com"], ())
 
 
@@ -421,7 +421,7 @@ def test_an_empty_hosts_toml_is_no_hosts_toml(tmp_path):
     config, certs = with_config_path(tmp_path)
     hosts_toml(certs, HOST, "")
     ca, client = cert_files(certs / HOST)
-    hosts = containerd_config.registry_hosts(config, HOST)
+    hosts = containerd_routes.registry_hosts(config, HOST)
     assert urls(hosts) == [f"https://{HOST}"]
     assert (hosts.endpoints[0].ca, hosts.endpoints[0].client) == (ca, client)
     assert (hosts.origin, hosts.notes) == (
@@ -435,7 +435,7 @@ def test_a_hosts_toml_containerd_cannot_read_fails_every_pull_naming_it(tmp_path
     path = certs / HOST / "hosts.toml"
     path.mkdir(parents=True)
     with pytest.raises(ConfigError) as err:
-        containerd_config.registry_hosts(config, HOST)
+        containerd_routes.registry_hosts(config, HOST)
     assert err.value.message.startswith(f"cannot read {path} (Is a directory): containerd "
                                         f"fails every pull from {HOST}")
 
@@ -445,7 +445,7 @@ def test_a_host_with_a_port_is_looked_up_as_host_port_underscore_first(tmp_path)
     config, certs = with_config_path(tmp_path)
     path = hosts_toml(certs, f"{HOST}_5000_", MIRROR_TOML)
     hosts_toml(certs, f"{HOST}:5000", "[host.\n")
-    hosts = containerd_config.registry_hosts(config, f"{HOST}:5000")
+    hosts = containerd_routes.registry_hosts(config, f"{HOST}:5000")
     assert (hosts.origin, urls(hosts)) == (path, ["https://mirror.example.com",
                                                   f"https://{HOST}:5000"])
 
@@ -457,7 +457,7 @@ def test_cert_files_are_taken_in_name_order_hidden_ones_too_directories_skipped(
     (directory / "dir.crt").mkdir()
     for name in ("b.crt", ".hidden.crt", "a.crt"):
         write(directory / name, "")
-    endpoint = containerd_config.registry_hosts(config, HOST).endpoints[0]
+    endpoint = containerd_routes.registry_hosts(config, HOST).endpoints[0]
     assert endpoint.ca == tuple(str(directory / n) for n in (".hidden.crt", "a.crt", "b.crt"))
 
 
@@ -467,7 +467,7 @@ V2_REGISTRY = '[plugins."io.containerd.grpc.v1.cri".registry'
 
 
 def test_a_host_without_any_registry_config_goes_to_its_default_server():
-    hosts = containerd_config.registry_hosts(NO_CONFIG, "docker.io")
+    hosts = containerd_routes.registry_hosts(NO_CONFIG, "docker.io")
     assert urls(hosts) == ["https://registry-1.docker.io"]
     assert hosts.origin == "no registry config for this host"
     assert hosts.endpoints[0].mirror is False
@@ -477,7 +477,7 @@ def test_legacy_mirrors_are_tried_then_the_host_itself(tmp_path):
     path = write(tmp_path / "c.toml", f'version = 2\n{V2_REGISTRY}.mirrors."docker.io"]\n'
                                       'endpoint = ["https://mirror.example.com", '
                                       '"https://mirror2.example.com/"]\n')
-    hosts = containerd_config.registry_hosts(containerd_config.load(path), "docker.io")
+    hosts = containerd_routes.registry_hosts(containerd_config.load(path), "docker.io")
     assert urls(hosts) == ["https://mirror.example.com", "https://mirror2.example.com",
                            "https://registry-1.docker.io"]
     assert [e.mirror for e in hosts.endpoints] == [True, True, False]
@@ -487,7 +487,7 @@ def test_legacy_mirrors_are_tried_then_the_host_itself(tmp_path):
 def test_legacy_mirrors_naming_the_default_server_do_not_list_it_twice(tmp_path):
     path = write(tmp_path / "c.toml", f'version = 2\n{V2_REGISTRY}.mirrors."{HOST}"]\n'
                                       f'endpoint = ["https://{HOST}", "https://m.example.com"]\n')
-    hosts = containerd_config.registry_hosts(containerd_config.load(path), HOST)
+    hosts = containerd_routes.registry_hosts(containerd_config.load(path), HOST)
     assert urls(hosts) == [f"https://{HOST}", "https://m.example.com"]
 
 
@@ -499,7 +499,7 @@ def test_legacy_tls_settings_apply_to_the_endpoint_whose_host_they_name(tmp_path
                  'ca_file = "/etc/ssl/mirror.pem"\n'
                  f'{V2_REGISTRY}.configs."{HOST}".tls]\n'
                  "insecure_skip_verify = true\n")
-    mirror, server = containerd_config.registry_hosts(containerd_config.load(path),
+    mirror, server = containerd_routes.registry_hosts(containerd_config.load(path),
                                                       HOST).endpoints
     assert (mirror.ca, mirror.skip_verify) == (("/etc/ssl/mirror.pem",), False)
     assert (server.ca, server.skip_verify) == ((), True)
@@ -529,7 +529,7 @@ def test_legacy_settings_across_imports_as_each_containerd_merges_them(tmp_path,
     else:  # 2.x: each drop-in, migrated, adds its keys (their registry tables whole)
         assert (legacy.ca_file, legacy.has_auth) == ("/etc/ssl/r.pem", True)
     assert "static-secret" not in repr(config), "the static password is never kept"
-    assert urls(containerd_config.registry_hosts(config, HOST)) == [
+    assert urls(containerd_routes.registry_hosts(config, HOST)) == [
         "https://late.example.com", f"https://{HOST}"]
 
 
@@ -550,7 +550,7 @@ def test_legacy_settings_are_ignored_once_config_path_is_set(tmp_path):
     path = write(tmp_path / "c.toml",
                  f'version = 2\n{V2_REGISTRY}]\nconfig_path = "{certs}"\n'
                  f'{V2_REGISTRY}.mirrors."{HOST}"]\nendpoint = ["https://mirror.example.com"]\n')
-    hosts = containerd_config.registry_hosts(containerd_config.load(path), HOST)
+    hosts = containerd_routes.registry_hosts(containerd_config.load(path), HOST)
     assert urls(hosts) == [f"https://{HOST}"]
 
 
@@ -566,7 +566,7 @@ def test_a_legacy_endpoint_path_replaces_v2_as_containerd_uses_it(tmp_path):
     path = write(tmp_path / "c.toml", f'version = 2\n{V2_REGISTRY}.mirrors."docker.io"]\n'
                                       'endpoint = ["https://proxy.example.com/v2/hub", '
                                       '"https://mirror.example.com/"]\n')
-    hosts = containerd_config.registry_hosts(containerd_config.load(path), "docker.io")
+    hosts = containerd_routes.registry_hosts(containerd_config.load(path), "docker.io")
     assert [(e.url, e.override_path) for e in hosts.endpoints] == [
         ("https://proxy.example.com/v2/hub", True), ("https://mirror.example.com", False),
         ("https://registry-1.docker.io", False)]
@@ -589,7 +589,7 @@ def test_a_legacy_endpoint_path_replaces_v2_as_containerd_uses_it(tmp_path):
 def test_client_certificates_are_read_in_each_shape_containerd_accepts(tmp_path, line, pairs):
     config, certs = with_config_path(tmp_path)
     hosts_toml(certs, HOST, f'{line}\n[host."https://mirror.example.com"]\n{line}\n')
-    mirror, server = containerd_config.registry_hosts(config, HOST).endpoints
+    mirror, server = containerd_routes.registry_hosts(config, HOST).endpoints
     assert mirror.client == pairs, "a [host] entry"
     assert server.client == pairs, "the top level, for the server"
 
@@ -599,7 +599,7 @@ def test_relative_client_and_ca_paths_are_in_the_host_directory(tmp_path):
     config, certs = with_config_path(tmp_path)
     hosts_toml(certs, HOST, '[host."https://mirror.example.com"]\nca = ["ca.pem"]\n'
                             'client = [["client.cert", "/abs/client.key"]]\n')
-    mirror = containerd_config.registry_hosts(config, HOST).endpoints[0]
+    mirror = containerd_routes.registry_hosts(config, HOST).endpoints[0]
     assert mirror.ca == (str(certs / HOST / "ca.pem"),)
     assert mirror.client == ((str(certs / HOST / "client.cert"), "/abs/client.key"),)
 
@@ -613,7 +613,7 @@ def test_a_client_shape_containerd_cannot_read_makes_it_ignore_the_hosts_toml(tm
     # seen on containerd 1.6.20 with client = 5: "failed to decode hosts.toml"
     config, certs = with_config_path(tmp_path)
     path = hosts_toml(certs, HOST, f'[host."https://mirror.example.com"]\nclient = {value}\n')
-    hosts = containerd_config.registry_hosts(config, HOST)
+    hosts = containerd_routes.registry_hosts(config, HOST)
     assert urls(hosts) == [f"https://{HOST}"]
     assert hosts.notes[0].startswith(f"containerd cannot decode {path} (client = ")
     assert 'write client = [["/path/cert.pem", "/path/key.pem"]]' in hosts.notes[0]
@@ -627,7 +627,7 @@ def test_a_certificates_only_directory_gives_its_cert_files_as_client_certificat
     directory.mkdir()
     for name in ("ca.crt", "with-key.cert", "with-key.key", "alone.cert", "stray.key"):
         write(directory / name, "")
-    endpoint = containerd_config.registry_hosts(config, HOST).endpoints[0]
+    endpoint = containerd_routes.registry_hosts(config, HOST).endpoints[0]
     assert endpoint.ca == (str(directory / "ca.crt"),)
     assert endpoint.client == ((str(directory / "alone.cert"), ""),
                                (str(directory / "with-key.cert"), str(directory / "with-key.key")))
@@ -639,7 +639,7 @@ def test_legacy_tls_cert_and_key_files_are_the_client_pair_of_the_endpoint_they_
                  'endpoint = ["https://mirror.example.com"]\n'
                  f'{V2_REGISTRY}.configs."mirror.example.com".tls]\n'
                  'cert_file = "/etc/ssl/node.pem"\nkey_file = "/etc/ssl/node.key"\n')
-    mirror, server = containerd_config.registry_hosts(containerd_config.load(path),
+    mirror, server = containerd_routes.registry_hosts(containerd_config.load(path),
                                                       HOST).endpoints
     assert mirror.client == (("/etc/ssl/node.pem", "/etc/ssl/node.key"),)
     assert server.client == ()
@@ -654,7 +654,7 @@ def test_a_legacy_cert_file_without_its_key_file_is_a_config_error(tmp_path, lin
     # containerd's getTLSConfig refuses half a pair, and with it every pull through the endpoint
     path = write(tmp_path / "c.toml", f'version = 2\n{V2_REGISTRY}.configs."{HOST}".tls]\n{line}\n')
     with pytest.raises(ConfigError) as err:
-        containerd_config.registry_hosts(containerd_config.load(path), HOST)
+        containerd_routes.registry_hosts(containerd_config.load(path), HOST)
     assert f'registry.configs."{HOST}".tls in {path} sets {given} without {missing}' in (
         err.value.message)
 
@@ -668,7 +668,7 @@ WILDCARD = (f'version = 2\n{V2_REGISTRY}.mirrors."*"]\n'
 
 def test_legacy_mirrors_wildcard_stands_in_for_a_host_without_an_entry_of_its_own(tmp_path):
     path = write(tmp_path / "c.toml", WILDCARD)
-    hosts = containerd_config.registry_hosts(containerd_config.load(path), HOST)
+    hosts = containerd_routes.registry_hosts(containerd_config.load(path), HOST)
     assert urls(hosts) == ["https://cache.example.com", f"https://{HOST}"]
     assert [e.mirror for e in hosts.endpoints] == [True, False]
     assert hosts.endpoints[0].ca == ("/etc/ssl/cache.pem",), "the mirror's own tls table"
@@ -680,7 +680,7 @@ def test_a_host_with_only_registry_configs_still_gets_the_wildcard_mirrors(tmp_p
     # containerd picks the endpoints from registry.mirrors alone; configs only add TLS and auth
     path = write(tmp_path / "c.toml",
                  WILDCARD + f'{V2_REGISTRY}.configs."{HOST}".tls]\ninsecure_skip_verify = true\n')
-    hosts = containerd_config.registry_hosts(containerd_config.load(path), HOST)
+    hosts = containerd_routes.registry_hosts(containerd_config.load(path), HOST)
     assert urls(hosts) == ["https://cache.example.com", f"https://{HOST}"]
     assert [e.skip_verify for e in hosts.endpoints] == [False, True]
 
@@ -693,7 +693,7 @@ def test_a_host_with_only_registry_configs_still_gets_the_wildcard_mirrors(tmp_p
 def test_a_host_with_its_own_mirrors_entry_ignores_the_wildcard(tmp_path, entry, expected):
     # Mirrors[host] is taken whenever the key exists, even with no endpoints in it
     path = write(tmp_path / "c.toml", WILDCARD + f'{V2_REGISTRY}.mirrors."{HOST}"]\n{entry}')
-    hosts = containerd_config.registry_hosts(containerd_config.load(path), HOST)
+    hosts = containerd_routes.registry_hosts(containerd_config.load(path), HOST)
     assert urls(hosts) == expected
     assert hosts.origin == f'registry.mirrors/configs."{HOST}" in {path} (deprecated)'
 
@@ -709,6 +709,6 @@ def test_a_wildcard_from_an_import_replaces_the_main_files_mirrors_on_containerd
                     **{"10-wildcard": WILDCARD})
     config = containerd_config.load(main)
     assert config.sandbox_image is None
-    assert urls(containerd_config.registry_hosts(config, HOST))[0] == "https://cache.example.com"
-    assert urls(containerd_config.registry_hosts(config, "docker.io")) == [
+    assert urls(containerd_routes.registry_hosts(config, HOST))[0] == "https://cache.example.com"
+    assert urls(containerd_routes.registry_hosts(config, "docker.io")) == [
         "https://cache.example.com", "https://registry-1.docker.io"]

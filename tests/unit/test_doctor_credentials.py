@@ -3,7 +3,6 @@ sources over a fake ECR API and an in-memory token cache. Never a password in wh
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -13,16 +12,21 @@ from ecrcred.config import API_VERSION, KIND
 from ecrcred.config.rules import Config, Rule, defaults, from_compiled
 from ecrcred.config.schema import compile_text
 from ecrcred.doctor.credentials import check_credentials
-from ecrcred.doctor.registry import Credentials
+from ecrcred.doctor.registry import RegistryLogin
 from ecrcred.doctor.report import FAIL, OK, WARN, Check
-from ecrcred.ecrhost import EcrRegistry
 from ecrcred.errors import AwsError
 from ecrcred.router import Router, SourceFactory
 from ecrcred.seams import CredentialSource
 from ecrcred.sources import Lookup, Pod
-from ecrcred.sources.aws import AuthorizationData, AwsCredentials
 from ecrcred.tokens import Token
-from tests.unit.fakes import T0, DictCache, FakeClock, RecordingLogger
+from tests.unit.fakes import (
+    T0,
+    DictCache,
+    FakeClock,
+    FakeEcrApi,
+    RecordingLogger,
+    UnusedStsApi,
+)
 
 PATH = "/etc/ecrcred/config.yaml"
 ECR = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
@@ -31,32 +35,6 @@ ECR_PASSWORD = "ecr-password-do-not-print"
 STATIC_PASSWORD = "static-password-do-not-print"
 ENV = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEYID0001", "REGISTRY_PASSWORD": STATIC_PASSWORD}
 HOUR = 3600.0
-
-
-class FakeEcrApi:
-    """The EcrApi seam: a 12-hour ``AWS`` token from T0, or the error it is given; counts calls."""
-
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
-        self.calls = 0
-
-    def get_authorization_token(self, registry: EcrRegistry,
-                                credentials: AwsCredentials | None = None) -> AuthorizationData:
-        self.calls += 1
-        if self.error is not None:
-            raise self.error
-        token = base64.b64encode(f"AWS:{ECR_PASSWORD}".encode()).decode()
-        return AuthorizationData(token, expires_at=T0 + 12 * HOUR, server_time=T0)
-
-
-class UnusedStsApi:
-    def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
-                    region: str, partition: str) -> AwsCredentials:
-        raise AssertionError("unexpected AssumeRole")
-
-    def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
-                                      region: str, partition: str) -> AwsCredentials:
-        raise AssertionError("unexpected AssumeRoleWithWebIdentity")
 
 
 def config(*registries: dict[str, Any]) -> Config:
@@ -100,12 +78,12 @@ class Doctor:
                  fakes: dict[int, CredentialSource] | None = None) -> None:
         self.clock = FakeClock()
         self.log = RecordingLogger()
-        self.api = api or FakeEcrApi()
+        self.api = api or FakeEcrApi(password=ECR_PASSWORD)
         self.cache = DictCache()
         factory = Factory(cfg, self.log, self.clock, self.api, fakes or {})
         self.router = Router(factory, self.log)
 
-    def check(self, image: str) -> tuple[dict[str, Check], Credentials | None]:
+    def check(self, image: str) -> tuple[dict[str, Check], RegistryLogin | None]:
         checks, creds = check_credentials(image, self.router, self.cache, self.clock, self.log)
         for c in checks:
             text = f"{c.message} {c.fix} {c.details}"
@@ -141,8 +119,8 @@ def test_an_ecr_token_not_yet_cached_is_fetched_and_handed_to_the_registry_check
     assert token.status == OK
     assert token.message == ("user AWS, miss: no cached token yet; the token now in use expires "
                              "2023-11-15T10:13:20Z, in 12h00m")
-    assert creds == Credentials("AWS", ECR_PASSWORD, ECR_DESCRIBED)
-    assert doctor.api.calls == 1
+    assert creds == RegistryLogin("AWS", ECR_PASSWORD, ECR_DESCRIBED)
+    assert len(doctor.api.calls) == 1
     assert ECR_PASSWORD in doctor.log.secrets, "the CLI scrubs the report with these"
 
 
@@ -156,7 +134,7 @@ def test_a_fresh_cached_token_names_when_it_stops_being_fresh_and_is_used():
         "user AWS, hit: cached token fresh until 2023-11-15T03:13:20Z, in 5h00m (expires "
         "2023-11-15T04:13:20Z, in 6h00m); the token now in use expires 2023-11-15T04:13:20Z, "
         "in 6h00m")
-    assert doctor.api.calls == 0
+    assert len(doctor.api.calls) == 0
     assert creds is not None and creds.password == ECR_PASSWORD
 
 
@@ -169,13 +147,13 @@ def test_a_stale_cached_token_is_said_to_be_stale_and_replaced():
     assert checks["credentials.token"].message.startswith(
         "user AWS, miss: cached token is stale (expires 2023-11-14T22:43:20Z, in 0h30m); the "
         "token now in use expires 2023-11-15T10:13:20Z")
-    assert doctor.api.calls == 1
+    assert len(doctor.api.calls) == 1
 
 
 def test_a_failing_source_fails_the_token_check_with_its_hint_and_the_cache_state():
     error = AwsError("ECR GetAuthorizationToken for 123456789012 failed: AccessDeniedException",
                      hint="grant the node role ecr:GetAuthorizationToken")
-    checks, creds = Doctor(config(), FakeEcrApi(error)).check(f"{ECR}/team/app")
+    checks, creds = Doctor(config(), FakeEcrApi(error=error)).check(f"{ECR}/team/app")
     assert creds is None
     assert checks["credentials.rule"].status == OK
     token = checks["credentials.token"]
@@ -185,7 +163,7 @@ def test_a_failing_source_fails_the_token_check_with_its_hint_and_the_cache_stat
 
 
 def test_an_expired_cached_token_is_named_when_the_source_fails():
-    doctor = Doctor(config(), FakeEcrApi(AwsError("throttled", hint="wait")))
+    doctor = Doctor(config(), FakeEcrApi(error=AwsError("throttled", hint="wait")))
     image = f"{ECR}/team/app"
     doctor.cache.tokens[doctor.cache_key(image)] = Token("AWS", "old", T0 - 2 * 60, T0 - 12 * HOUR)
     token = doctor.check(image)[0]["credentials.token"]
@@ -212,7 +190,7 @@ def test_a_direct_source_is_read_at_each_request_and_never_cached():
     assert described.startswith("static credentials for registry.example.com (user robot")
     assert checks["credentials.token"].message == (
         f"user robot from {described}; read at each request, never cached by ecrcred")
-    assert creds == Credentials("robot", STATIC_PASSWORD, described)
+    assert creds == RegistryLogin("robot", STATIC_PASSWORD, described)
     assert doctor.cache.loads == 0 and doctor.cache.stores == []
 
 
@@ -244,6 +222,6 @@ def test_the_password_is_registered_as_a_secret_even_when_the_source_did_not():
     helper = {"match": ["registry.example.com"], "credentialHelper": {"name": "not-run"}}
     doctor = Doctor(config(helper), fakes={0: QuietSource()})
     checks, creds = doctor.check("registry.example.com/app")
-    assert creds == Credentials("quiet-user", "quiet-password-do-not-print", "a quiet source")
+    assert creds == RegistryLogin("quiet-user", "quiet-password-do-not-print", "a quiet source")
     assert doctor.log.secrets == ["quiet-password-do-not-print"]
     assert "quiet-password-do-not-print" not in repr(list(checks.values()))

@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 
 from ecrcred.config.rules import defaults
-from ecrcred.containerd_config import ClientPair, ContainerdConfig, Found
+from ecrcred.containerd_config import ContainerdConfig, Found
 from ecrcred.cri.client import ImageInfo, RuntimeVersion
 from ecrcred.doctor import AREAS, Collaborators, Options, diagnose
-from ecrcred.doctor.registry import HttpReply
 from ecrcred.doctor.report import FAIL, OK, SKIP, WARN, Check, Report
 from ecrcred.doctor.runtime import load_containerd_config
+from ecrcred.doctor.transport import HttpReply
 from ecrcred.errors import ConfigError, RuntimeServiceError, UsageError
 from ecrcred.router import Router, SourceFactory
 from ecrcred.settings import Setting
-from tests.unit.fakes import DictCache, FakeClock, RecordingLogger
+from tests.unit.fakes import DictCache, FakeClock, FakeHttp, FakeRuntime, RecordingLogger
 
 HOST = "registry.example.com"
 IMAGE = f"{HOST}/team/app:1.0"
@@ -28,44 +28,20 @@ CONTAINERD_14 = RuntimeVersion("containerd", "1.4.13", "v1alpha2")
 CRI_O = RuntimeVersion("cri-o", "1.29.1", "v1")
 
 
-class FakeRuntime:
-    def __init__(self, version: RuntimeVersion = CONTAINERD_14,
-                 images: dict[str, ImageInfo] | None = None) -> None:
-        self._version = version
-        self._images = images or {}
-        self.closed = False
+def open_registry(config: str = "application/vnd.docker.container.image.v1+json") -> FakeHttp:
+    """A registry without auth, at any address, serving one image whose config is ``config``."""
 
-    def version(self) -> RuntimeVersion:
-        return self._version
-
-    def image_status(self, image: str) -> ImageInfo | None:
-        return self._images.get(image)
-
-    def labels(self, name: str) -> dict[str, str] | None:
-        return None
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class OpenRegistry:
-    """The Http seam: a registry without auth serving one image whose config is ``config``."""
-
-    def __init__(self, config: str = "application/vnd.docker.container.image.v1+json") -> None:
-        self.config = config
-        self.urls: list[str] = []
-
-    def get(self, url: str, headers: dict[str, str], *, ca: tuple[str, ...], skip_verify: bool,
-            timeout: float, client: tuple[ClientPair, ...] = ()) -> HttpReply:
-        self.urls.append(url)
+    def serve(url: str) -> HttpReply:
         if url.endswith("/v2/"):
             return HttpReply(200, {}, b"{}")
         media_type = "application/vnd.docker.distribution.manifest.v2+json"
         doc = {"schemaVersion": 2, "mediaType": media_type,
-               "config": {"mediaType": self.config, "digest": "sha256:" + "c" * 64, "size": 1},
+               "config": {"mediaType": config, "digest": "sha256:" + "c" * 64, "size": 1},
                "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
                            "digest": "sha256:" + "d" * 64, "size": 1}]}
         return HttpReply(200, {"content-type": media_type}, json.dumps(doc).encode())
+
+    return FakeHttp(otherwise=serve)
 
 
 def never(what: str) -> Any:
@@ -95,9 +71,10 @@ def options(tmp_path: Path, image: str = IMAGE, skip: frozenset[str] = frozenset
 def collaborators(tmp_path: Path, **changes: Any) -> Collaborators:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    return Collaborators(router=router, cache=DictCache(), runtime=FakeRuntime,
-                         http=OpenRegistry(), running=[], env={"HOME": str(home)},
-                         clock=FakeClock(), log=RecordingLogger())._replace(**changes)
+    return Collaborators(router=router, cache=DictCache(),
+                         runtime=lambda: FakeRuntime(CONTAINERD_14), http=open_registry(),
+                         running=[], env={"HOME": str(home)}, clock=FakeClock(),
+                         log=RecordingLogger())._replace(**changes)
 
 
 def run(opts: Options, c: Collaborators, sandbox: str | None = None) -> Report:
@@ -115,7 +92,7 @@ def by_id(checks: tuple[Check, ...]) -> dict[str, Check]:
 
 
 def test_every_area_skipped_gives_a_skip_per_check_and_builds_nothing(tmp_path: Path):
-    http = OpenRegistry()
+    http = open_registry()
     report = run(options(tmp_path, skip=frozenset(AREAS)),
                  collaborators(tmp_path, router=never("the router"),
                                runtime=never("the runtime"), http=http))
@@ -129,7 +106,7 @@ def test_every_area_skipped_gives_a_skip_per_check_and_builds_nothing(tmp_path: 
     ]
     assert {c.message for c in report.checks if c.id.startswith("kubelet.")} == {
         "skipped by --skip kubelet"}
-    assert http.urls == []
+    assert http.urls() == []
     assert not report.failed
 
 
@@ -162,9 +139,9 @@ def test_an_invalid_ecrcred_config_fails_credentials_and_the_rest_still_runs(tmp
 def test_the_runtime_version_reaches_the_media_type_verdict(tmp_path: Path):
     octet = "application/octet-stream"
     on_14 = by_id(run(options(tmp_path), collaborators(
-        tmp_path, http=OpenRegistry(octet), runtime=lambda: FakeRuntime(CONTAINERD_14))).checks)
+        tmp_path, http=open_registry(octet), runtime=lambda: FakeRuntime(CONTAINERD_14))).checks)
     on_crio = by_id(run(options(tmp_path), collaborators(
-        tmp_path, http=OpenRegistry(octet), runtime=lambda: FakeRuntime(CRI_O))).checks)
+        tmp_path, http=open_registry(octet), runtime=lambda: FakeRuntime(CRI_O))).checks)
     assert on_14["registry.media-types"].status == FAIL
     assert on_crio["registry.media-types"].status == WARN
     assert "cri-o 1.29.1" in on_crio["registry.media-types"].message
@@ -172,7 +149,7 @@ def test_the_runtime_version_reaches_the_media_type_verdict(tmp_path: Path):
 
 def test_without_the_runtime_area_the_version_is_unknown_to_the_registry(tmp_path: Path):
     report = run(options(tmp_path, skip=frozenset({"runtime"})), collaborators(
-        tmp_path, http=OpenRegistry("application/octet-stream"), runtime=never("the runtime")))
+        tmp_path, http=open_registry("application/octet-stream"), runtime=never("the runtime")))
     check = by_id(report.checks)["registry.media-types"]
     assert "the runtime (version unknown)" in check.message
 
@@ -188,13 +165,13 @@ def test_a_runtime_that_cannot_be_built_fails_the_cri_check(tmp_path: Path):
 
 
 def test_the_runtime_is_closed_after_its_checks(tmp_path: Path):
-    runtime = FakeRuntime()
+    runtime = FakeRuntime(CONTAINERD_14)
     run(options(tmp_path), collaborators(tmp_path, runtime=lambda: runtime))
     assert runtime.closed
 
 
 def test_the_sandbox_image_is_recognised_however_it_is_spelled(tmp_path: Path):
-    runtime = FakeRuntime(images={"docker.io/library/pause:3.9": ImageInfo(
+    runtime = FakeRuntime(CONTAINERD_14, images={"docker.io/library/pause:3.9": ImageInfo(
         "sha256:" + "e" * 64, (), (), 1, pinned=True)})
     report = run(options(tmp_path, image="pause:3.9", skip=frozenset({"registry"})),
                  collaborators(tmp_path, runtime=lambda: runtime), "docker.io/library/pause:3.9")
@@ -217,11 +194,11 @@ def test_the_containerd_registry_route_is_what_the_registry_probe_follows(tmp_pa
     config = tmp_path / "config.toml"
     config.write_text('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
                       f'config_path = "{certs}"\n')
-    http = OpenRegistry()
+    http = open_registry()
     report = run(options(tmp_path, containerd_config=config, skip=frozenset({"runtime"})),
                  collaborators(tmp_path, http=http))
-    assert http.urls[0] == "https://mirror.example.com/v2/"
-    assert http.urls[1] == f"https://mirror.example.com/v2/team/app/manifests/1.0?ns={HOST}"
+    assert http.urls()[0] == "https://mirror.example.com/v2/"
+    assert http.urls()[1] == f"https://mirror.example.com/v2/team/app/manifests/1.0?ns={HOST}"
     assert by_id(report.checks)["registry.endpoint"].message.startswith(
         "https://mirror.example.com served")
 

@@ -18,34 +18,33 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
-from ecrcred.containerd_config import ALL_CAPABILITIES, ClientPair, Endpoint, RegistryHosts
+from ecrcred.containerd_routes import ALL_CAPABILITIES, Endpoint, RegistryHosts
 from ecrcred.cri.client import RuntimeVersion
 from ecrcred.doctor.registry import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
-    Credentials,
-    HttpClient,
-    HttpReply,
+    RegistryLogin,
     RegistryProbe,
     goarch,
-    load_client_pair,
     version_tuple,
 )
 from ecrcred.doctor.report import FAIL, OK, SKIP, WARN, Check
+from ecrcred.doctor.transport import HttpClient, HttpReply, load_client_pair
 from ecrcred.imageref import parse_reference
 from tests.support.tls import Pair, encrypt_key, make_ca, make_client_cert, make_server_cert
+from tests.unit.fakes import FakeHttp, Route
 
 USER = "robot"
 PASSWORD = "pw-7f3a9c-do-not-print"
 TOKEN = "tok-4e1d8c-do-not-print"
 SOURCE = "static rule registries[0] (static for registry.example.com)"
-CREDS = Credentials(USER, PASSWORD, SOURCE)
+CREDS = RegistryLogin(USER, PASSWORD, SOURCE)
 BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 BEARER = f"Bearer {TOKEN}"
 
@@ -83,46 +82,7 @@ def client_pair(tmp_path_factory: pytest.TempPathFactory) -> Pair:
     return make_client_cert(directory, "node", make_ca(directory, "client-ca"))
 
 
-# -- the fake HTTP seam ---------------------------------------------------------------------------
-
-Route = HttpReply | OSError | Callable[[dict[str, str]], HttpReply]
-
-
-class Sent(NamedTuple):
-    url: str
-    headers: dict[str, str]
-    ca: tuple[str, ...]
-    skip_verify: bool
-    client: tuple[ClientPair, ...] = ()
-
-
-class FakeHttp:
-    """The ``Http`` seam over a table of exact URLs: a reply, an OSError to raise, or a function
-    of the request headers. A URL not in the table is a refused connection. Remembers every
-    request."""
-
-    def __init__(self, routes: dict[str, Route]) -> None:
-        self.routes = routes
-        self.sent: list[Sent] = []
-
-    def get(self, url: str, headers: dict[str, str], *, ca: tuple[str, ...], skip_verify: bool,
-            timeout: float, client: tuple[ClientPair, ...] = ()) -> HttpReply:
-        self.sent.append(Sent(url, dict(headers), ca, skip_verify, client))
-        route = self.routes.get(url, ConnectionRefusedError(111, "Connection refused"))
-        if isinstance(route, OSError):
-            raise route
-        if isinstance(route, HttpReply):
-            return route
-        return route(headers)
-
-    def urls(self) -> list[str]:
-        return [s.url for s in self.sent]
-
-    def to(self, url: str) -> Sent:
-        found = [s for s in self.sent if s.url == url]
-        assert len(found) == 1, (url, self.urls())
-        return found[0]
-
+# -- replies for the fake HTTP seam (tests.unit.fakes.FakeHttp) -------------------------------
 
 def reply(status: int, body: bytes | dict[str, Any] = b"", **headers: str) -> HttpReply:
     raw = json.dumps(body).encode() if isinstance(body, dict) else body
@@ -199,7 +159,7 @@ def hosts(*endpoints: Endpoint, host: str = HOST,
 
 
 def probe(http: FakeHttp, image_ref: str = IMAGE, registry: RegistryHosts | None = None,
-          creds: Credentials | None = CREDS,
+          creds: RegistryLogin | None = CREDS,
           runtime: RuntimeVersion | None = CONTAINERD_16) -> dict[str, Check]:
     checks = RegistryProbe(http, 5.0, ("linux", "amd64"), runtime).check(
         parse_reference(image_ref), registry or hosts(), creds)
@@ -742,7 +702,7 @@ def test_an_encrypted_client_key_fails_as_in_containerd_without_asking_for_a_pas
                             else "pkcs8")
     pair = (encrypted.combined, "") if form == "combined" else (encrypted.cert, encrypted.key)
     output = on_a_terminal(f"""\
-from ecrcred.doctor.registry import HttpClient, load_client_pair
+from ecrcred.doctor.transport import HttpClient, load_client_pair
 print("CHECK", " | ".join(load_client_pair({pair!r}) or ("loaded",)))
 try:
     HttpClient().get("https://127.0.0.1:9/v2/", {{}}, ca=(), skip_verify=False, timeout=5,

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from ecrcred.containerd_config import ContainerdConfig, RegistryHosts, registry_hosts
+from ecrcred.containerd_config import ContainerdConfig
+from ecrcred.containerd_routes import RegistryHosts, registry_hosts
 from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE, ImageInfo, RuntimeVersion
 from ecrcred.doctor.report import FAIL, OK, SKIP, WARN, Check
 from ecrcred.doctor.runtime import check_containerd_config, check_runtime, load_containerd_config
 from ecrcred.errors import RuntimeServiceError
 from ecrcred.settings import Setting
+from tests.unit.fakes import FakeRuntime
 
 ENDPOINT = "unix:///run/containerd/containerd.sock"
 SANDBOX = "123456789012.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.9"
@@ -23,40 +25,6 @@ CRI_DOCKERD = RuntimeVersion("docker", "24.0.7", "v1")
 
 def info(pinned: bool = False) -> ImageInfo:
     return ImageInfo("sha256:" + "0123456789abcdef" * 4, (SANDBOX,), (), 300_000, pinned)
-
-
-class FakeRuntime:
-    """The doctor's ``Runtime`` seam: a version (or the error the CRI gives), images by name
-    with their containerd labels; ``labels_error`` stands in for a runtime without containerd's
-    API (cri-dockerd, CRI-O). Remembers the names it was asked about."""
-
-    def __init__(self, version: RuntimeVersion | Exception = CONTAINERD_16,
-                 images: dict[str, ImageInfo] | None = None,
-                 labels: dict[str, dict[str, str]] | None = None,
-                 labels_error: Exception | None = None,
-                 status_error: Exception | None = None) -> None:
-        self._version = version
-        self._images = images or {}
-        self._labels = labels or {}
-        self._labels_error = labels_error
-        self._status_error = status_error
-        self.asked: list[str] = []
-
-    def version(self) -> RuntimeVersion:
-        if isinstance(self._version, Exception):
-            raise self._version
-        return self._version
-
-    def image_status(self, image: str) -> ImageInfo | None:
-        self.asked.append(image)
-        if self._status_error is not None:
-            raise self._status_error
-        return self._images.get(image)
-
-    def labels(self, name: str) -> dict[str, str] | None:
-        if self._labels_error is not None:
-            raise self._labels_error
-        return self._labels.get(name)
 
 
 def unreachable() -> RuntimeServiceError:

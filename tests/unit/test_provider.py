@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from ecrcred.cache import CacheKey
 from ecrcred.errors import NoSourceError, RequestError, SourceError
 from ecrcred.kubelet import API_VERSIONS
 from ecrcred.provider import run_plugin
+from ecrcred.records import CacheKey
 from ecrcred.tokens import Token
 from tests.unit.fakes import T0, CountingFetch, DictCache, FakeClock, FakeSource, RecordingLogger
 
@@ -36,7 +36,7 @@ def source_key(host: str = HOST) -> CacheKey:
 @pytest.mark.parametrize("api_version", API_VERSIONS)
 def test_run_plugin_answers_with_a_valid_registry_response(api_version: str):
     fetch = CountingFetch(token())
-    raw = run_plugin(request(api_version=api_version), [FakeSource({HOST}, fetch)], DictCache(),
+    raw = run_plugin(request(api_version=api_version), FakeSource({HOST}, fetch), DictCache(),
                      FakeClock(), RecordingLogger())
     assert raw.endswith(b"\n")
     assert raw.count(b"\n") == 1
@@ -54,40 +54,32 @@ def test_run_plugin_tells_the_kubelet_to_cache_until_our_own_refresh():
     cache = DictCache()
     cache.tokens[source_key()] = token()
     clock = FakeClock(now=T0 + 5 * HOUR)
-    raw = run_plugin(request(), [FakeSource({HOST}, CountingFetch())], cache, clock,
+    raw = run_plugin(request(), FakeSource({HOST}, CountingFetch()), cache, clock,
                      RecordingLogger())
     assert json.loads(raw)["cacheDuration"] == "6h0m0s"
 
 
-def test_run_plugin_asks_sources_in_order_and_uses_the_first_that_claims_the_image():
-    first = FakeSource({"other.io"}, CountingFetch(), name="first")
-    second_fetch = CountingFetch(token("second-password-value"))
-    second = FakeSource({HOST}, second_fetch, name="second")
-    third = FakeSource({HOST}, CountingFetch(), name="third")
-    raw = run_plugin(request(), [first, second, third], DictCache(), FakeClock(),
-                     RecordingLogger())
-    assert json.loads(raw)["auth"][HOST]["password"] == "second-password-value"
-    assert (first.asked, second.asked, third.asked) == ([IMAGE], [IMAGE], [])
+def test_run_plugin_asks_its_one_source_once_for_the_image():
+    # The router is the one source; which rule answers is its business (test_router.py).
+    source = FakeSource({HOST}, CountingFetch(token("source-password-value")))
+    raw = run_plugin(request(), source, DictCache(), FakeClock(), RecordingLogger())
+    assert json.loads(raw)["auth"][HOST]["password"] == "source-password-value"
+    assert source.asked == [IMAGE]
 
 
 def test_run_plugin_raises_no_source_error_when_no_source_claims_the_image():
     source = FakeSource({HOST}, CountingFetch())
     with pytest.raises(NoSourceError) as caught:
-        run_plugin(request("registry.io/app"), [source], DictCache(), FakeClock(),
+        run_plugin(request("registry.io/app"), source, DictCache(), FakeClock(),
                    RecordingLogger())
     assert "registry.io/app" in caught.value.message
     assert "matchImages" in caught.value.hint
 
 
-def test_run_plugin_with_no_sources_raises_no_source_error():
-    with pytest.raises(NoSourceError):
-        run_plugin(request(), [], DictCache(), FakeClock(), RecordingLogger())
-
-
 def test_run_plugin_rejects_a_bad_request_before_asking_any_source():
     source = FakeSource({HOST}, CountingFetch())
     with pytest.raises(RequestError):
-        run_plugin(b"{}", [source], DictCache(), FakeClock(), RecordingLogger())
+        run_plugin(b"{}", source, DictCache(), FakeClock(), RecordingLogger())
     assert source.asked == []
 
 
@@ -98,7 +90,7 @@ def test_run_plugin_serves_a_last_resort_token_for_one_minute():
     clock = FakeClock(now=stale.expires_at - 30 * 60)
     log = RecordingLogger()
     fetch = CountingFetch(SourceError("the token API is down"))
-    raw = run_plugin(request(), [FakeSource({HOST}, fetch)], cache, clock, log)
+    raw = run_plugin(request(), FakeSource({HOST}, fetch), cache, clock, log)
     doc = json.loads(raw)
     assert doc["cacheDuration"] == "1m0s"
     assert doc["auth"][HOST]["password"] == "stale-password-value"
@@ -108,13 +100,13 @@ def test_run_plugin_serves_a_last_resort_token_for_one_minute():
 def test_run_plugin_fails_when_the_source_fails_and_nothing_is_servable():
     fetch = CountingFetch(SourceError("the token API is down"))
     with pytest.raises(SourceError):
-        run_plugin(request(), [FakeSource({HOST}, fetch)], DictCache(), FakeClock(),
+        run_plugin(request(), FakeSource({HOST}, fetch), DictCache(), FakeClock(),
                    RecordingLogger())
 
 
 def test_run_plugin_registers_the_service_account_token_as_a_secret():
     log = RecordingLogger()
-    run_plugin(request(serviceAccountToken=SA_TOKEN), [FakeSource({HOST}, CountingFetch(token()))],
+    run_plugin(request(serviceAccountToken=SA_TOKEN), FakeSource({HOST}, CountingFetch(token())),
                DictCache(), FakeClock(), log)
     assert SA_TOKEN in log.secrets
     assert all(SA_TOKEN not in message for _level, message in log.lines)
@@ -122,7 +114,7 @@ def test_run_plugin_registers_the_service_account_token_as_a_secret():
 
 def test_run_plugin_never_logs_the_registry_password():
     log = RecordingLogger()
-    run_plugin(request(), [FakeSource({HOST}, CountingFetch(token()))], DictCache(), FakeClock(),
+    run_plugin(request(), FakeSource({HOST}, CountingFetch(token())), DictCache(), FakeClock(),
                log)
     assert log.lines, "a debug line says how the token was obtained"
     assert all("registry-password-value" not in message for _level, message in log.lines)
@@ -137,7 +129,7 @@ def test_an_unknown_registry_shows_the_requests_image_bounded_and_escaped(image:
     # The image is the request's text: a megabyte of it, or a terminal escape, must reach the
     # kubelet's log neither whole nor raw.
     with pytest.raises(NoSourceError) as caught:
-        run_plugin(request(image), [FakeSource({HOST}, CountingFetch())], DictCache(),
+        run_plugin(request(image), FakeSource({HOST}, CountingFetch()), DictCache(),
                    FakeClock(), RecordingLogger())
     line = caught.value.one_line()
     assert shown in line

@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import pytest
 
-from ecrcred.cache import HIT, MISS, CacheKey
 from ecrcred.errors import NoSourceError, SourceError
+from ecrcred.fetch import HIT, MISS
 from ecrcred.kubelet import API_VERSIONS, Request
 from ecrcred.provider import DIRECT, get_credentials, resolve, run_plugin
+from ecrcred.records import CacheKey
 from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Lookup, Pod
 from ecrcred.tokens import LAST_RESORT_CACHE_DURATION, Token
 from tests.support.kubelet import check_response
@@ -76,7 +77,7 @@ def ask(source: ScriptedSource, image: str = IMAGE, cache: DictCache | None = No
     """Run the plugin on one request as the kubelet sends it; check the answer by the kubelet's
     rules and return it decoded."""
     req = kubelet_request(image, **extra)
-    raw = run_plugin(json.dumps(req).encode() + b"\n", [source], cache or DictCache(),
+    raw = run_plugin(json.dumps(req).encode() + b"\n", source, cache or DictCache(),
                      clock or FakeClock(), log or RecordingLogger())
     return check_response(raw, req)
 
@@ -87,8 +88,8 @@ def test_a_lookup_without_cache_key_is_fetched_directly_and_never_touches_the_ca
     cache = DictCache()
     fetch = CountingFetch(token("first-password-value"), token("second-password-value"))
     source = ScriptedSource(fetch)
-    first = resolve(IMAGE, [source], cache, FakeClock(), RecordingLogger())
-    second = resolve(IMAGE, [source], cache, FakeClock(), RecordingLogger())
+    first = resolve(IMAGE, source, cache, FakeClock(), RecordingLogger())
+    second = resolve(IMAGE, source, cache, FakeClock(), RecordingLogger())
     assert first is not None
     assert second is not None
     assert (first.how, second.how) == (DIRECT, DIRECT)
@@ -101,8 +102,8 @@ def test_a_lookup_without_cache_key_is_fetched_directly_and_never_touches_the_ca
 def test_a_lookup_with_a_cache_key_goes_through_the_cache():
     cache = DictCache()
     source = cached(token())
-    first = resolve(IMAGE, [source], cache, FakeClock(), RecordingLogger())
-    second = resolve(IMAGE, [source], cache, FakeClock(), RecordingLogger())
+    first = resolve(IMAGE, source, cache, FakeClock(), RecordingLogger())
+    second = resolve(IMAGE, source, cache, FakeClock(), RecordingLogger())
     assert first is not None
     assert second is not None
     assert (first.how, second.how) == (MISS, HIT)
@@ -132,7 +133,7 @@ def test_a_direct_answer_lasts_the_lookup_cache_duration(cache_duration: int | N
 
 def test_the_default_direct_duration_is_the_documented_constant():
     assert DEFAULT_UNCACHED_DURATION == 300
-    response = get_credentials(Request(API_VERSIONS[0], IMAGE), [direct(token())], DictCache(),
+    response = get_credentials(Request(API_VERSIONS[0], IMAGE), direct(token()), DictCache(),
                                FakeClock(), RecordingLogger())
     assert response.cache_duration_seconds == DEFAULT_UNCACHED_DURATION
 
@@ -252,14 +253,13 @@ def test_without_a_pod_token_the_source_receives_no_pod(extra: dict[str, object]
     assert log.secrets == []
 
 
-def test_every_source_asked_receives_the_same_pod():
-    declines = ScriptedSource(None, name="declines")
+def test_resolve_hands_the_pod_to_its_source():
+    # Every rule the router asks receives the same pod: test_router.py.
     answers = direct(token())
     pod = Pod(SA_TOKEN, ANNOTATIONS)
-    resolved = resolve(IMAGE, [declines, answers], DictCache(), FakeClock(), RecordingLogger(),
-                       pod)
+    resolved = resolve(IMAGE, answers, DictCache(), FakeClock(), RecordingLogger(), pod)
     assert resolved is not None
-    assert declines.asked == answers.asked == [(IMAGE, pod)]
+    assert answers.asked == [(IMAGE, pod)]
 
 
 def test_the_pod_repr_hides_the_token():
@@ -277,7 +277,7 @@ def test_a_password_equal_to_the_pod_token_is_refused(make: Callable[[Token], Sc
     log = RecordingLogger()
     request = Request(API_VERSIONS[-1], IMAGE, SA_TOKEN, ANNOTATIONS)
     with pytest.raises(NoSourceError) as caught:
-        get_credentials(request, [make(token(password=SA_TOKEN))], DictCache(), FakeClock(),
+        get_credentials(request, make(token(password=SA_TOKEN)), DictCache(), FakeClock(),
                         log)
     error = caught.value
     assert error.code == "TOKEN_ECHO"
@@ -288,13 +288,13 @@ def test_a_password_equal_to_the_pod_token_is_refused(make: Callable[[Token], Sc
 
 def test_a_password_that_only_contains_the_pod_token_is_not_an_echo():
     request = Request(API_VERSIONS[-1], IMAGE, SA_TOKEN, None)
-    response = get_credentials(request, [direct(token(password=f"{SA_TOKEN}-suffix"))],
+    response = get_credentials(request, direct(token(password=f"{SA_TOKEN}-suffix")),
                                DictCache(), FakeClock(), RecordingLogger())
     assert response.auth[HOST].password == f"{SA_TOKEN}-suffix"
 
 
 def test_without_a_pod_any_password_is_answered():
     response = get_credentials(Request(API_VERSIONS[-1], IMAGE),
-                               [direct(token(password=SA_TOKEN))], DictCache(), FakeClock(),
+                               direct(token(password=SA_TOKEN)), DictCache(), FakeClock(),
                                RecordingLogger())
     assert response.auth[HOST].password == SA_TOKEN

@@ -3,26 +3,24 @@ mirrors, the answer's scope and cache duration, and sources built once, on first
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
 import pytest
 
-from ecrcred.cache import CacheKey
 from ecrcred.config import API_VERSION, KIND
 from ecrcred.config.rules import Config, Rule, defaults, from_compiled
 from ecrcred.config.schema import compile_text
-from ecrcred.ecrhost import EcrRegistry, parse_ecr_host
+from ecrcred.ecrhost import parse_ecr_host
 from ecrcred.errors import ConfigError, IdentityDenied
 from ecrcred.imageref import registry_host
+from ecrcred.records import CacheKey
 from ecrcred.router import MAX_MIRROR_HOPS, Router, SourceFactory
 from ecrcred.seams import CredentialSource
 from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Lookup, Pod
-from ecrcred.sources.aws import AuthorizationData, AwsCredentials
 from ecrcred.sources.ecr import EcrSource
 from ecrcred.tokens import Token
-from tests.unit.fakes import T0, FakeClock, RecordingLogger
+from tests.unit.fakes import T0, FakeClock, FakeEcrApi, RecordingLogger, UnusedStsApi
 
 PATH = "/etc/ecrcred/config.yaml"
 ACCOUNT = "123456789012"
@@ -34,31 +32,6 @@ POD = Pod("eyJhbGciOiJSUzI1NiJ9.service-account.signature", {})
 
 
 # -- fakes --------------------------------------------------------------------------------------
-
-class FakeEcrApi:
-    """The EcrApi seam: a 12-hour ``AWS:ecr-password`` token, remembering which registry asked."""
-
-    def __init__(self) -> None:
-        self.asked: list[EcrRegistry] = []
-
-    def get_authorization_token(self, registry: EcrRegistry,
-                                credentials: AwsCredentials | None = None) -> AuthorizationData:
-        self.asked.append(registry)
-        token = base64.b64encode(b"AWS:ecr-password").decode()
-        return AuthorizationData(token, expires_at=T0 + 12 * 3600, server_time=T0)
-
-
-class UnusedStsApi:
-    """The StsApi seam where no test expects a call: a lookup alone never assumes a role."""
-
-    def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
-                    region: str, partition: str) -> AwsCredentials:
-        raise AssertionError("unexpected AssumeRole")
-
-    def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
-                                      region: str, partition: str) -> AwsCredentials:
-        raise AssertionError("unexpected AssumeRoleWithWebIdentity")
-
 
 class ScriptedSource:
     """A credential source answering for ``hosts`` (None: for every image), remembering each
@@ -98,7 +71,7 @@ class Factory(SourceFactory):
     those sources instead of real ones; every build is counted."""
 
     def __init__(self, config: Config, fakes: dict[int, CredentialSource] | None = None) -> None:
-        self.ecr_api = FakeEcrApi()
+        self.ecr_api = FakeEcrApi(password="ecr-password")
         self.log = RecordingLogger()
         super().__init__(config, ENV, FakeClock(), self.log, cwd="/nonexistent",
                          ecr_api=self.ecr_api, sts_api=UnusedStsApi())

@@ -7,12 +7,14 @@ import threading
 
 import pytest
 
-from ecrcred.cache import NullCache, Throttled
-from ecrcred.cri.client import PINNED_LABEL, Auth, ImageInfo
+from ecrcred.cache import NullCache
+from ecrcred.cri.client import PINNED_LABEL, Auth
 from ecrcred.errors import DeadlineExceeded, PullError, RuntimeServiceError, ThrottleCoolDown
+from ecrcred.fetch import HOLD_MARGIN
+from ecrcred.records import Throttled
 from ecrcred.sandbox import (
     Action,
-    Credentials,
+    PullCredentials,
     RetryPolicy,
     SandboxKeeper,
     classify,
@@ -21,43 +23,17 @@ from ecrcred.sandbox import (
     is_permanent,
 )
 from ecrcred.tokens import Token
-from tests.unit.fakes import T0, CountingFetch, DictCache, FakeClock, FakeSource, RecordingLogger
+from tests.unit.fakes import (
+    T0,
+    CountingFetch,
+    DictCache,
+    FakeClock,
+    FakeImageService,
+    FakeSource,
+    RecordingLogger,
+)
 
 IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.9"
-INFO = ImageInfo("sha256:abc", (IMAGE,), (), 1000, False)
-
-
-class FakeRuntime:
-    """ImageService and ContainerdImages in memory; pull outcomes are scripted."""
-
-    def __init__(self, present: bool = False, outcomes: list[Exception | None] | None = None):
-        self.present = present
-        self.outcomes = list(outcomes or [])
-        self.pulls: list[Auth | None] = []
-        self.image_labels: dict[str, str] = {}
-
-    def image_status(self, image):
-        return INFO if self.present else None
-
-    def pull_image(self, image, auth, timeout):
-        self.pulls.append(auth)
-        outcome = self.outcomes.pop(0) if self.outcomes else None
-        if outcome is not None:
-            raise outcome
-        self.present = True
-        return "sha256:abc"
-
-    def remove_image(self, image):
-        self.present = False
-
-    def labels(self, name):
-        return dict(self.image_labels) if self.present else None
-
-    def set_label(self, name, key, value):
-        self.image_labels[key] = value
-
-    def image_events(self):  # pragma: no cover - not used in these tests
-        raise NotImplementedError
 
 
 class Creds:
@@ -65,9 +41,9 @@ class Creds:
         self.calls: list[bool] = []
         self.from_cache = from_cache
 
-    def __call__(self, name: str, fresh: bool) -> Credentials:
+    def __call__(self, name: str, fresh: bool, wait_until=None, sleep=None) -> PullCredentials:
         self.calls.append(fresh)
-        return Credentials(Auth("AWS", f"password-{len(self.calls)}"), "ECR registry x",
+        return PullCredentials(Auth("AWS", f"password-{len(self.calls)}"), "ECR registry x",
                            from_cache=self.from_cache and not fresh)
 
 
@@ -80,7 +56,7 @@ def keeper(runtime, creds=None, clock=None, deadline=30.0, pin=True):
 
 
 def test_present_image_needs_no_credentials_and_no_pull():
-    runtime, creds = FakeRuntime(present=True), Creds()
+    runtime, creds = FakeImageService(IMAGE, present=True), Creds()
     k, actions = keeper(runtime, creds)
     k.ensure("boot")
     assert creds.calls == [] and runtime.pulls == []
@@ -89,7 +65,7 @@ def test_present_image_needs_no_credentials_and_no_pull():
 
 
 def test_pinned_image_is_left_alone():
-    runtime = FakeRuntime(present=True)
+    runtime = FakeImageService(IMAGE, present=True)
     runtime.image_labels[PINNED_LABEL] = "pinned"
     k, actions = keeper(runtime)
     k.ensure("boot")
@@ -99,7 +75,7 @@ def test_pinned_image_is_left_alone():
 def test_an_image_the_cri_still_lists_but_containerd_has_no_record_of_is_pulled_back():
     # Seen against containerd 1.6.20: right after `ctr images rm`, ImageStatus still answered
     # with the image while its record was gone, and the watch waited for its next safety net.
-    runtime = FakeRuntime(present=True)
+    runtime = FakeImageService(IMAGE, present=True)
     runtime.labels = lambda name: None  # type: ignore[method-assign]
     creds = Creds()
     k, actions = keeper(runtime, creds)
@@ -109,7 +85,7 @@ def test_an_image_the_cri_still_lists_but_containerd_has_no_record_of_is_pulled_
 
 
 def test_no_pin_skips_containerd_entirely():
-    runtime = FakeRuntime(present=False)
+    runtime = FakeImageService(IMAGE, present=False)
     k, actions = keeper(runtime, pin=False)
     k.ensure("boot")
     assert [a.action for a in actions] == ["pulled"]
@@ -118,7 +94,7 @@ def test_no_pin_skips_containerd_entirely():
 
 def test_transient_failures_are_retried_with_growing_jittered_delays():
     transient = PullError("… failed with status code 503 Service Unavailable")
-    runtime = FakeRuntime(outcomes=[transient, transient, transient, None])
+    runtime = FakeImageService(IMAGE, outcomes=[transient, transient, transient, None])
     clock = FakeClock()
     k, actions = keeper(runtime, clock=clock)
     k.ensure("boot")
@@ -132,7 +108,7 @@ def test_transient_failures_are_retried_with_growing_jittered_delays():
 
 def test_unreachable_runtime_is_retried_too():
     down = RuntimeServiceError("cannot reach", code="RUNTIME_UNREACHABLE")
-    runtime = FakeRuntime(outcomes=[down, None])
+    runtime = FakeImageService(IMAGE, outcomes=[down, None])
     k, _ = keeper(runtime)
     k.ensure("boot")
     assert len(runtime.pulls) == 2
@@ -141,7 +117,8 @@ def test_unreachable_runtime_is_retried_too():
 @pytest.mark.parametrize("message", ["401 Unauthorized", "403 Forbidden",
                                      "manifests 3.9: 404 Not Found"])
 def test_permanent_failures_fail_at_once_naming_the_credentials(message):
-    runtime = FakeRuntime(outcomes=[PullError(f"failed: {message}", detail=message)] * 5)
+    runtime = FakeImageService(
+        IMAGE, outcomes=[PullError(f"failed: {message}", detail=message)] * 5)
     clock = FakeClock()
     k, _ = keeper(runtime, clock=clock)
     with pytest.raises(PullError) as err:
@@ -162,7 +139,8 @@ def test_the_hint_reads_the_runtimes_words_not_our_socket_path_or_the_image_name
     # reported as a repository policy refusal. An image called denied-app must not either.
     image = "x.dkr.ecr.us-west-2.amazonaws.com/team/denied-app:403"
     message = f"the runtime at unix:///tmp/ecd-buip403j/c.sock could not pull {image}: {detail}"
-    runtime = FakeRuntime(outcomes=[PullError(message, detail=f'"{image}": {detail}')] * 5)
+    runtime = FakeImageService(
+        IMAGE, outcomes=[PullError(message, detail=f'"{image}": {detail}')] * 5)
     k = SandboxKeeper(image, runtime, None, Creds(), FakeClock(), RecordingLogger(),
                       lambda _: None, RetryPolicy(), rng=random.Random(1))
     with pytest.raises(PullError) as err:
@@ -202,7 +180,7 @@ def test_a_transient_failure_for_an_image_named_like_a_refusal_is_still_retried(
     image = "x.dkr.ecr.us-west-2.amazonaws.com/unauthorized/not-found:401"
     transient = PullError(f"could not pull {image}: 503 Service Unavailable",
                           detail=f'"{image}": 503 Service Unavailable')
-    runtime = FakeRuntime(outcomes=[transient, None])
+    runtime = FakeImageService(IMAGE, outcomes=[transient, None])
     k = SandboxKeeper(image, runtime, None, Creds(), FakeClock(), RecordingLogger(),
                       lambda _: None, RetryPolicy(), rng=random.Random(1))
     k.ensure("boot")
@@ -210,7 +188,8 @@ def test_a_transient_failure_for_an_image_named_like_a_refusal_is_still_retried(
 
 
 def test_a_cached_token_the_registry_refuses_is_replaced_once_by_a_fresh_one():
-    runtime = FakeRuntime(outcomes=[PullError("401 Unauthorized", detail="401 Unauthorized"), None])
+    runtime = FakeImageService(
+        IMAGE, outcomes=[PullError("401 Unauthorized", detail="401 Unauthorized"), None])
     creds = Creds(from_cache=True)
     k, actions = keeper(runtime, creds)
     k.ensure("boot")
@@ -220,7 +199,7 @@ def test_a_cached_token_the_registry_refuses_is_replaced_once_by_a_fresh_one():
 
 
 def test_retries_stop_at_the_deadline_with_the_last_error():
-    runtime = FakeRuntime(outcomes=[PullError("503 Service Unavailable")] * 1000)
+    runtime = FakeImageService(IMAGE, outcomes=[PullError("503 Service Unavailable")] * 1000)
     clock = FakeClock()
     k, _ = keeper(runtime, clock=clock, deadline=20.0)
     with pytest.raises(DeadlineExceeded) as err:
@@ -230,7 +209,7 @@ def test_retries_stop_at_the_deadline_with_the_last_error():
 
 
 def test_other_runtime_errors_are_not_retried():
-    runtime = FakeRuntime(outcomes=[RuntimeServiceError("boom")])
+    runtime = FakeImageService(IMAGE, outcomes=[RuntimeServiceError("boom")])
     k, _ = keeper(runtime)
     with pytest.raises(RuntimeServiceError):
         k.ensure("boot")
@@ -252,7 +231,7 @@ class FakeStream:
 
 
 def test_watch_restores_the_image_on_a_delete_event():
-    runtime = FakeRuntime(present=True)
+    runtime = FakeImageService(IMAGE, present=True)
     stop = threading.Event()
     runtime.image_events = lambda: FakeStream([IMAGE], runtime, stop)  # type: ignore[method-assign]
     k, actions = keeper(runtime)
@@ -269,7 +248,7 @@ def test_format_action_text_and_json():
 
 
 def test_a_stop_request_ends_pull_retries_at_once():
-    runtime = FakeRuntime(outcomes=[PullError("503 Service Unavailable")] * 100)
+    runtime = FakeImageService(IMAGE, outcomes=[PullError("503 Service Unavailable")] * 100)
     stop = threading.Event()
     actions: list[Action] = []
     k = SandboxKeeper(IMAGE, runtime, None, Creds(), FakeClock(), RecordingLogger(),
@@ -281,11 +260,11 @@ def test_a_stop_request_ends_pull_retries_at_once():
 
 
 def test_an_unexpected_error_in_a_watch_pass_is_reported_and_the_watch_goes_on():
-    class Broken(FakeRuntime):
+    class Broken(FakeImageService):
         def image_status(self, image):
             raise KeyError("authorizationData")
 
-    k, actions = keeper(Broken())
+    k, actions = keeper(Broken(IMAGE))
     k._ensure_logged("periodic check")
     assert actions[0].action == "failed" and "INTERNAL" in actions[0].detail
 
@@ -304,25 +283,25 @@ def held_back_resolver(clock: FakeClock, hold: float, cache=None):
     key = source.lookup(IMAGE, None).cache_key  # type: ignore[union-attr]
     if isinstance(cache, DictCache):
         cache.throttled[key] = Throttled(clock.now - 1, clock.now + hold)
-    return credentials_resolver([source], cache, clock, RecordingLogger()), fetch
+    return credentials_resolver(source, cache, clock, RecordingLogger()), fetch
 
 
 def test_a_throttling_hold_is_waited_out_within_the_deadline_and_the_pull_goes_ahead():
     clock = FakeClock()
     creds, fetch = held_back_resolver(clock, hold=4.0)
-    runtime = FakeRuntime()
+    runtime = FakeImageService(IMAGE)
     k, actions = keeper(runtime, creds, clock=clock, deadline=30.0)
     k.ensure("boot")
     assert actions[0].action == "pulled"
     assert fetch.calls == 1, "asked once, after the hold"
-    assert clock.sleeps == [pytest.approx(4.1)]
+    assert clock.sleeps == [pytest.approx(4.0 + HOLD_MARGIN)], "the token cache's one wait"
     assert runtime.pulls == [Auth("AWS", "fetched-password")]
 
 
 def test_a_throttling_hold_longer_than_the_deadline_fails_at_once_with_its_own_error():
     clock = FakeClock()
     creds, fetch = held_back_resolver(clock, hold=6.0)
-    runtime = FakeRuntime()
+    runtime = FakeImageService(IMAGE)
     k, _ = keeper(runtime, creds, clock=clock, deadline=5.0)
     with pytest.raises(ThrottleCoolDown) as caught:
         k.ensure("boot")
@@ -330,10 +309,22 @@ def test_a_throttling_hold_longer_than_the_deadline_fails_at_once_with_its_own_e
     assert caught.value.one_line().endswith("[AWS_THROTTLED_RECENTLY]")
 
 
+def test_a_stop_request_ends_the_wait_for_a_throttling_hold_at_once():
+    clock = FakeClock()
+    creds, fetch = held_back_resolver(clock, hold=4.0)
+    runtime, stop = FakeImageService(IMAGE), threading.Event()
+    stop.set()  # SIGTERM under --watch: the hold's wait is the stop event's
+    k = SandboxKeeper(IMAGE, runtime, None, creds, clock, RecordingLogger(), lambda _: None,
+                      RetryPolicy(deadline=30.0), rng=random.Random(1), stop=stop)
+    with pytest.raises(ThrottleCoolDown):
+        k.ensure("periodic check")
+    assert (fetch.calls, clock.sleeps, runtime.pulls) == (0, [], [])
+
+
 def test_without_a_cache_there_is_no_hold_to_wait_for():
     clock = FakeClock()
     creds, fetch = held_back_resolver(clock, hold=4.0, cache=NullCache())
-    k, actions = keeper(FakeRuntime(), creds, clock=clock)
+    k, actions = keeper(FakeImageService(IMAGE), creds, clock=clock)
     k.ensure("boot")
     assert (actions[0].action, fetch.calls, clock.sleeps) == ("pulled", 1, [])
 
@@ -363,8 +354,8 @@ NOT_FOUND_DETAILS = [
 
 @pytest.mark.parametrize("detail", NOT_FOUND_DETAILS)
 def test_an_image_the_registry_does_not_have_fails_at_once_without_a_fresh_token(detail):
-    runtime = FakeRuntime(outcomes=[PullError(f"could not pull: {detail}", detail=detail,
-                                              code="PULL_NOT_FOUND", status="NOT_FOUND")] * 5)
+    runtime = FakeImageService(IMAGE, outcomes=[PullError(
+        f"could not pull: {detail}", detail=detail, code="PULL_NOT_FOUND", status="NOT_FOUND")] * 5)
     creds, clock, log = Creds(from_cache=True), FakeClock(), RecordingLogger()
     k = SandboxKeeper(IMAGE, runtime, runtime, creds, clock, log, lambda _: None,
                       RetryPolicy(deadline=300), rng=random.Random(1))
@@ -381,7 +372,7 @@ def test_an_image_the_registry_does_not_have_fails_at_once_without_a_fresh_token
 
 def test_a_forbidden_pull_with_a_cached_token_is_still_retried_once_with_a_fresh_one():
     forbidden = PullError("403 Forbidden", detail="unexpected status: 403 Forbidden")
-    runtime = FakeRuntime(outcomes=[forbidden, forbidden])
+    runtime = FakeImageService(IMAGE, outcomes=[forbidden, forbidden])
     creds = Creds(from_cache=True)
     k, _ = keeper(runtime, creds)
     with pytest.raises(PullError) as err:
@@ -394,10 +385,10 @@ def test_watch_checks_of_an_image_the_registry_does_not_have_fetch_no_fresh_toke
     # Under --watch a 404 used to fetch a new token at every check: N checks, N fetches.
     clock = FakeClock()
     fetch = CountingFetch(*[Token("AWS", f"token-{i}", T0 + 12 * 3600, T0) for i in range(20)])
-    creds = credentials_resolver([FakeSource({HOST}, fetch)], DictCache(), clock,
+    creds = credentials_resolver(FakeSource({HOST}, fetch), DictCache(), clock,
                                  RecordingLogger())
     missing = PullError("not found", detail=f'"{IMAGE}": not found', status="NOT_FOUND")
-    runtime = FakeRuntime(outcomes=[missing] * 20)
+    runtime = FakeImageService(IMAGE, outcomes=[missing] * 20)
     k, actions = keeper(runtime, creds, clock=clock)
     for _ in range(5):
         k._ensure_logged("periodic check")
@@ -433,7 +424,7 @@ UNPACK_PLATFORMS = ('failed to pull and unpack image "x": no unpack platforms de
 def test_errors_no_retry_can_fix_fail_at_the_first_attempt_with_a_hint(status, detail, hint):
     error = PullError(f"could not pull: {detail}", detail=detail, code=f"PULL_{status}",
                       status=status)
-    runtime = FakeRuntime(outcomes=[error] * 50)
+    runtime = FakeImageService(IMAGE, outcomes=[error] * 50)
     creds, clock = Creds(from_cache=True), FakeClock()
     k, _ = keeper(runtime, creds, clock=clock, deadline=300)
     with pytest.raises(PullError) as err:

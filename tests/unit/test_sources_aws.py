@@ -167,7 +167,7 @@ def test_a_pods_token_echoed_by_sts_never_reaches_the_message(node_keys: None):
         stub.add_client_error("assume_role_with_web_identity", "InvalidIdentityToken",
                               "m" * 195 + token)
         with pytest.raises(AwsError) as caught:
-            api.assume_role_with_web_identity(ROLE, "ecrcred", token, "us-west-2", "aws")
+            api.assume_role_with_web_identity(ROLE, "ecrcred", token, "us-west-2")
     assert_one_clean_line(caught.value, token[:8])
 
 

@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 
 from ecrcred.ecrhost import EcrRegistry, parse_ecr_host
 from ecrcred.errors import AwsError, AwsThrottled, TokenDecodeError
-from ecrcred.sources.aws import AuthorizationData, AwsCredentials, BotoEcrApi
+from ecrcred.sources.aws import AuthorizationData, BotoEcrApi
 from ecrcred.sources.ecr import (
     IDENTITY_ENV,
     EcrSource,
@@ -20,7 +20,7 @@ from ecrcred.sources.ecr import (
     identity_digest,
 )
 from ecrcred.tokens import UNTRUSTED_EXPIRY_LIFETIME
-from tests.unit.fakes import T0, FakeClock, RecordingLogger
+from tests.unit.fakes import T0, FakeClock, FakeEcrApi, RecordingLogger
 
 HOUR = 3600.0
 ACCOUNT = "123456789012"
@@ -37,24 +37,6 @@ def registry(host: str = HOST) -> EcrRegistry:
     parsed = parse_ecr_host(host)
     assert parsed is not None
     return parsed
-
-
-class FakeEcrApi:
-    """The EcrApi seam: hands out the prepared replies and remembers what it was asked."""
-
-    def __init__(self, *replies: AuthorizationData | Exception) -> None:
-        self._replies = list(replies)
-        self.asked: list[EcrRegistry] = []
-        self.as_who: list[AwsCredentials | None] = []
-
-    def get_authorization_token(self, registry: EcrRegistry,
-                                credentials: AwsCredentials | None = None) -> AuthorizationData:
-        self.asked.append(registry)
-        self.as_who.append(credentials)
-        reply = self._replies.pop(0)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
 
 
 def twelve_hour_reply(token: str = b64("AWS:ecr-password-value"), now: float = T0

@@ -19,23 +19,30 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from ecrcred.cache import CacheKey, sha256_hex
+from ecrcred.cache import file_stem
 from ecrcred.config import DEFAULT_ROLE_ANNOTATIONS
-from ecrcred.config.rules import DEFAULT_POD_IDENTITY, PodIdentityPolicy
-from ecrcred.ecrhost import EcrRegistry, parse_ecr_host
-from ecrcred.errors import AwsError, ConfigError, CredentialError, IdentityDenied
+from ecrcred.config.rules import DEFAULT_POD_IDENTITY, EcrOptions, PodIdentityPolicy
+from ecrcred.ecrhost import parse_ecr_host
+from ecrcred.errors import (
+    AwsError,
+    ConfigError,
+    CredentialError,
+    IdentityDenied,
+    WiringError,
+)
+from ecrcred.files import sha256_hex
+from ecrcred.records import CacheKey
 from ecrcred.sources import Lookup, Pod
-from ecrcred.sources.aws import AuthorizationData, AwsCredentials, BotoStsApi
+from ecrcred.sources.aws import AwsCredentials, BotoStsApi
 from ecrcred.sources.ecr import (
     ROLE_ENV,
-    EcrOptions,
     EcrSource,
     credential_files,
     identity_digest,
     subject_label,
     token_subject,
 )
-from tests.unit.fakes import T0, FakeClock, RecordingLogger
+from tests.unit.fakes import T0, FakeClock, FakeEcrApi, RecordingLogger
 
 HOUR = 3600.0
 ACCOUNT = "123456789012"
@@ -99,27 +106,14 @@ class FakeStsApi:
         return self.issued[-1]
 
     def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
-                    region: str, partition: str) -> AwsCredentials:
-        self.calls.append(("assume_role", role_arn, session_name, external_id, region,
-                           partition))
+                    region: str) -> AwsCredentials:
+        self.calls.append(("assume_role", role_arn, session_name, external_id, region))
         return self._issue()
 
     def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
-                                      region: str, partition: str) -> AwsCredentials:
-        self.calls.append(("web_identity", role_arn, session_name, token, region, partition))
+                                      region: str) -> AwsCredentials:
+        self.calls.append(("web_identity", role_arn, session_name, token, region))
         return self._issue()
-
-
-class FakeEcrApi:
-    """The EcrApi seam: always a 12-hour token; records the registry and the credentials."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[EcrRegistry, AwsCredentials | None]] = []
-
-    def get_authorization_token(self, registry: EcrRegistry,
-                                credentials: AwsCredentials | None = None) -> AuthorizationData:
-        self.calls.append((registry, credentials))
-        return AuthorizationData(b64("AWS:ecr-password-value"), T0 + 12 * HOUR, T0)
 
 
 def policy(annotations: tuple[str, ...] = DEFAULT_ROLE_ANNOTATIONS, role_arn: str | None = None,
@@ -289,20 +283,21 @@ def test_the_node_identity_calls_ecr_with_no_credentials_and_no_sts():
     assert " as " not in lookup.describe
 
 
-@pytest.mark.parametrize(("host", "region", "partition"), [
-    (HOST, "us-west-2", "aws"),
-    (f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn", "cn-north-1", "aws-cn"),
-    (f"{ACCOUNT}.dkr.ecr-fips.us-gov-east-1.amazonaws.com", "us-gov-east-1", "aws-us-gov"),
-    ("public.ecr.aws", "us-east-1", "aws"),
+# The regional STS endpoint of the registry's region is in the registry's partition (aws-cn,
+# aws-us-gov): the region alone says where the role is assumed.
+@pytest.mark.parametrize(("host", "region"), [
+    (HOST, "us-west-2"),
+    (f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+    (f"{ACCOUNT}.dkr.ecr-fips.us-gov-east-1.amazonaws.com", "us-gov-east-1"),
+    ("public.ecr.aws", "us-east-1"),
 ])
-def test_a_rule_role_is_assumed_in_the_registry_region_and_partition(
-        host: str, region: str, partition: str):
+def test_a_rule_role_is_assumed_in_the_registry_region(host: str, region: str):
     api, sts = FakeEcrApi(), FakeStsApi()
     options = EcrOptions(role_arn=ROLE_A, external_id=EXTERNAL_ID, session_name="node-pull")
     lookup = lookup_of(ecr_source(api=api, sts=sts, options=options), f"{host}/app")
     assert sts.calls == [], "the role is assumed only on a cache miss, in fetch"
     lookup.fetch()
-    assert sts.calls == [("assume_role", ROLE_A, "node-pull", EXTERNAL_ID, region, partition)]
+    assert sts.calls == [("assume_role", ROLE_A, "node-pull", EXTERNAL_ID, region)]
     assert api.calls == [(parse_ecr_host(host), sts.issued[0])]
     assert f"role {ROLE_A} (assumed by the node)" in lookup.describe
 
@@ -310,13 +305,13 @@ def test_a_rule_role_is_assumed_in_the_registry_region_and_partition(
 def test_a_rule_role_without_external_id_passes_none():
     sts = FakeStsApi()
     lookup_of(ecr_source(sts=sts, options=EcrOptions(role_arn=ROLE_A))).fetch()
-    assert sts.calls == [("assume_role", ROLE_A, "ecrcred", None, "us-west-2", "aws")]
+    assert sts.calls == [("assume_role", ROLE_A, "ecrcred", None, "us-west-2")]
 
 
 def test_a_role_without_an_sts_client_is_a_wiring_error():
     source = EcrSource(FakeEcrApi(), ENV, FakeClock(), RecordingLogger(),
                        options=EcrOptions(role_arn=ROLE_A))
-    with pytest.raises(ConfigError, match="no STS client"):
+    with pytest.raises(WiringError, match="no STS client"):
         source.lookup(IMAGE)
 
 
@@ -336,7 +331,7 @@ def test_the_pod_role_comes_from_the_first_non_empty_role_annotation(
                                                                                  annotations))
     assert sts.calls == []
     lookup.fetch()
-    assert sts.calls == [("web_identity", role, "ecrcred-pods", TOKEN, "us-west-2", "aws")]
+    assert sts.calls == [("web_identity", role, "ecrcred-pods", TOKEN, "us-west-2")]
     assert api.calls == [(parse_ecr_host(HOST), sts.issued[0])]
     assert f"role {role} for system:serviceaccount:team:puller" in lookup.describe
 
@@ -373,7 +368,7 @@ def test_without_an_annotation_the_policy_role_then_the_env_role_is_used(
     env = {**ENV, ROLE_ENV: env_role} if env_role else ENV
     source = ecr_source(sts=sts, env=env, pod_policy=policy(role_arn=policy_role))
     lookup_of(source, p=pod()).fetch()
-    assert sts.calls == [("web_identity", role, "ecrcred-pods", TOKEN, "us-west-2", "aws")]
+    assert sts.calls == [("web_identity", role, "ecrcred-pods", TOKEN, "us-west-2")]
 
 
 def test_an_annotation_wins_over_the_policy_and_env_roles():
@@ -394,7 +389,7 @@ def test_a_pod_role_wins_over_the_rule_role():
 @pytest.mark.parametrize(("options", "calls"), [
     pytest.param(EcrOptions(), [], id="node"),
     pytest.param(EcrOptions(role_arn=ROLE_B),
-                 [("assume_role", ROLE_B, "ecrcred", None, "us-west-2", "aws")], id="rule-role"),
+                 [("assume_role", ROLE_B, "ecrcred", None, "us-west-2")], id="rule-role"),
 ])
 def test_no_pod_role_with_fallback_node_uses_the_node_identity(options: EcrOptions,
                                                                calls: list[tuple[object, ...]]):
@@ -543,7 +538,7 @@ def test_no_secret_reaches_the_cache_key_or_the_description(p: Pod):
     for lookup in lookups:
         key = lookup.cache_key
         assert key is not None
-        for text in (key.registry, key.identity, key.digest, repr(key), lookup.describe):
+        for text in (key.registry, key.identity, file_stem(key), repr(key), lookup.describe):
             assert p.token not in text
             assert signature not in text
             assert EXTERNAL_ID not in text
@@ -682,7 +677,7 @@ def test_boto_assume_role_passes_the_external_id_and_returns_the_credentials(
         stub.add_response("assume_role", {"Credentials": STS_CREDENTIALS},
                           expected_params={"RoleArn": ROLE_A, "RoleSessionName": "node-pull",
                                            "ExternalId": EXTERNAL_ID})
-        got = sts_api.assume_role(ROLE_A, "node-pull", EXTERNAL_ID, "cn-north-1", "aws-cn")
+        got = sts_api.assume_role(ROLE_A, "node-pull", EXTERNAL_ID, "cn-north-1")
         stub.assert_no_pending_responses()
     assert got == AwsCredentials("ASIAEXAMPLESTUBBED01", "stub-secret-key", "stub-session-token",
                                  EXPIRATION.timestamp())
@@ -696,7 +691,7 @@ def test_boto_assume_role_sends_no_external_id_when_none_is_given(
     with Stubber(sts_api.client) as stub:
         stub.add_response("assume_role", {"Credentials": STS_CREDENTIALS},
                           expected_params={"RoleArn": ROLE_A, "RoleSessionName": "ecrcred"})
-        sts_api.assume_role(ROLE_A, "ecrcred", external_id, "us-west-2", "aws")
+        sts_api.assume_role(ROLE_A, "ecrcred", external_id, "us-west-2")
         stub.assert_no_pending_responses()
 
 
@@ -706,7 +701,7 @@ def test_boto_assume_role_with_web_identity_passes_the_token(sts_api: StubbedSts
                           expected_params={"RoleArn": ROLE_A, "RoleSessionName": "ecrcred-pods",
                                            "WebIdentityToken": TOKEN})
         got = sts_api.assume_role_with_web_identity(ROLE_A, "ecrcred-pods", TOKEN,
-                                                    "us-gov-west-1", "aws-us-gov")
+                                                    "us-gov-west-1")
         stub.assert_no_pending_responses()
     assert got.access_key_id == "ASIAEXAMPLESTUBBED01"
     assert got.expiration == EXPIRATION.timestamp()
@@ -714,11 +709,11 @@ def test_boto_assume_role_with_web_identity_passes_the_token(sts_api: StubbedSts
 
 
 def _assume(api: BotoStsApi) -> AwsCredentials:
-    return api.assume_role(ROLE_A, "ecrcred", EXTERNAL_ID, "us-west-2", "aws")
+    return api.assume_role(ROLE_A, "ecrcred", EXTERNAL_ID, "us-west-2")
 
 
 def _assume_web(api: BotoStsApi) -> AwsCredentials:
-    return api.assume_role_with_web_identity(ROLE_A, "ecrcred", TOKEN, "us-west-2", "aws")
+    return api.assume_role_with_web_identity(ROLE_A, "ecrcred", TOKEN, "us-west-2")
 
 
 @pytest.mark.parametrize(("operation", "call", "who"), [

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from ecrcred.config.rules import HelperOptions
 from ecrcred.errors import EcrcredError, HelperFailed, HelperNotInstalled
 from ecrcred.sources import DEFAULT_UNCACHED_DURATION, helper
 from ecrcred.sources.helper import (
@@ -137,12 +138,12 @@ def test_the_config_file_and_docker_configs_refuse_the_same_helper_names(
         name: str, tmp_path: Path) -> None:
     from pydantic import ValidationError
 
-    from ecrcred.config.schema import HelperOptions
+    from ecrcred.config.schema import HelperOptions as HelperModel
     from ecrcred.errors import DockerConfigError
     from ecrcred.sources.dockerconfig import read_docker_config
 
     with pytest.raises(ValidationError, match="expected the part after docker-credential-"):
-        HelperOptions.model_validate({"name": name})
+        HelperModel.model_validate({"name": name})
     if name:  # an empty credsStore is docker's "no store", not a bad name
         path = tmp_path / "config.json"
         path.write_text(json.dumps({"credsStore": name}))
@@ -309,8 +310,8 @@ def test_an_unusable_helper_name_is_a_value_error_before_anything_runs() -> None
 
 def source(runner: FakeRunner, env: dict[str, str], log: RecordingLogger | None = None,
            clock: FakeClock | None = None, **kwargs: int) -> HelperSource:
-    return HelperSource("fake", runner, env, clock or FakeClock(), log or RecordingLogger(),
-                        **kwargs)
+    return HelperSource(HelperOptions("fake"), runner, env, clock or FakeClock(),
+                        log or RecordingLogger(), **kwargs)
 
 
 def test_source_lookup_answers_with_the_helpers_credentials(stub_env: dict[str, str]) -> None:
@@ -360,8 +361,8 @@ def test_source_asks_docker_hub_by_its_index_url(stub_env: dict[str, str]) -> No
 
 def test_source_passes_its_timeout_and_env(stub_env: dict[str, str]) -> None:
     runner = FakeRunner(stdout=answer())
-    HelperSource("fake", runner, stub_env, FakeClock(), RecordingLogger(), timeout=1.25).lookup(
-        f"{SERVER}/app", None)
+    HelperSource(HelperOptions("fake", timeout=1.25), runner, stub_env, FakeClock(),
+                 RecordingLogger()).lookup(f"{SERVER}/app", None)
     [(_, _, timeout, env)] = runner.calls
     assert timeout == 1.25
     assert env is stub_env
@@ -369,7 +370,7 @@ def test_source_passes_its_timeout_and_env(stub_env: dict[str, str]) -> None:
 
 def test_source_refuses_a_bad_helper_name_when_configured() -> None:
     with pytest.raises(ValueError, match="not valid"):
-        HelperSource("a/b", FakeRunner(), {}, FakeClock(), RecordingLogger())
+        HelperSource(HelperOptions("a/b"), FakeRunner(), {}, FakeClock(), RecordingLogger())
 
 
 def test_source_failure_propagates_as_a_named_error(stub_env: dict[str, str]) -> None:
@@ -576,7 +577,7 @@ def test_real_helper_that_hangs_is_killed_with_its_whole_group(
 
 
 def test_real_source_asks_docker_hub_by_its_index_url(helper_env: dict[str, str]) -> None:
-    found = HelperSource(TEST_HELPER, SubprocessRunner(), helper_env, FakeClock(),
+    found = HelperSource(HelperOptions(TEST_HELPER), SubprocessRunner(), helper_env, FakeClock(),
                          RecordingLogger()).lookup("docker.io/library/nginx:latest", None)
     assert asked(helper_env) == ["https://index.docker.io/v1/"]
     assert found is not None
@@ -587,7 +588,7 @@ def test_real_source_asks_docker_hub_by_its_index_url(helper_env: dict[str, str]
 @pytest.mark.parametrize("mode", ["store", "fail", "garbage", "token"])
 def test_real_source_never_shows_the_secret(helper_env: dict[str, str], mode: str) -> None:
     log = RecordingLogger()
-    helper_source = HelperSource(TEST_HELPER, SubprocessRunner(),
+    helper_source = HelperSource(HelperOptions(TEST_HELPER), SubprocessRunner(),
                                  {**helper_env, "ECRCRED_TEST_HELPER_MODE": mode}, FakeClock(), log)
     shown: list[str] = []
     try:

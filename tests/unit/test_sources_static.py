@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ecrcred.config.rules import StaticOptions
 from ecrcred.errors import SecretFileError
 from ecrcred.log import StderrLogger
 from ecrcred.sources import DEFAULT_UNCACHED_DURATION
@@ -29,12 +30,12 @@ def write_secret(path: Path, content: bytes | str, mode: int = 0o600) -> Path:
 
 def file_source(path: Path | str, *, clock: FakeClock | None = None,
                 log: RecordingLogger | None = None, **kwargs: int) -> StaticSource:
-    return StaticSource(USER, password_file=str(path), password_env=None, env={},
+    return StaticSource(StaticOptions(USER, str(path), None), env={},
                         clock=clock or FakeClock(), log=log or RecordingLogger(), **kwargs)
 
 
 def env_source(env: dict[str, str], *, log: RecordingLogger | None = None) -> StaticSource:
-    return StaticSource(USER, password_file=None, password_env=VAR, env=env, clock=FakeClock(),
+    return StaticSource(StaticOptions(USER, None, VAR), env=env, clock=FakeClock(),
                         log=log or RecordingLogger())
 
 
@@ -101,7 +102,7 @@ def test_password_from_the_environment_is_read_at_every_lookup():
 def test_the_source_wants_exactly_one_place_for_the_password(password_file: str | None,
                                                              password_env: str | None):
     with pytest.raises(ValueError, match="exactly one"):
-        StaticSource(USER, password_file=password_file, password_env=password_env, env={},
+        StaticSource(StaticOptions(USER, password_file, password_env), env={},
                      clock=FakeClock(), log=RecordingLogger())
 
 
@@ -274,7 +275,7 @@ def test_a_registered_password_is_scrubbed_from_every_later_log_line(tmp_path: P
     path = write_secret(tmp_path / "password", PASSWORD)
     stream = io.StringIO()
     log = StderrLogger(stream)
-    source = StaticSource(USER, password_file=str(path), password_env=None, env={},
+    source = StaticSource(StaticOptions(USER, str(path), None), env={},
                           clock=FakeClock(), log=log)
     source.lookup(IMAGE, None)
     log.warning(f"a careless line quoting {PASSWORD}")
@@ -285,7 +286,7 @@ def test_a_registered_password_is_scrubbed_from_every_later_log_line(tmp_path: P
 def test_a_fifo_as_password_file_fails_at_once_instead_of_blocking(tmp_path):
     fifo = tmp_path / "password.fifo"
     os.mkfifo(fifo)
-    source = StaticSource("robot", password_file=str(fifo), password_env=None, env={},
+    source = StaticSource(StaticOptions("robot", str(fifo), None), env={},
                           clock=FakeClock(), log=RecordingLogger())
     with pytest.raises(SecretFileError, match="not a regular file"):
         source.lookup("registry.example.com/app", None)

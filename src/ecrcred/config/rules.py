@@ -7,6 +7,11 @@ prefix; on a tie, the rule written first. If the chosen rule's source has nothin
 (a docker config without an entry, a helper that says "not found"), the next candidate is asked;
 after every rule, an ECR or ECR Public host is still answered by the ECR source.
 
+Each rule carries its source's options as one typed record (``EcrOptions``, ``StaticOptions``,
+``DockerConfigOptions``, ``HelperOptions``, ``MirrorOptions``), built here from the compiled
+JSON and handed to the sources as they are. The pydantic models in ``schema`` only validate; these
+records are the one definition the rest of the program reads.
+
 Standard library only: this is on the cache-hit path.
 """
 
@@ -19,15 +24,61 @@ from ecrcred.imageref import glob_host_match, glob_match, glob_specificity
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import Any
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypeAlias
+
+
+class EcrOptions(Record):
+    """A rule's ``ecr:`` options: ECR, optionally for a host that is not an ECR name (account
+    and region say which registry it fronts), through an assumed role, FIPS or dual-stack."""
+
+    region: str | None = None
+    account: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+    session_name: str = "ecrcred"
+    fips: bool | None = None  # None: as the registry's host name says
+    dualstack: bool | None = None
+
+
+class StaticOptions(Record):
+    """A rule's ``static:`` options: exactly one of ``password_file`` and ``password_env``."""
+
+    username: str
+    password_file: str | None
+    password_env: str | None
+
+
+class DockerConfigOptions(Record):
+    """A rule's ``dockerConfig:`` options: ``paths`` in order (None: the kubelet's search)."""
+
+    paths: tuple[str, ...] | None
+    kubelet_root_dir: str
+
+
+class HelperOptions(Record):
+    """A rule's ``credentialHelper:`` options: ``docker-credential-<name>``, its timeout."""
+
+    name: str
+    timeout: float = 5.0  # seconds (the file's are whole seconds)
+
+
+class MirrorOptions(Record):
+    """A rule's ``mirrorOf:``: the registry (``host[:port][/path]``) this host mirrors."""
+
+    target: str
+
+
+if TYPE_CHECKING:
+    SourceOptions: TypeAlias = (
+        EcrOptions | StaticOptions | DockerConfigOptions | HelperOptions | MirrorOptions)
 
 
 class Rule(Record):
     position: int  # index in the file's registries list, for messages ("registries[2]") and ties
     match: tuple[str, ...]
     source: str  # ecr | static | dockerConfig | credentialHelper | mirrorOf
-    options: Mapping[str, Any]
+    options: SourceOptions  # the record of ``source``'s kind
     cache_duration: int | None  # seconds the kubelet may keep the answer; None: the source's
 
     @property
@@ -65,10 +116,28 @@ def defaults(path: str | None = None, origin: str = "default") -> Config:
     return Config(path, origin, (), DEFAULT_POD_IDENTITY)
 
 
+def _docker_config(paths: list[str] | None = None,
+                   kubelet_root_dir: str = "/var/lib/kubelet") -> DockerConfigOptions:
+    return DockerConfigOptions(None if paths is None else tuple(paths), kubelet_root_dir)
+
+
+# The compiled form's source name -> the record its options become. A name or an option this
+# build does not know raises KeyError or TypeError, which ``load`` takes as a compiled copy of
+# another layout and validates the file again.
+_OPTIONS: dict[str, Callable[..., SourceOptions]] = {
+    "ecr": EcrOptions,
+    "static": StaticOptions,
+    "dockerConfig": _docker_config,
+    "credentialHelper": HelperOptions,
+    "mirrorOf": MirrorOptions,
+}
+
+
 def from_compiled(data: Mapping[str, Any], path: str, origin: str) -> Config:
     """The records from ``schema.compile_text``'s output (already validated)."""
     rules = tuple(
-        Rule(r["index"], tuple(r["match"]), r["source"], r["options"], r["cacheDuration"])
+        Rule(r["index"], tuple(r["match"]), r["source"], _OPTIONS[r["source"]](**r["options"]),
+             r["cacheDuration"])
         for r in data["registries"]
     )
     pod = data["podIdentity"]

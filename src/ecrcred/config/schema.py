@@ -6,6 +6,11 @@ pydantic and PyYAML together cost about 100 ms to import, more than a whole cach
 The file is YAML (or JSON), in the Kubernetes style: ``apiVersion``, ``kind``, camelCase fields,
 unknown or duplicated fields rejected. Every error names the file, the field path
 (``registries[2].static.passwordFile``) and what is expected. The README documents the format.
+
+These models are the validation layer only: the compiled form is plain JSON, and
+``rules.from_compiled`` turns it into the typed records (``rules.EcrOptions`` and its siblings)
+that the router and the sources read. The models keep their names because pydantic puts them in
+its messages ("an instance of EcrOptions").
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """The container runtime over gRPC: the CRI ImageService, and containerd's images and events.
 
-Two seams, so that the sandbox keeper is tested with fakes and works with any runtime:
+Two seams (their Protocols are in ``seams.py``), so that the sandbox keeper is tested with
+fakes and works with any runtime:
 
 - ``ImageService``: the CRI (any runtime: containerd, CRI-O, cri-dockerd). Pulling through the
   CRI is what makes containerd apply its registry config (hosts.toml mirrors), unlike ``ctr``.
 - ``ContainerdImages``: containerd's own API on the same socket, namespace ``k8s.io``: the pin
   label (``io.cri-containerd.pinned=pinned``) and the ``/images/delete`` event stream.
 
-``GrpcRuntime`` implements both; grpc errors become ``RuntimeServiceError`` / ``PullError`` that
-name the endpoint and say what to check, quoting the runtime's text bounded and escaped, and a
+``GrpcRuntime`` implements both, and doctor's ``Runtime``; grpc errors become
+``RuntimeServiceError`` / ``PullError`` that name the endpoint and say what to check, quoting the
+runtime's text bounded and escaped, and a
 ``PullError`` keeps the gRPC status code so that the keeper can tell a refusal from a broken
 image. Credentials passed to a pull never appear in an error. The only endpoints are unix
 sockets: a pull carries registry credentials, and a plain TCP endpoint would send them over the
@@ -20,10 +22,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ecrcred.errors import PullError, RuntimeServiceError, UsageError
 from ecrcred.log import MAX_QUOTED, quote_untrusted
+
+if TYPE_CHECKING:
+    from ecrcred.seams import EventStream
 
 DEFAULT_ENDPOINT = "unix:///run/containerd/containerd.sock"
 NAMESPACE = "k8s.io"
@@ -53,25 +58,6 @@ class Auth(NamedTuple):
 
     def __repr__(self) -> str:
         return f"Auth(username={self.username!r}, password=<redacted>)"
-
-
-class ImageService(Protocol):
-    def image_status(self, image: str) -> ImageInfo | None: ...
-    def pull_image(self, image: str, auth: Auth | None, timeout: float) -> str: ...
-    def remove_image(self, image: str) -> None: ...
-
-
-class ContainerdImages(Protocol):
-    def labels(self, name: str) -> dict[str, str] | None: ...
-    def set_label(self, name: str, key: str, value: str) -> None: ...
-    def image_events(self) -> EventStream: ...
-
-
-class EventStream(Protocol):
-    """Image names from ``/images/delete`` events, until ``cancel()`` or the stream breaks."""
-
-    def __iter__(self) -> Iterator[str]: ...
-    def cancel(self) -> None: ...
 
 
 def resolve_endpoint(flag: str | None, env: Mapping[str, str]) -> str:

@@ -25,9 +25,9 @@ from ecrcred.containerd_config import ContainerdConfig
 from ecrcred.doctor.credentials import check_credentials
 from ecrcred.doctor.environment import Process, check_environment
 from ecrcred.doctor.kubelet import check_kubelet
-from ecrcred.doctor.registry import Http, RegistryProbe
+from ecrcred.doctor.registry import RegistryProbe
 from ecrcred.doctor.report import Check, Report, fail, skip
-from ecrcred.doctor.runtime import Runtime, check_containerd_config, check_runtime
+from ecrcred.doctor.runtime import check_containerd_config, check_runtime
 from ecrcred.errors import EcrcredError, UsageError
 from ecrcred.imageref import parse_reference
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from ecrcred.errors import ConfigError
     from ecrcred.router import Router
-    from ecrcred.seams import Clock, Logger, TokenCache
+    from ecrcred.seams import Clock, Http, Logger, Runtime, TokenCache
     from ecrcred.settings import Setting
 
 AREAS = ("credentials", "kubelet", "runtime", "registry", "environment")

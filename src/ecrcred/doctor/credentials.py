@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from ecrcred.doctor.registry import Credentials
+from ecrcred.doctor.registry import RegistryLogin
 from ecrcred.doctor.report import Check, fail, ok, warn
 from ecrcred.errors import EcrcredError
 from ecrcred.provider import DIRECT, resolve_lookup
@@ -31,7 +31,7 @@ def _when(epoch: float, now: float) -> str:
 
 
 def check_credentials(image: str, router: Router, cache: TokenCache, clock: Clock,
-                      log: Logger) -> tuple[list[Check], Credentials | None]:
+                      log: Logger) -> tuple[list[Check], RegistryLogin | None]:
     """``credentials.rule``, ``credentials.token``; and the credentials, for the registry."""
     try:
         lookup, steps = router.explain(image)
@@ -71,4 +71,4 @@ def check_credentials(image: str, router: Router, cache: TokenCache, clock: Cloc
         message = (f"user {token.username}, {resolved.how}: {cached_note}; the token now in "
                    f"use expires {_when(token.expires_at, now)}")
     checks.append(ok("credentials.token", message, details))
-    return checks, Credentials(token.username, token.password, lookup.describe)
+    return checks, RegistryLogin(token.username, token.password, lookup.describe)

@@ -1,7 +1,7 @@
 """The registry, reached for real the way containerd's CRI would reach it.
 
 For each endpoint containerd would try for the image's host (hosts.toml mirrors with their CA
-files and client certificates, then the server: ``containerd_config.registry_hosts``), in order,
+files and client certificates, then the server: ``containerd_routes.registry_hosts``), in order,
 until one serves the manifest: ping ``/v2/``, follow its auth challenge (Basic, or Bearer through
 the token realm) with the credentials ecrcred resolved, fetch the manifest with the Accept list
 containerd sends, resolve an index to the node's platform, and judge the media types against
@@ -13,9 +13,9 @@ Before the first request, every client certificate of every endpoint is loaded, 
 does (one it cannot load fails every pull of the host). When every endpoint fails, the verdict
 names the most informative failure (``_verdict``), not the first.
 
-HTTP goes through the ``Http`` seam; ``HttpClient`` is the standard library's http.client with
-the CA files, client certificate and skip_verify of the endpoint. Redirects are followed without
-the Authorization header when they leave the host. Nothing here prints a credential or a token.
+HTTP goes through the ``Http`` seam (``seams.py``); the real one, ``transport.HttpClient``,
+and the loading of client certificates live in ``transport.py``, so this module is the checks
+alone. Nothing here prints a credential or a token.
 """
 
 from __future__ import annotations
@@ -26,17 +26,19 @@ import re
 import socket
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
-from urllib.parse import SplitResult, urlencode, urljoin, urlsplit
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import urlencode
 
-from ecrcred.containerd_config import ClientPair
+from ecrcred.containerd_routes import ClientPair
 from ecrcred.doctor.report import Check, fail, ok, warn
+from ecrcred.doctor.transport import CLIENT_CERT_ALERT, HttpReply, load_client_pair, tls_reason
 from ecrcred.imageref import DOCKER_HUB
 
 if TYPE_CHECKING:
-    from ecrcred.containerd_config import Endpoint, RegistryHosts
+    from ecrcred.containerd_routes import Endpoint, RegistryHosts
     from ecrcred.cri.client import RuntimeVersion
     from ecrcred.imageref import ImageRef
+    from ecrcred.seams import Http
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -61,158 +63,7 @@ LAYERS = {
     "application/vnd.oci.image.layer.nondistributable.v1.tar": "foreign",
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "foreign",
 }
-MAX_BODY = 4 << 20  # containerd refuses bigger manifests too
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
-# TLS alerts a server sends about the client's certificate (none, or one it does not trust)
-_CLIENT_CERT_ALERT = re.compile(
-    r"ALERT_(CERTIFICATE_\w+|BAD_CERTIFICATE|UNKNOWN_CA|UNSUPPORTED_CERTIFICATE)")
-
-
-class HttpReply(NamedTuple):
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-
-class Http(Protocol):
-    def get(self, url: str, headers: dict[str, str], *, ca: tuple[str, ...], skip_verify: bool,
-            timeout: float, client: tuple[ClientPair, ...] = ()) -> HttpReply:
-        """GET ``url``, presenting ``client`` to a server that asks for a certificate; raises
-        OSError (ssl.SSLError included) when it cannot be reached."""
-        ...
-
-
-class HttpClient:
-    """``Http`` over http.client: the endpoint's CA files on top of the system's, as containerd
-    does, its client certificate, and at most three redirects."""
-
-    def get(self, url: str, headers: dict[str, str], *, ca: tuple[str, ...], skip_verify: bool,
-            timeout: float, client: tuple[ClientPair, ...] = ()) -> HttpReply:
-        import http.client
-
-        for _ in range(4):
-            parts = urlsplit(url)
-            target = parts.path or "/"
-            if parts.query:
-                target += "?" + parts.query
-            connection: http.client.HTTPConnection
-            if parts.scheme == "https":
-                connection = http.client.HTTPSConnection(
-                    parts.netloc, timeout=timeout,
-                    context=_tls_context(ca, skip_verify, client))
-            else:
-                connection = http.client.HTTPConnection(parts.netloc, timeout=timeout)
-            try:
-                connection.request("GET", target, headers=headers)
-                response = connection.getresponse()
-                body = response.read(MAX_BODY)
-                reply = HttpReply(response.status,
-                                  {k.lower(): v for k, v in response.getheaders()}, body)
-            except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError) as exc:
-                if parts.scheme != "https":
-                    raise
-                refusal = _certificate_refusal(parts, ca, skip_verify, client, timeout)
-                if refusal is None:
-                    raise
-                raise refusal from exc
-            finally:
-                connection.close()
-            location = reply.headers.get("location")
-            if reply.status not in (301, 302, 303, 307, 308) or not location:
-                return reply
-            next_url = urljoin(url, location)
-            if urlsplit(next_url).netloc != parts.netloc:
-                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-            url = next_url
-        return reply
-
-
-def _certificate_refusal(parts: SplitResult, ca: tuple[str, ...], skip_verify: bool,
-                         client: tuple[ClientPair, ...], timeout: float) -> ssl.SSLError | None:
-    """The server's alert about our client certificate, when a TLS 1.2 handshake gives one.
-
-    Under TLS 1.3 the client's handshake ends before the server has judged its certificate; a
-    server that then refuses it (Go's, as distribution and containerd use) often closes the
-    connection with our request unread, and the reset swallows its alert: all we see is EOF.
-    TLS 1.2 settles the client certificate inside the handshake, so one more handshake there
-    names the refusal. None when it does not (another cause, or a TLS 1.3-only server)."""
-    context = _tls_context(ca, skip_verify, client)
-    context.maximum_version = ssl.TLSVersion.TLSv1_2
-    host = parts.hostname or ""
-    try:
-        with (socket.create_connection((host, parts.port or 443), timeout=timeout) as raw,
-              context.wrap_socket(raw, server_hostname=host)):
-            return None
-    except ssl.SSLError as exc:
-        return exc if _CLIENT_CERT_ALERT.search(str(exc)) else None
-    except OSError:
-        return None
-
-
-def _tls_context(ca: tuple[str, ...], skip_verify: bool,
-                 client: tuple[ClientPair, ...] = ()) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    for path in ca:
-        context.load_verify_locations(cafile=path)
-    if client:
-        # Go offers the first of containerd's pairs that the server's request accepts; an
-        # SSLContext holds one chain per key type, so the first pair stands for all (one pair is
-        # what hosts.toml files hold in practice).
-        cert, key = client[0]
-        context.load_cert_chain(cert, key or None, password=_no_passphrase)
-    if skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-class EncryptedKey(ssl.SSLError):
-    """A client key needs a passphrase: raised by ``_no_passphrase`` while it loads."""
-
-    def __str__(self) -> str:  # SSLError would show the args tuple
-        return " ".join(str(a) for a in self.args)
-
-
-def _no_passphrase() -> bytes:
-    """The ``password`` callback of every client key we load. Without one, OpenSSL asks for
-    the passphrase of an encrypted key on the terminal, and doctor hangs waiting for it;
-    containerd never asks (Go's ``tls.X509KeyPair`` cannot decrypt a key: "failed to load X509
-    key pair: tls: failed to parse private key", both for ``ENCRYPTED PRIVATE KEY`` and for the
-    older ``Proc-Type: 4,ENCRYPTED`` form, seen on containerd 1.6.20)."""
-    raise EncryptedKey("the client private key is encrypted (it needs a passphrase); "
-                       "containerd cannot use an encrypted key")
-
-
-def load_client_pair(pair: ClientPair) -> tuple[str, str] | None:
-    """Why a client certificate pair cannot be used: (the file or files, the reason), or None.
-
-    The ``ClientCheck`` that ``RegistryProbe`` uses by default: reads the files and loads them
-    the way containerd's ``tls.X509KeyPair`` would (a pair without a key file holds the key in
-    the certificate's file); an encrypted key fails at once, as in containerd, never prompting
-    for its passphrase."""
-    cert, key = pair
-    for path in (cert, key) if key else (cert,):
-        try:
-            with open(path, "rb") as f:
-                f.read(1)
-        except OSError as exc:
-            return path, exc.strerror or type(exc).__name__
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key or None,
-                                                                password=_no_passphrase)
-    except EncryptedKey:
-        return key or cert, ("the private key is encrypted (it needs a passphrase): containerd "
-                             "cannot use an encrypted key (\"failed to load X509 key pair: tls: "
-                             "failed to parse private key\"); write it unencrypted, e.g. "
-                             "'openssl pkey -in KEY -out PLAIN.key', readable by root only")
-    except ssl.SSLError as exc:
-        said = re.sub(r" \(_ssl\.c:\d+\)$", "", _tls_reason(exc))
-        if key:
-            return f"{cert} + {key}", f"not a PEM certificate and its private key ({said})"
-        return cert, (f"not a PEM file holding both a certificate and its private key ({said}):"
-                      " containerd reads a lone file, and each string in a client array, as one "
-                      "such file")
-    return None
 
 
 # (cert, key) -> (the file or files, why they cannot be used), or None when they load
@@ -230,13 +81,16 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in found.groups() if x is not None) if found else ()
 
 
-class Credentials(NamedTuple):
+class RegistryLogin(NamedTuple):
+    """The username and password doctor logs in to the registry with, as get-credentials
+    would answer them."""
+
     username: str
     password: str
     describe: str  # where they came from (never the secret)
 
     def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, password=<redacted>, ...)"
+        return f"RegistryLogin(username={self.username!r}, password=<redacted>, ...)"
 
 
 class _Failure(NamedTuple):
@@ -295,7 +149,7 @@ class RegistryProbe:
         self._steps: list[str] = []
 
     def check(self, ref: ImageRef, hosts: RegistryHosts,
-              creds: Credentials | None) -> list[Check]:
+              creds: RegistryLogin | None) -> list[Check]:
         unusable = self._client_certificates(hosts)
         if unusable is not None:
             return [unusable]
@@ -357,7 +211,7 @@ class RegistryProbe:
         query = f"?ns={ref.host}" if endpoint.mirror else ""
         return f"{self._api(endpoint)}/{ref.repository}/manifests/{reference}{query}"
 
-    def _manifest(self, endpoint: Endpoint, ref: ImageRef, creds: Credentials | None,
+    def _manifest(self, endpoint: Endpoint, ref: ImageRef, creds: RegistryLogin | None,
                   failures: list[_Failure]) -> _Served | None:
         url = self._manifest_url(endpoint, ref, _reference(ref))
         try:
@@ -390,13 +244,13 @@ class RegistryProbe:
                     return None
                 reply = fetch()
         except ssl.SSLError as exc:
-            if _CLIENT_CERT_ALERT.search(str(exc)):
+            if CLIENT_CERT_ALERT.search(str(exc)):
                 presented = "refused the client certificate" if endpoint.client else \
                     "wants a client certificate and none is configured"
                 failures.append(_Failure(endpoint.url, "client-cert",
-                                         f"the registry {presented} ({_tls_reason(exc)})"))
+                                         f"the registry {presented} ({tls_reason(exc)})"))
             else:
-                failures.append(_Failure(endpoint.url, "tls", _tls_reason(exc)))
+                failures.append(_Failure(endpoint.url, "tls", tls_reason(exc)))
             return None
         except OSError as exc:  # socket errors and timeouts are OSErrors
             failures.append(_Failure(endpoint.url, "unreachable", _os_reason(exc)))
@@ -413,7 +267,7 @@ class RegistryProbe:
         return None
 
     def _authorize(self, endpoint: Endpoint, challenge: str, ref: ImageRef,
-                   creds: Credentials | None,
+                   creds: RegistryLogin | None,
                    failures: list[_Failure]) -> tuple[str, str | None]:
         scheme = challenge.split(" ", 1)[0].lower()
         params = dict(_CHALLENGE.findall(challenge))
@@ -450,7 +304,7 @@ class RegistryProbe:
         failures.append(_Failure(endpoint.url, "auth", f"unknown auth challenge {challenge!r}"))
         return scheme or "unknown", None
 
-    def _no_endpoint(self, ref: ImageRef, hosts: RegistryHosts, creds: Credentials | None,
+    def _no_endpoint(self, ref: ImageRef, hosts: RegistryHosts, creds: RegistryLogin | None,
                      failures: list[_Failure], route: str, steps: tuple[str, ...]) -> list[Check]:
         if not failures:
             return [fail("registry.endpoint", f"no endpoint for {hosts.host} has the pull "
@@ -641,12 +495,6 @@ def _name(media_type: str) -> str:
     return {DOCKER_MANIFEST: "a Docker schema 2 manifest", DOCKER_LIST: "a Docker manifest list",
             OCI_MANIFEST: "an OCI manifest", OCI_INDEX: "an OCI image index"}.get(
                 media_type, f"a manifest of type {media_type or '(none)'}")
-
-
-def _tls_reason(exc: ssl.SSLError) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate not trusted ({exc.verify_message})"
-    return " ".join(str(exc).split())
 
 
 def _os_reason(exc: BaseException) -> str:

@@ -16,10 +16,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ecrcred import containerd_config
-from ecrcred.containerd_config import NO_CONFIG, ContainerdConfig, RegistryHosts, registry_hosts
+from ecrcred.containerd_config import NO_CONFIG, ContainerdConfig
+from ecrcred.containerd_routes import RegistryHosts, registry_hosts
 from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE
 from ecrcred.doctor.report import Check, fail, ok, skip, warn
 from ecrcred.ecrhost import parse_ecr_host
@@ -27,16 +28,9 @@ from ecrcred.errors import ConfigError, ConfigMissing, RuntimeServiceError
 from ecrcred.imageref import parse_reference
 
 if TYPE_CHECKING:
-    from ecrcred.cri.client import ImageInfo, RuntimeVersion
+    from ecrcred.cri.client import RuntimeVersion
+    from ecrcred.seams import Runtime
     from ecrcred.settings import Setting
-
-
-class Runtime(Protocol):
-    """What doctor asks the runtime (``cri.client.GrpcRuntime`` implements it)."""
-
-    def version(self) -> RuntimeVersion: ...
-    def image_status(self, image: str) -> ImageInfo | None: ...
-    def labels(self, name: str) -> dict[str, str] | None: ...
 
 
 def load_containerd_config(path: str) -> ContainerdConfig | ConfigError:

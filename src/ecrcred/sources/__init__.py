@@ -15,14 +15,14 @@ the pod's own identity), ``static`` (a username and a password from a file or th
 from __future__ import annotations
 
 from ecrcred._record import Record
-from ecrcred.tokens import Token
+from ecrcred.tokens import LAST_RESORT_CACHE_DURATION, Token
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from ecrcred.cache import CacheKey
+    from ecrcred.records import CacheKey
     from ecrcred.seams import Clock
 
 # How long the kubelet may keep an answer that did not come from a token API (static passwords,
@@ -48,7 +48,8 @@ class Lookup(Record):
     cache_key: CacheKey | None  # None: never stored in the token cache (the secret lives elsewhere)
     fetch: Callable[[], Token]
     describe: str  # for messages: which registry, account, role, file (never a secret)
-    # Seconds the kubelet may keep the answer; None: the token's own freshness decides.
+    # The rule's (or the source's) cacheDuration in seconds; None: the token's own freshness
+    # decides. ``kubelet_cache_duration`` turns it into the number the kubelet is told.
     cache_duration: int | None = None
     # True when the answer holds only for images under a path of the host (a rule or a docker
     # config key with a path): the response is then keyed by image, not by registry.
@@ -56,7 +57,7 @@ class Lookup(Record):
 
 
 def fixed_lookup(auth_key: str, username: str, password: str, *, describe: str, duration: int,
-                 clock: Clock, per_image: bool = False) -> Lookup:
+                 clock: Clock) -> Lookup:
     """The answer of a source whose secret is not a token (static, docker config, helper): never
     stored in our token cache (``cache_key`` None: the secret already lives somewhere), kept by
     the kubelet for ``duration`` seconds. The caller registers the password with the logger."""
@@ -66,4 +67,24 @@ def fixed_lookup(auth_key: str, username: str, password: str, *, describe: str, 
     def fetch() -> Token:  # a closure, not a partial: a partial's repr would show the secret
         return token
 
-    return Lookup(auth_key, None, fetch, describe, duration, per_image)
+    return Lookup(auth_key, None, fetch, describe, duration)
+
+
+def kubelet_cache_duration(configured: int | None, *, fresh_for: int | None = None,
+                           last_resort: bool = False) -> int:
+    """How long the kubelet may keep an answer: decided here, and only here.
+
+    ``configured`` is the rule's ``cacheDuration`` (None: the file sets none), which the router
+    puts on the answer as ``Lookup.cache_duration``. ``fresh_for`` is, for a token we cache, the
+    seconds until our cache would refresh it (None: a secret that is not a token). The source
+    factory asks this for the lifetime of a static, docker config or helper answer, and
+    ``provider.get_credentials`` for the number it tells the kubelet, so the two agree.
+    """
+    if last_resort:
+        # A stale token with at least LAST_RESORT_MIN_REMAINING to live: let the kubelet keep
+        # it a minute rather than re-exec us for every image while the API is failing.
+        return LAST_RESORT_CACHE_DURATION
+    if fresh_for is None:
+        # 0 is kept: it tells the kubelet not to cache the answer at all.
+        return DEFAULT_UNCACHED_DURATION if configured is None else configured
+    return fresh_for if configured is None else min(fresh_for, configured)

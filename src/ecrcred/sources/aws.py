@@ -263,7 +263,7 @@ class BotoStsApi:
         return [*environment_secrets(self._env), *chain_secrets(self._chain), *more]
 
     def assume_role(self, role_arn: str, session_name: str, external_id: str | None,
-                    region: str, partition: str) -> AwsCredentials:
+                    region: str) -> AwsCredentials:
         kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": session_name}
         if external_id:
             kwargs["ExternalId"] = external_id
@@ -274,7 +274,7 @@ class BotoStsApi:
         return _credentials(reply, what)
 
     def assume_role_with_web_identity(self, role_arn: str, session_name: str, token: str,
-                                      region: str, partition: str) -> AwsCredentials:
+                                      region: str) -> AwsCredentials:
         what = f"sts:AssumeRoleWithWebIdentity of {role_arn}"
         reply = call_aws(
             what,

@@ -22,13 +22,19 @@ from __future__ import annotations
 import os
 
 from ecrcred._record import Record
-from ecrcred.cache import CacheKey
-from ecrcred.config.rules import DEFAULT_POD_IDENTITY
+from ecrcred.config.rules import DEFAULT_POD_IDENTITY, EcrOptions
 from ecrcred.ecrhost import parse_ecr_host, private_host
-from ecrcred.errors import ConfigError, CredentialError, IdentityDenied, TokenDecodeError
+from ecrcred.errors import (
+    ConfigError,
+    CredentialError,
+    IdentityDenied,
+    TokenDecodeError,
+    WiringError,
+)
 from ecrcred.files import sha256_hex
 from ecrcred.imageref import registry_host
 from ecrcred.log import SECRET_ENV
+from ecrcred.records import CacheKey
 from ecrcred.sources import Lookup
 from ecrcred.tokens import Token, split_basic_auth, token_expiry
 
@@ -77,18 +83,6 @@ IDENTITY_ENV = (
 # and those the chain itself calls (SSO, SSO OIDC, sign-in).
 ENDPOINT_ENV_PREFIX = "AWS_ENDPOINT_URL"
 ROLE_ENV = "AWS_ECR_ROLE_ARN"
-
-
-class EcrOptions(Record):
-    """A rule's ``ecr:`` options (``config.schema.EcrOptions``, compiled)."""
-
-    region: str | None = None
-    account: str | None = None
-    role_arn: str | None = None
-    external_id: str | None = None
-    session_name: str = "ecrcred"
-    fips: bool | None = None
-    dualstack: bool | None = None
 
 
 class Principal(Record):
@@ -273,6 +267,7 @@ class EcrSource:
         key = CacheKey(
             registry=f"{registry.api}:{registry.host}",
             identity=identity_digest(self._env, principal.key),
+            label=registry.host,  # how the token cache's messages name it
         )
         what = registry.describe()
         if principal is not NODE:
@@ -304,7 +299,7 @@ class EcrSource:
             key=f"assume\0{o.role_arn}\0{external}\0{o.session_name}",
             describe=f"role {o.role_arn} (assumed by the node)",
             credentials=lambda r: sts.assume_role(o.role_arn or "", o.session_name,
-                                                  o.external_id, r.region, r.partition),
+                                                  o.external_id, r.region),
         )
 
     def _pod_role(self, pod: Pod) -> str | None:
@@ -334,13 +329,13 @@ class EcrSource:
             key=f"web\0{role}\0{subject}",
             describe=f"role {role} for {subject_label(subject)}",
             credentials=lambda r: sts.assume_role_with_web_identity(role, session, token,
-                                                                    r.region, r.partition),
+                                                                    r.region),
         )
 
     def _need_sts(self) -> StsApi:
         if self._sts is None:
-            raise ConfigError("a role is configured but no STS client was given",
-                              hint="this is a bug in ecrcred's wiring; report it")
+            # A programming error, not a user's: exit 70, never "bad configuration" (4).
+            raise WiringError("a role is configured but no STS client was given")
         return self._sts
 
     def fetch(self, registry: EcrRegistry, principal: Principal = NODE) -> Token:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import subprocess
     from collections.abc import Callable, Mapping, Sequence
 
+    from ecrcred.config.rules import HelperOptions
     from ecrcred.seams import Clock, Logger, Runner, RunResult
     from ecrcred.sources import Lookup, Pod
 
@@ -476,16 +477,16 @@ class HelperSource:
 
     name = "credentialHelper"
 
-    def __init__(self, helper: str, runner: Runner, env: Mapping[str, str], clock: Clock,
-                 log: Logger, timeout: float = 5.0,
+    def __init__(self, options: HelperOptions, runner: Runner, env: Mapping[str, str],
+                 clock: Clock, log: Logger,
                  cache_duration: int = DEFAULT_UNCACHED_DURATION) -> None:
-        self._helper = helper
-        self._program = helper_program(helper)  # a bad name fails here, at configuration
+        self._helper = options.name
+        self._program = helper_program(options.name)  # a bad name fails here, at configuration
         self._runner = runner
         self._env = env
         self._clock = clock
         self._log = log
-        self._timeout = timeout
+        self._timeout = options.timeout
         self._cache_duration = cache_duration
 
     def lookup(self, image: str, pod: Pod | None) -> Lookup | None:

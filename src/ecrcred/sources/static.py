@@ -20,6 +20,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _rec
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from ecrcred.config.rules import StaticOptions
     from ecrcred.seams import Clock, Logger
     from ecrcred.sources import Lookup, Pod
 
@@ -29,14 +30,13 @@ MAX_SECRET_BYTES = 64 * 1024
 class StaticSource:
     name = "static"
 
-    def __init__(self, username: str, *, password_file: str | None, password_env: str | None,
-                 env: Mapping[str, str], clock: Clock, log: Logger,
-                 cache_duration: int = DEFAULT_UNCACHED_DURATION) -> None:
-        if (password_file is None) == (password_env is None):
+    def __init__(self, options: StaticOptions, *, env: Mapping[str, str], clock: Clock,
+                 log: Logger, cache_duration: int = DEFAULT_UNCACHED_DURATION) -> None:
+        if (options.password_file is None) == (options.password_env is None):
             raise ValueError("exactly one of password_file and password_env")
-        self._username = username
-        self._file = password_file
-        self._env_name = password_env
+        self._username = options.username
+        self._file = options.password_file
+        self._env_name = options.password_env
         self._env = env
         self._clock = clock
         self._log = log

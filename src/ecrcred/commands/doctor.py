@@ -1,0 +1,53 @@
+"""``ecrcred doctor``: gather the options and the real collaborators, diagnose, print the report.
+
+The checks themselves are the ``ecrcred.doctor`` package's; this is only their wiring to the
+node (the process table, the CRI socket, HTTP, the token cache and ecrcred's own config) and to
+stdout. Exit 0 when no check fails, 1 when one does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ecrcred.cache import NullCache
+from ecrcred.clock import SystemClock
+from ecrcred.cri.client import GrpcRuntime
+from ecrcred.doctor import Collaborators, diagnose
+from ecrcred.doctor.environment import processes
+from ecrcred.doctor.options import doctor_options
+from ecrcred.doctor.report import render_json, render_text
+from ecrcred.doctor.transport import HttpClient
+from ecrcred.errors import EXIT_OK, EcrcredError
+
+if TYPE_CHECKING:
+    from ecrcred.cli import Wiring
+    from ecrcred.files import StateDir
+    from ecrcred.seams import TokenCache
+
+
+def doctor(w: Wiring) -> int:
+    args, env, log = w.args, w.env, w.log
+    clock = SystemClock()
+    running = processes()
+    options, containerd = doctor_options(
+        env, running, image=args.image, containerd_config_flag=args.containerd_config,
+        runtime_endpoint=args.runtime_endpoint, provider_config=args.provider_config,
+        provider_bin_dir=args.provider_bin_dir, timeout=args.timeout, skip=args.skip)
+    cache: TokenCache
+    state_dir: StateDir | None
+    try:
+        cache, state_dir = w.token_cache(lock_timeout=args.timeout)
+    except EcrcredError as exc:
+        # An unusable cache is one more thing doctor reports, not a reason to check nothing.
+        log.warning(f"{exc.one_line()}; checking without the token cache")
+        cache, state_dir = NullCache(), None
+    collaborators = Collaborators(
+        router=lambda: w.router(clock, state_dir, aws_timeout=args.timeout),
+        cache=cache,
+        runtime=lambda: GrpcRuntime(options.runtime_endpoint, call_timeout=args.timeout),
+        http=HttpClient(), running=running, env=env, clock=clock, log=log)
+    report = diagnose(options, containerd, collaborators)
+    text = render_json(report) if args.output == "json" else render_text(
+        report, verbose=getattr(args, "verbose", False))
+    w.stdout.write(log.scrub(text), "the report")
+    return 1 if report.failed else EXIT_OK
