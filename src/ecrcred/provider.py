@@ -20,7 +20,8 @@ from ecrcred.fetch import LAST_RESORT, get_or_fetch
 from ecrcred.imageref import registry_host
 from ecrcred.kubelet import AuthEntry, Request, Response, parse_request, render_response
 from ecrcred.log import quote_untrusted
-from ecrcred.sources import Pod, kubelet_cache_duration
+from ecrcred.records import Pod
+from ecrcred.sources import kubelet_cache_duration
 
 DIRECT = "direct"  # a source whose answer is never cached by us (static, docker config, helper)
 
@@ -29,8 +30,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _rec
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ecrcred.records import Lookup
     from ecrcred.seams import Clock, CredentialSource, Logger, TokenCache
-    from ecrcred.sources import Lookup
     from ecrcred.tokens import Token
 
 

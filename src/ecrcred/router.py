@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
     from ecrcred.config.rules import Config, Rule
     from ecrcred.ecrhost import EcrRegistry
+    from ecrcred.records import Lookup, Pod
     from ecrcred.seams import Clock, CredentialSource, EcrApi, Logger, Runner, StsApi
-    from ecrcred.sources import Lookup, Pod
     from ecrcred.sources.aws import AuthorizationData, AwsCredentials
     from ecrcred.sources.ecr import EcrSource
 
@@ -114,7 +114,7 @@ class SourceFactory:
 
             # A docker config's credHelpers and credsStore run with the default timeout.
             return DockerConfigSource(
-                o.paths, root_dir=o.kubelet_root_dir, cwd=self._cwd,
+                o, cwd=self._cwd,
                 home=self._env.get("HOME") or None,
                 helpers=lambda name: self.helper(HelperOptions(name), duration),
                 clock=self._clock, log=self._log, cache_duration=duration)

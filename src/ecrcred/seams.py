@@ -37,8 +37,7 @@ if TYPE_CHECKING:
     from ecrcred.cri.client import Auth, ImageInfo, RuntimeVersion
     from ecrcred.doctor.transport import HttpReply
     from ecrcred.ecrhost import EcrRegistry
-    from ecrcred.records import CacheKey, Throttled
-    from ecrcred.sources import Lookup, Pod
+    from ecrcred.records import CacheKey, Lookup, Pod, Throttled
     from ecrcred.sources.aws import AuthorizationData, AwsCredentials
     from ecrcred.tokens import Token
 

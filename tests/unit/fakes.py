@@ -18,9 +18,8 @@ from ecrcred.containerd_routes import ClientPair
 from ecrcred.cri.client import Auth, ImageInfo, RuntimeVersion
 from ecrcred.doctor.transport import HttpReply
 from ecrcred.ecrhost import EcrRegistry
-from ecrcred.records import CacheKey, Throttled
+from ecrcred.records import CacheKey, Lookup, Pod, Throttled
 from ecrcred.seams import EventStream
-from ecrcred.sources import Lookup, Pod
 from ecrcred.sources.aws import AuthorizationData, AwsCredentials
 from ecrcred.tokens import Token
 

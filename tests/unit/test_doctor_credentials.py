@@ -15,9 +15,9 @@ from ecrcred.doctor.credentials import check_credentials
 from ecrcred.doctor.registry import RegistryLogin
 from ecrcred.doctor.report import FAIL, OK, WARN, Check
 from ecrcred.errors import AwsError
+from ecrcred.records import Lookup, Pod
 from ecrcred.router import Router, SourceFactory
 from ecrcred.seams import CredentialSource
-from ecrcred.sources import Lookup, Pod
 from ecrcred.tokens import Token
 from tests.unit.fakes import (
     T0,

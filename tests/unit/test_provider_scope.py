@@ -12,8 +12,8 @@ from ecrcred.errors import NoSourceError, SourceError
 from ecrcred.fetch import HIT, MISS
 from ecrcred.kubelet import API_VERSIONS, Request
 from ecrcred.provider import DIRECT, get_credentials, resolve, run_plugin
-from ecrcred.records import CacheKey
-from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Lookup, Pod
+from ecrcred.records import CacheKey, Lookup, Pod
+from ecrcred.sources import DEFAULT_UNCACHED_DURATION
 from ecrcred.tokens import LAST_RESORT_CACHE_DURATION, Token
 from tests.support.kubelet import check_response
 from tests.support.kubelet import request as kubelet_request

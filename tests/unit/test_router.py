@@ -14,10 +14,10 @@ from ecrcred.config.schema import compile_text
 from ecrcred.ecrhost import parse_ecr_host
 from ecrcred.errors import ConfigError, IdentityDenied
 from ecrcred.imageref import registry_host
-from ecrcred.records import CacheKey
+from ecrcred.records import CacheKey, Lookup, Pod
 from ecrcred.router import MAX_MIRROR_HOPS, Router, SourceFactory
 from ecrcred.seams import CredentialSource
-from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Lookup, Pod
+from ecrcred.sources import DEFAULT_UNCACHED_DURATION
 from ecrcred.sources.ecr import EcrSource
 from ecrcred.tokens import Token
 from tests.unit.fakes import T0, FakeClock, FakeEcrApi, RecordingLogger, UnusedStsApi

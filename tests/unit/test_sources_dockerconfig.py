@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from ecrcred.config.rules import DockerConfigOptions
 from ecrcred.errors import DockerConfigError
-from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Lookup, Pod
+from ecrcred.records import Lookup, Pod
+from ecrcred.sources import DEFAULT_UNCACHED_DURATION
 from ecrcred.sources.dockerconfig import (
     HOME_UNSET,
     DockerConfig,
@@ -104,8 +106,7 @@ class Node:
     def source(self, paths: list[str] | None = None, *, home: str | None = "<set>",
                cache_duration: int = DEFAULT_UNCACHED_DURATION) -> DockerConfigSource:
         return DockerConfigSource(
-            paths,
-            root_dir=str(self.root),
+            DockerConfigOptions(None if paths is None else tuple(paths), str(self.root)),
             cwd=str(self.cwd),
             home=str(self.home) if home == "<set>" else home,
             helpers=self.helpers,

@@ -31,8 +31,7 @@ from ecrcred.errors import (
     WiringError,
 )
 from ecrcred.files import sha256_hex
-from ecrcred.records import CacheKey
-from ecrcred.sources import Lookup, Pod
+from ecrcred.records import CacheKey, Lookup, Pod
 from ecrcred.sources.aws import AwsCredentials, BotoStsApi
 from ecrcred.sources.ecr import (
     ROLE_ENV,

@@ -91,8 +91,11 @@ def _no_helpers(_name: str) -> CredentialSource:
 def _explain(paths: list[str] | None, home: str | None, image: str, clock: Clock,
              log: Logger) -> tuple[str | None, list[Tried]]:
     """The kubelet's docker config search (``paths`` None) or one file's, as ``explain`` says."""
-    source = DockerConfigSource(paths, root_dir=KUBELET_ROOT, cwd="/", home=home,
-                                helpers=_no_helpers, clock=clock, log=log)
+    from ecrcred.config.rules import DockerConfigOptions
+
+    options = DockerConfigOptions(None if paths is None else tuple(paths), KUBELET_ROOT)
+    source = DockerConfigSource(options, cwd="/", home=home, helpers=_no_helpers, clock=clock,
+                                log=log)
     config, tried = source.explain(image)
     return (config.path if config is not None else None), tried
 

@@ -9,51 +9,24 @@ The sources, one module each: ``ecr`` (ECR and ECR Public, optionally through an
 the pod's own identity), ``static`` (a username and a password from a file or the environment),
 ``dockerconfig`` (docker ``config.json`` / ``.dockercfg`` files, in the kubelet's search order),
 ``helper`` (``docker-credential-<name>`` programs). The ``CredentialSource`` Protocol is in
-``seams.py``.
+``seams.py``; the records a source answers with (``Lookup``) and is asked with (``Pod``) are in
+``records.py``, below the seams.
 """
 
 from __future__ import annotations
 
-from ecrcred._record import Record
+from ecrcred.records import Lookup
 from ecrcred.tokens import LAST_RESORT_CACHE_DURATION, Token
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-
-    from ecrcred.records import CacheKey
     from ecrcred.seams import Clock
 
 # How long the kubelet may keep an answer that did not come from a token API (static passwords,
 # docker config files, credential helpers): short, so that a rotated secret is picked up soon,
 # and long enough that a burst of pulls costs one execution.
 DEFAULT_UNCACHED_DURATION = 300
-
-
-class Pod(Record):
-    """What the kubelet tells us of the pod (KEP-4412): its service-account token and the
-    annotations the provider config asked for. The token is a secret: never logged, never
-    written to disk, never answered as a password."""
-
-    token: str
-    annotations: Mapping[str, str]
-
-    def __repr__(self) -> str:
-        return f"Pod(token=<redacted>, annotations={dict(self.annotations)!r})"
-
-
-class Lookup(Record):
-    auth_key: str  # the key in the response's auth map (a registry host, or a mirror's)
-    cache_key: CacheKey | None  # None: never stored in the token cache (the secret lives elsewhere)
-    fetch: Callable[[], Token]
-    describe: str  # for messages: which registry, account, role, file (never a secret)
-    # The rule's (or the source's) cacheDuration in seconds; None: the token's own freshness
-    # decides. ``kubelet_cache_duration`` turns it into the number the kubelet is told.
-    cache_duration: int | None = None
-    # True when the answer holds only for images under a path of the host (a rule or a docker
-    # config key with a path): the response is then keyed by image, not by registry.
-    per_image: bool = False
 
 
 def fixed_lookup(auth_key: str, username: str, password: str, *, describe: str, duration: int,

@@ -30,7 +30,8 @@ from ecrcred.imageref import (
     registry_host,
 )
 from ecrcred.log import quote_untrusted
-from ecrcred.sources import DEFAULT_UNCACHED_DURATION, Lookup
+from ecrcred.records import Lookup
+from ecrcred.sources import DEFAULT_UNCACHED_DURATION
 from ecrcred.sources.helper import helper_name_problem
 from ecrcred.tokens import Token, split_basic_auth
 
@@ -39,11 +40,12 @@ MAX_DOCKER_CONFIG_BYTES = 1024 * 1024  # docker's own files are a few KB; more i
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
+    from ecrcred.config.rules import DockerConfigOptions
     from ecrcred.files import SmallFile
+    from ecrcred.records import Pod
     from ecrcred.seams import Clock, CredentialSource, Logger
-    from ecrcred.sources import Pod
 
 CONFIG_JSON = "config.json"
 DOCKERCFG = ".dockercfg"
@@ -325,9 +327,8 @@ class DockerConfigSource:
 
     def __init__(
         self,
-        paths: Sequence[str] | None,
+        options: DockerConfigOptions,
         *,
-        root_dir: str,
         cwd: str,
         home: str | None,
         helpers: Callable[[str], CredentialSource],
@@ -335,10 +336,10 @@ class DockerConfigSource:
         log: Logger,
         cache_duration: int = DEFAULT_UNCACHED_DURATION,
     ) -> None:
-        if paths is None:
-            self._candidates = _candidates(root_dir, cwd, home)
+        if options.paths is None:
+            self._candidates = _candidates(options.kubelet_root_dir, cwd, home)
         else:
-            self._candidates = [(_absolute(cwd, path), None) for path in paths]
+            self._candidates = [(_absolute(cwd, path), None) for path in options.paths]
         self._helpers = helpers
         self._clock = clock
         self._log = log

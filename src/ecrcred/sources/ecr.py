@@ -34,8 +34,7 @@ from ecrcred.errors import (
 from ecrcred.files import sha256_hex
 from ecrcred.imageref import registry_host
 from ecrcred.log import SECRET_ENV
-from ecrcred.records import CacheKey
-from ecrcred.sources import Lookup
+from ecrcred.records import CacheKey, Lookup
 from ecrcred.tokens import Token, split_basic_auth, token_expiry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
@@ -45,8 +44,8 @@ if TYPE_CHECKING:
 
     from ecrcred.config.rules import PodIdentityPolicy
     from ecrcred.ecrhost import EcrRegistry
+    from ecrcred.records import Pod
     from ecrcred.seams import Clock, EcrApi, Logger, StsApi
-    from ecrcred.sources import Pod
     from ecrcred.sources.aws import AwsCredentials
 
 # What decides which AWS principal botocore's credential chain finds, and which server answers

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from ecrcred.config.rules import HelperOptions
+    from ecrcred.records import Lookup, Pod
     from ecrcred.seams import Clock, Logger, Runner, RunResult
-    from ecrcred.sources import Lookup, Pod
 
 PROGRAM_PREFIX = "docker-credential-"
 # What docker sends for Docker Hub: the v1 index URL, for historical reasons (cli/config).

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ecrcred.config.rules import StaticOptions
+    from ecrcred.records import Lookup, Pod
     from ecrcred.seams import Clock, Logger
-    from ecrcred.sources import Lookup, Pod
 
 MAX_SECRET_BYTES = 64 * 1024
 
