@@ -118,3 +118,24 @@ def test_pod_identity_config_sends_the_annotations_ecrcred_reads_by_default(pod_
 
 def test_pod_identity_config_matches_the_same_images(doc, pod_doc):
     assert kubeletconfig.patterns(pod_doc) == kubeletconfig.patterns(doc)
+
+
+@pytest.mark.parametrize("config", [CONFIG, POD_IDENTITY], ids=["plain", "pod-identity"])
+def test_each_shipped_config_gets_ecr_credentials_on_a_node_with_only_the_binary(
+        config, ecrcred_bin, aws, tmp_path):
+    """The kubelet runs the plugin with exactly the config's args and env: on a node with no
+    ecrcred config file, that must still answer ECR (a provider env naming a config path that
+    does not exist made every lookup fail with BAD_CONFIG)."""
+    from tests.support.kubelet import check_response, exec_provider, request
+
+    doc, errors = kubeletconfig.load(config.read_text())
+    assert errors == []
+    (provider,) = kubeletconfig.providers(doc)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **aws.env()}
+    for entry in doc["providers"][0].get("env", []):
+        env[entry["name"]] = entry["value"]
+    env["ECRCRED_CACHE_DIR"] = str(tmp_path / "cache")  # not the node's /var/lib/ecrcred
+    req = request("123456789012.dkr.ecr.us-west-2.amazonaws.com/app")
+    result = exec_provider(ecrcred_bin, req, env, args=provider.args)
+    assert result.returncode == 0, result.stderr.decode()
+    assert check_response(result.stdout, req)["auth"]
