@@ -219,8 +219,14 @@ http:
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
             hdrs["Authorization"] = f"Basic {token}"
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
-        with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as resp:
-            return resp.status, dict(resp.headers), resp.read()
+        try:
+            with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as e:
+            # The error holds the open connection: close it now (its code and headers stay), or
+            # the socket is left to the garbage collector, a ResourceWarning in a later test.
+            e.close()
+            raise
 
     def get_manifest(self, repo: str, ref: str) -> tuple[str, str, dict[str, Any]]:
         """(media type, digest, decoded manifest) as the registry stores it."""
