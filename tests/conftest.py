@@ -19,6 +19,7 @@ import pytest
 from tests.support.aws import AwsStandIn
 from tests.support.containerd import Containerd
 from tests.support.registry import MissingTool, Registry, require
+from tests.support.sandbox import node_environment
 from tests.support.stack import (
     ECR_HOST,
     PAUSE_REPO,
@@ -148,6 +149,13 @@ def ecrcred_bin() -> str:
                         "which installs the package")
         candidate = found
     return candidate
+
+
+@pytest.fixture
+def node_env(aws: AwsStandIn, tmp_path: Path) -> dict[str, str]:
+    """The environment systemd gives ``pull-sandbox``: no HOME, AWS reachable as the stand-in,
+    a private cache dir."""
+    return node_environment(aws.env(), str(tmp_path / "cache"))
 
 
 @pytest.fixture

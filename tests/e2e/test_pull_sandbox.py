@@ -14,28 +14,10 @@ import pytest
 
 from tests.support.aws import wait_until
 from tests.support.processes import Process
+from tests.support.sandbox import images, pull_sandbox
 
 ECR_HOST = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
 SANDBOX = f"{ECR_HOST}/eks/pause:3.9"
-
-
-@pytest.fixture
-def node_env(aws, tmp_path) -> dict[str, str]:
-    """A systemd unit's environment: no HOME, AWS reachable as the stand-in."""
-    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **aws.env(),
-            "ECRCRED_CACHE_DIR": str(tmp_path / "cache")}
-
-
-def pull_sandbox(binary, containerd, env, *args, timeout=60):
-    return subprocess.run(
-        [binary, "pull-sandbox", "--containerd-config", containerd.config_path,
-         "--runtime-endpoint", containerd.endpoint, *args],
-        env=env, capture_output=True, timeout=timeout, check=False)
-
-
-def images(containerd) -> list[str]:
-    out = containerd.ctr("images", "ls", "-q", check=True).stdout
-    return out.decode().split() if isinstance(out, bytes) else out.split()
 
 
 def pinned_label(containerd) -> str | None:

@@ -27,17 +27,11 @@ from tests.support.aws import wait_until
 from tests.support.faultproxy import FaultProxy
 from tests.support.kubelet import exec_provider, request
 from tests.support.processes import Process
+from tests.support.sandbox import images, pull_sandbox
 from tests.support.stack import REGISTRY_PASSWORD
 from tests.support.tls import make_server_cert
 
 PINNED = "io.cri-containerd.pinned=pinned"
-
-
-@pytest.fixture
-def node_env(aws, tmp_path) -> dict[str, str]:
-    """A systemd unit's environment: no HOME, AWS reachable as the stand-in."""
-    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **aws.env(),
-            "ECRCRED_CACHE_DIR": str(tmp_path / "cache")}
 
 
 @pytest.fixture
@@ -49,17 +43,6 @@ def proxy(registry, containerd) -> Iterator[FaultProxy]:
         yield fp
     finally:
         fp.stop()
-
-
-def pull_sandbox(binary, containerd, env, *args, timeout=120):
-    return subprocess.run(
-        [binary, "pull-sandbox", "--containerd-config", containerd.config_path,
-         "--runtime-endpoint", containerd.endpoint, *args],
-        env=env, capture_output=True, timeout=timeout, check=False)
-
-
-def images(containerd) -> list[str]:
-    return containerd.ctr("images", "ls", "-q", check=True).stdout.split()
 
 
 def pinned(containerd, image: str = SANDBOX) -> bool:

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -29,6 +26,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ecrcred.errors import ConfigError
+from tests.fuzz.atheris_run import run_atheris
 from tests.fuzz.config_harness import check
 
 HERE = Path(__file__).resolve().parent
@@ -177,18 +175,6 @@ def test_the_generated_configs_were_both_compiled_and_refused():
 
 
 def test_a_short_atheris_run_of_the_config_loader_finds_no_contract_breach(tmp_path: Path):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        [sys.executable, str(HERE / "fuzz_config.py"), str(corpus), str(HERE / "corpus_config"),
-         f"-dict={HERE / 'config.dict'}", "-max_len=8192", f"-max_total_time={SECONDS}",
-         "-seed=1", f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=SECONDS + 120, check=False)
-    tail = result.stderr[-4000:]
-    assert result.returncode == 0, f"atheris found a breach (input saved in {tmp_path}):\n{tail}"
-    runs = re.search(r"stat::number_of_executed_units:\s+(\d+)", result.stderr)
-    assert runs is not None, tail
-    assert int(runs.group(1)) >= 50 * SECONDS, f"only {runs.group(1)} inputs:\n{tail}"
-    print(f"\natheris: {runs.group(1)} inputs in {SECONDS} s")
-    assert not list(tmp_path.glob("crash-*"))
+    runs = run_atheris("fuzz_config.py", "corpus_config", "config.dict", tmp_path, SECONDS,
+                       min_per_second=50, options=["-max_len=8192"])
+    print(f"\natheris: {runs} inputs in {SECONDS} s")

@@ -18,9 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.fuzz.atheris_run import run_atheris
 from tests.fuzz.harness import ECR_HOST, Stand, check, request_bytes
 
 HERE = Path(__file__).resolve().parent
@@ -204,19 +202,6 @@ def test_an_odd_service_account_token_with_a_role_is_an_aws_error_not_a_crash(
 
 
 def test_a_short_atheris_run_finds_no_contract_breach(tmp_path: Path):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        [sys.executable, str(HERE / "fuzz_stdin.py"), str(corpus), str(HERE / "corpus"),
-         f"-dict={HERE / 'stdin.dict'}", "-timeout=0", "-max_len=4096",
-         f"-max_total_time={SECONDS}",
-         "-seed=1", f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=SECONDS + 120, check=False)
-    tail = result.stderr[-4000:]
-    assert result.returncode == 0, f"atheris found a breach (input saved in {tmp_path}):\n{tail}"
-    runs = re.search(r"stat::number_of_executed_units:\s+(\d+)", result.stderr)
-    assert runs is not None, tail
-    assert int(runs.group(1)) >= 100 * SECONDS, f"only {runs.group(1)} inputs:\n{tail}"
-    print(f"\natheris: {runs.group(1)} inputs in {SECONDS} s")
-    assert not list(tmp_path.glob("crash-*"))
+    runs = run_atheris("fuzz_stdin.py", "corpus", "stdin.dict", tmp_path, SECONDS,
+                       min_per_second=100, options=["-timeout=0", "-max_len=4096"])
+    print(f"\natheris: {runs} inputs in {SECONDS} s")

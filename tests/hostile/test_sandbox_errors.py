@@ -20,25 +20,8 @@ from tests.hostile.conftest import clean_failure
 from tests.support.faultproxy import FaultProxy
 from tests.support.kubelet import exec_provider, request
 from tests.support.registry import Registry
+from tests.support.sandbox import images, pull_sandbox
 from tests.support.stack import ECR_HOST, REGISTRY_PASSWORD, SANDBOX_IMAGE
-
-
-@pytest.fixture
-def node_env(aws, tmp_path) -> dict[str, str]:
-    """A systemd unit's environment: no HOME, AWS reachable as the stand-in."""
-    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **aws.env(),
-            "ECRCRED_CACHE_DIR": str(tmp_path / "cache")}
-
-
-def pull_sandbox(binary, containerd, env, *args, timeout=120):
-    return subprocess.run(
-        [binary, "pull-sandbox", "--containerd-config", containerd.config_path,
-         "--runtime-endpoint", containerd.endpoint, *args],
-        env=env, capture_output=True, timeout=timeout, check=False)
-
-
-def images(containerd) -> list[str]:
-    return containerd.ctr("images", "ls", "-q", check=True).stdout.split()
 
 
 def pull_failure(result, code: int, *needles: str) -> str:
