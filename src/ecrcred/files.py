@@ -72,11 +72,6 @@ class SmallFile(Record):
     mode: int  # the permission bits
 
     @property
-    def foreign_writable(self) -> bool:
-        """Whether a user other than root and the owner may write it (group or others)."""
-        return bool(self.mode & 0o022)
-
-    @property
     def private(self) -> bool:
         """No permission for group or others (0600 or less)."""
         return not self.mode & 0o077
@@ -117,32 +112,52 @@ def strangers_may_write(uid: int, mode: int, euid: int, *, sticky_ok: bool) -> s
     return ""
 
 
-def check_parents(path: str, euid: int | None = None) -> Untrusted | None:
-    """The first directory above ``path`` through which another user could have replaced the
-    file (following their symlinks as the kernel does, when root or we own them), or None. For
-    files that root's own configuration names (a config file, a password file, a docker
-    config): the file itself is judged by its own owner and mode."""
-    euid = os.geteuid() if euid is None else euid
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd = open_trusted_dir(directory, euid, holds_named_file=True)
-    except Untrusted as exc:
-        return exc
-    except OSError:
-        return None  # a directory we cannot open: the read itself says what is wrong
-    os.close(fd)
-    return None
+class NamedFile(Record):
+    """A file that root's own configuration names, read (``found``), and why a user other than
+    root and us could have written it or redirected the path to it (``stranger``; "" when
+    none could)."""
+
+    found: SmallFile
+    stranger: str
 
 
-def stranger_could_write(path: str, found: SmallFile, euid: int | None = None) -> str:
-    """Why a file that root's configuration names, read as ``found``, could have been written
-    by a user other than root and us (the file itself, or a directory above it), or ""."""
+def read_named(path: str, limit: int, euid: int | None = None) -> NamedFile:
+    """Read a file named by root's configuration (a config, password or docker config file),
+    following symlinks as a path does, and judge everything the read went through: each
+    directory from ``/`` down (``open_trusted_dir``), each symlink on the way and the directories
+    its target runs through, and the file itself by the descriptor that was read. The read and
+    the judgement are one walk, so no path is looked up twice.
+
+    A path through something another user could change is still read (through the plain path)
+    and ``stranger`` says why: the caller refuses it (the config file) or warns (a password
+    file). Raises OSError as ``read_small`` does (FileNotFoundError when it is missing); a
+    directory that cannot be opened is an error, never taken as trusted."""
     euid = os.geteuid() if euid is None else euid
-    why = strangers_may_write(found.uid, found.mode, euid, sticky_ok=False)
-    if why:
-        return f"{path} is {why}"
-    parent = check_parents(path, euid)
-    return f"{parent.path} is {parent.why}" if parent else ""
+    current = os.path.abspath(path)
+    for _link in range(MAX_SYMLINKS + 1):
+        directory, name = os.path.split(current)
+        try:
+            fd = open_trusted_dir(directory, euid, holds_named_file=True)
+        except Untrusted as exc:
+            return NamedFile(read_small(path, limit), f"{exc.path} is {exc.why}")
+        try:
+            found = read_small(name, limit, dir_fd=fd, follow=False)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                raise
+            if st.st_uid not in (0, euid):
+                return NamedFile(read_small(path, limit),
+                                 f"{current} is a symlink owned by uid {st.st_uid}")
+            current = os.path.join(directory, os.readlink(name, dir_fd=fd))
+            continue
+        finally:
+            os.close(fd)
+        why = strangers_may_write(found.uid, found.mode, euid, sticky_ok=False)
+        return NamedFile(found, f"{current} is {why}" if why else "")
+    raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
 
 
 def open_trusted_dir(path: str, euid: int | None = None, *, create: bool = False,
@@ -197,7 +212,8 @@ def _walk(path: str, euid: int, create: bool, lenient_last: bool) -> int | str:
                     raise
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 if not stat.S_ISLNK(st.st_mode):
-                    raise NotADirectoryError(errno.ENOTDIR, "not a directory", where) from None
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
+                                             where) from None
                 if last:
                     raise Untrusted(where, "a symlink (the directory itself must not be one)"
                                     ) from None

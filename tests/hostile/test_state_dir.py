@@ -382,3 +382,42 @@ def test_as_an_unprivileged_user_its_own_cache_works_and_roots_is_left_alone(
     assert list(roots.iterdir()) == []
     assert mode(roots) == 0o755
 
+
+
+def test_a_config_reached_through_a_symlink_into_another_users_directory_is_refused(
+        ecrcred_bin, kubelet_env, aws, shared_dir, tmp_path):
+    # root's /etc-like directory holds a symlink (root's own) to a file in a directory another
+    # user owns: that user could swap the file for one naming any root-only file as a password.
+    password = tmp_path / "harbor-password"
+    password.write_text("harbor-password-value\n")
+    os.chmod(password, 0o600)
+    theirs = shared_dir / "theirs"
+    theirs.mkdir()
+    target = harbor_config(theirs, password)
+    os.chown(theirs, NOBODY, NOBODY)
+    etc = shared_dir / "etc"
+    etc.mkdir()
+    (etc / "ecrcred.json").symlink_to(target)
+
+    result = exec_provider(ecrcred_bin, request(f"{HARBOR}/app"),
+                           {**kubelet_env, "ECRCRED_CONFIG": str(etc / "ecrcred.json")})
+
+    clean_failure(result, 4, "[BAD_CONFIG]", f"{theirs} is owned by uid {NOBODY}")
+
+
+def test_a_password_file_symlinked_through_another_users_directory_is_warned_about(
+        ecrcred_bin, kubelet_env, aws, shared_dir, tmp_path):
+    theirs = shared_dir / "theirs"
+    theirs.mkdir()
+    real = theirs / "harbor-password"
+    real.write_text("harbor-password-value\n")
+    os.chmod(real, 0o600)
+    os.chown(theirs, NOBODY, NOBODY)
+    link = tmp_path / "harbor-password"
+    link.symlink_to(real)
+    env = {**kubelet_env, "ECRCRED_CONFIG": str(harbor_config(tmp_path, link))}
+
+    _doc, result = answer_ok(ecrcred_bin, env, image=f"{HARBOR}/app")
+
+    (warning,) = warnings(result, "password file")
+    assert str(link) in warning and f"{theirs} is owned by uid {NOBODY}" in warning

@@ -28,7 +28,7 @@ from ecrcred import __version__
 from ecrcred.config import DEFAULT_CONFIG_PATH
 from ecrcred.config.rules import defaults, from_compiled
 from ecrcred.errors import ConfigError
-from ecrcred.files import Untrusted, read_small, sha256_hex, stranger_could_write
+from ecrcred.files import Untrusted, read_named, sha256_hex
 from ecrcred.settings import pick
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
@@ -83,7 +83,7 @@ def _read(path: str, setting: Setting) -> bytes | None:
     """The config file's bytes (None: no file at the default path), refused when it is not a
     regular file, too large, or could have been written by a user other than root and us."""
     try:
-        found = read_small(path, MAX_CONFIG_BYTES)
+        named = read_named(path, MAX_CONFIG_BYTES)
     except (FileNotFoundError, NotADirectoryError):
         if setting.origin == "default":
             return None
@@ -96,16 +96,16 @@ def _read(path: str, setting: Setting) -> bytes | None:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}",
                           hint="check its permissions") from None
+    found = named.found
     if len(found.data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"config {path} is larger than {MAX_CONFIG_BYTES} bytes",
                           hint="this is not an ecrcred config file")
-    why = stranger_could_write(path, found)
-    if why:
+    if named.stranger:
         raise ConfigError(
-            f"config {path} is not used: {why}, so another user could choose the files and "
-            "programs ecrcred reads and runs as root",
-            hint="make the file and every directory above it root's, with no write for group "
-            "or others (chown root:, chmod go-w)")
+            f"config {path} is not used: {named.stranger}, so another user could choose the "
+            "files and programs ecrcred reads and runs as root",
+            hint="make the file, every directory above it and any symlink on the way root's, "
+            "with no write for group or others (chown root:, chmod go-w)")
     return found.data
 
 

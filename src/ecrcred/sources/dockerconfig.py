@@ -21,7 +21,7 @@ import os
 
 from ecrcred._record import Record
 from ecrcred.errors import DockerConfigError
-from ecrcred.files import Untrusted, read_small, stranger_could_write
+from ecrcred.files import Untrusted, read_named
 from ecrcred.imageref import (
     DOCKER_HUB,
     glob_host_match,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ecrcred.config.rules import DockerConfigOptions
-    from ecrcred.files import SmallFile
+    from ecrcred.files import NamedFile
     from ecrcred.records import Pod
     from ecrcred.seams import Clock, CredentialSource, Logger
 
@@ -134,13 +134,14 @@ def read_docker_config(path: str, *, log: Logger | None = None) -> DockerConfig 
     or ``credsStore`` is a ``config.json``, anything else the legacy ``.dockercfg`` bare map.
     With ``log``, warns when a file holding passwords is open to group or others."""
     try:
-        found = read_small(path, MAX_DOCKER_CONFIG_BYTES)
+        named = read_named(path, MAX_DOCKER_CONFIG_BYTES)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except Untrusted:  # a FIFO would block the plugin until the kubelet kills it
         raise _Unusable(path, "is not a regular file") from None
     except OSError as exc:
         raise _Unusable(path, f"cannot be read: {exc.strerror}") from None
+    found = named.found
     if len(found.data) > MAX_DOCKER_CONFIG_BYTES:
         raise _Unusable(path, f"is larger than {MAX_DOCKER_CONFIG_BYTES} bytes")
     try:
@@ -156,19 +157,20 @@ def read_docker_config(path: str, *, log: Logger | None = None) -> DockerConfig 
         raise _Unusable(path, "holds a value that is not valid in a docker config") from None
     config = _parse(path, data)
     if log is not None:
-        _warn_about_mode(path, found, config, log)
+        _warn_about_mode(path, named, config, log)
     return config
 
 
-def _warn_about_mode(path: str, found: SmallFile, config: DockerConfig, log: Logger) -> None:
+def _warn_about_mode(path: str, named: NamedFile, config: DockerConfig, log: Logger) -> None:
     """A docker config names the helper programs root will run and holds passwords: say so when
     another user could have written it, or may read it."""
+    found = named.found
     if config.auths and not found.private:
         log.warning(
             f"docker config file {path} is readable or writable by group or others (mode "
             f"{found.mode:04o}) and holds registry passwords; run chmod 600 {path}"
         )
-    why = stranger_could_write(path, found)
+    why = named.stranger
     if why and (config.cred_helpers or config.creds_store or config.auths):
         log.warning(f"docker config file {path} could have been written by another user "
                     f"({why}); it chooses the credentials and helper programs root uses: make "

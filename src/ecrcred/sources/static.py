@@ -11,7 +11,7 @@ where the secret lives, and the kubelet is told to keep the answer only for the 
 from __future__ import annotations
 
 from ecrcred.errors import SecretFileError
-from ecrcred.files import Untrusted, read_small, stranger_could_write
+from ecrcred.files import Untrusted, read_named
 from ecrcred.imageref import registry_host
 from ecrcred.sources import DEFAULT_UNCACHED_DURATION, fixed_lookup
 
@@ -70,18 +70,22 @@ class StaticSource:
         path = self._file
         assert path is not None  # noqa: S101 - the constructor guarantees one of the two
         try:
-            found = read_small(path, MAX_SECRET_BYTES)
+            named = read_named(path, MAX_SECRET_BYTES)
         except OSError as exc:
             what = exc.why if isinstance(exc, Untrusted) else exc.strerror
             raise SecretFileError(
                 f"cannot read password file {path} for user {self._username}: {what}",
                 hint="create it (mode 0600) or fix passwordFile in the ecrcred config") from None
+        found = named.found
         raw = found.data
+        stranger = named.stranger
         if not found.private:
+            replaced = f"; it could have been replaced by another user ({stranger})" \
+                if stranger else ""
             self._log.warning(
                 f"password file {path} is accessible to other users (mode "
-                f"{found.mode:04o}); run: chmod 0600 {path}")
-        elif stranger := stranger_could_write(path, found):
+                f"{found.mode:04o}); run: chmod 0600 {path}{replaced}")
+        elif stranger:
             self._log.warning(
                 f"password file {path} could have been replaced by another user ({stranger}); "
                 "make it and its directories root's, with no write for group or others")
