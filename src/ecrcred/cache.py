@@ -129,9 +129,29 @@ class FileCache:
                                             "--cache-dir (ECRCRED_CACHE_DIR)")
             )
 
+    def _live_state(self, create: bool = True) -> StateDir | None:
+        """``state`` for a write: opened again (once) when the directory we hold open has been
+        removed (no links left: an ``rm -rf`` under a long-lived ``pull-sandbox --watch``), or
+        every later write would fail and locking would be off for good. Never on a read: a
+        cache hit does no more than it did."""
+        state = self.state(create)
+        if state is None:
+            return None
+        try:
+            removed = os.fstat(state.fd).st_nlink == 0
+        except OSError:
+            removed = False
+        if not removed:
+            return state
+        self._log.debug(f"token cache directory {self.directory} was removed; opening it again")
+        state.close()
+        self._state = None
+        return self.state(create)
+
     def close(self) -> None:
         if self._state is not None:
             self._state.close()
+            self._state = None
 
     def path(self, key: CacheKey) -> str:
         return f"{self.directory}/{file_stem(key)}.json"
@@ -183,7 +203,7 @@ class FileCache:
     # -- writing ---------------------------------------------------------------------------
 
     def store(self, key: CacheKey, token: Token) -> None:
-        state = self.state()
+        state = self._live_state()
         if state is None:
             return
         body = _envelope(key, username=token.username, password=token.password,
@@ -197,11 +217,13 @@ class FileCache:
         """Remember a throttled fetch for ``key``, or (None) forget it. Best effort: without
         the file every execution simply calls AWS, as it would with no cache."""
         name = f"{file_stem(key)}.throttled"
-        state = self.state(create=throttled is not None)
-        if state is None:
-            return
         if throttled is None:
-            state.unlink(name)
+            state = self.state(create=False)
+            if state is not None:
+                state.unlink(name)
+            return
+        state = self._live_state()
+        if state is None:
             return
         body = _envelope(key, throttled_at=throttled.at, until=throttled.until)
         try:
@@ -213,7 +235,7 @@ class FileCache:
 
     def lock(self, key: CacheKey) -> _Lock:
         """An exclusive ``flock`` on ``<digest>.lock`` while the ``with`` block runs."""
-        state = self.state()
+        state = self._live_state()
         if state is None:
             return _Lock(None)
         fd = state.open_lock(f"{file_stem(key)}.lock", self._log)

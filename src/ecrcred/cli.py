@@ -431,8 +431,6 @@ def _get_credentials(w: Wiring) -> int:
                          f"{timeout_setting.origin}) is not a number of seconds from {low:g} to "
                          f"{high:g}", hint="the kubelet kills a plugin after 60s")
     clock = SystemClock()
-    # The lock wait ends before the deadline, so its own message (who holds it) can be seen.
-    cache, state_dir = w.token_cache(lock_timeout=timeout * 0.8)
     # A throttling hold (at most 7.5 s) is waited out only in the first half of our time: the
     # fetch after it needs the other half.
     wait_until = clock.monotonic() + timeout / 2
@@ -440,6 +438,10 @@ def _get_credentials(w: Wiring) -> int:
     with deadline(timeout, "get-credentials",
                   hint="check the node's network path to the registry's token API, or raise "
                   "--timeout (ECRCRED_TIMEOUT)"):
+        # Inside the deadline: opening the cache directory walks (and may make) its path, and a
+        # hung mount there must end in our error line, not in the kubelet's SIGKILL.
+        # The lock wait ends before the deadline, so its own message (who holds it) can be seen.
+        cache, state_dir = w.token_cache(lock_timeout=timeout * 0.8)
         router = w.router(clock, state_dir, aws_timeout=min(10.0, timeout))
         output = run_plugin(_read_request(w.stdin), router, cache, clock, w.log, wait_until)
         # Still inside the deadline: a stdout pipe that nobody reads must not hold us past it.

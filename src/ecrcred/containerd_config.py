@@ -37,15 +37,19 @@ Facts: docs/containerd.md. Parsing uses the standard library's tomllib.
 from __future__ import annotations
 
 import copy
+import errno
 import glob
 import os
 import tomllib
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from ecrcred import files
 from ecrcred.errors import ConfigError, ConfigMissing
 
 DEFAULT_CONFIG = "/etc/containerd/config.toml"
+# containerd's config files and hosts.toml are a few KB; a larger one is not one of them.
+MAX_FILE = 1 << 20
 # containerd 1.x globs a relative import pattern from its working directory: systemd's default
 DAEMON_WORKING_DIRECTORY = "/"
 
@@ -112,6 +116,16 @@ def _table(doc: Any, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def read_file(path: str) -> bytes:
+    """The bytes of a small regular file, opened without blocking (a FIFO planted at ``path``
+    would hold us otherwise). OSError as ``open`` raises it, ``files.Untrusted`` ("not a
+    regular file") too, and EFBIG when it holds more than ``MAX_FILE`` bytes."""
+    data = files.read_small(path, MAX_FILE).data
+    if len(data) > MAX_FILE:
+        raise OSError(errno.EFBIG, f"larger than {MAX_FILE >> 20} MiB", path)
+    return data
+
+
 def _str(doc: dict[str, Any], key: str) -> str | None:
     value = doc.get(key)
     return value if isinstance(value, str) and value else None
@@ -119,8 +133,7 @@ def _str(doc: dict[str, Any], key: str) -> str | None:
 
 def _read(path: str, imported_by: str | None = None) -> dict[str, Any]:
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        return tomllib.loads(read_file(path).decode())
     except FileNotFoundError:
         if imported_by is not None:
             raise ConfigError(

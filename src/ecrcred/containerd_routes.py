@@ -19,7 +19,7 @@ import os
 import tomllib
 from typing import Any, NamedTuple
 
-from ecrcred.containerd_config import ContainerdConfig, LegacyHost
+from ecrcred.containerd_config import ContainerdConfig, LegacyHost, _table, read_file
 from ecrcred.errors import ConfigError
 from ecrcred.imageref import DOCKER_HUB
 
@@ -62,11 +62,6 @@ class RegistryHosts(NamedTuple):
 
 def default_server(host: str) -> str:
     return DOCKER_HUB_SERVER if host == DOCKER_HUB else f"https://{host}"
-
-
-def _table(doc: Any, key: str) -> dict[str, Any]:
-    value = doc.get(key) if isinstance(doc, dict) else None
-    return value if isinstance(value, dict) else {}
 
 
 def _url_host(url: str) -> str:
@@ -253,8 +248,7 @@ def registry_hosts(config: ContainerdConfig, host: str) -> RegistryHosts:
         return _direct(host, f"no {os.path.join(config.config_path.value, host)}/hosts.toml")
     path = os.path.join(directory, "hosts.toml")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_file(path)
     except FileNotFoundError:
         data = None
     except OSError as exc:

@@ -69,8 +69,13 @@ def resolve_lookup(lookup: Lookup, cache: TokenCache, clock: Clock, log: Logger,
     second half; ``doctor`` calls it with the lookup ``Router.explain`` already made)."""
     fetch = lookup.fetch if pod is None else _refusing_echo(lookup, pod)
     if lookup.cache_key is None:
-        return Resolved(lookup, fetch(), DIRECT)
-    token, how = get_or_fetch(cache, lookup.cache_key, fetch, clock, log, wait_until=wait_until)
+        token, how = fetch(), DIRECT
+    else:
+        token, how = get_or_fetch(cache, lookup.cache_key, fetch, clock, log,
+                                  wait_until=wait_until)
+    # Every answer's password, a cache hit's and a last resort's too (no fetch registered
+    # those): whatever is logged after this may quote it. A set insert, cheap on a hit.
+    log.add_secret(token.password)
     return Resolved(lookup, token, how)
 
 

@@ -126,7 +126,6 @@ def credentials_resolver(source: CredentialSource, cache: TokenCache, clock: Clo
             return PullCredentials(None,
                                    f"none: no credential source knows {registry_host(name)}",
                                    from_cache=False)
-        log.add_secret(resolved.token.password)
         return PullCredentials(Auth(resolved.token.username, resolved.token.password),
                                resolved.lookup.describe, from_cache=resolved.how == HIT)
 
@@ -182,10 +181,6 @@ def classify(error: PullError, image: str) -> str:
     if error.status in _REJECTED_STATUS or _REJECTED.search(words):
         return REJECTED
     return TRANSIENT
-
-
-def is_permanent(error: PullError, image: str) -> bool:
-    return classify(error, image) != TRANSIENT
 
 
 class RetryPolicy(NamedTuple):
@@ -393,8 +388,14 @@ class SandboxKeeper:
         except EcrcredError as exc:
             self._report(Action("failed", self.image, reason, 0.0, exc.one_line()))
         except Exception as exc:  # noqa: BLE001 - a bug must not end the safety net silently
+            import traceback
+
+            # The type only, as cli.main says an internal error: the exception's text may quote
+            # a secret never registered with the logger (a response body, a key), and this line
+            # goes to stdout. The traceback goes to the debug log, which scrubs what it knows.
+            self._log.debug(traceback.format_exc())
             self._report(Action("failed", self.image, reason, 0.0,
-                                f"internal error: {type(exc).__name__}: {exc} [INTERNAL]"))
+                                f"internal error: {type(exc).__name__} [INTERNAL]"))
 
 
 def _transient_hint(error: RuntimeServiceError, image: str) -> str:

@@ -718,7 +718,7 @@ def test_a_hosts_toml_containerd_cannot_use_is_followed_to_where_containerd_goes
         assert "failed to decode hosts.toml" in containerd.log_tail(200)
     if case == "a-directory":
         assert route["status"] == "fail", checks
-        assert route["message"].startswith(f"cannot read {hosts_toml} (Is a directory): "
+        assert route["message"].startswith(f"cannot read {hosts_toml} (not a regular file): "
                                            f"containerd fails every pull from {FALLBACK_HOST}")
         assert f"read {hosts_toml}: is a directory" in said, said
         return

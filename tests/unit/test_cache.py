@@ -129,6 +129,27 @@ def test_an_existing_directory_of_ours_open_to_reading_is_used_as_found_with_a_w
     assert str(directory) in warning and "chmod 0700" in warning
 
 
+def test_a_cache_directory_removed_under_a_long_lived_process_is_made_again_on_write(
+        tmp_path: Path):
+    # pull-sandbox --watch keeps the directory open for days; an rm -rf must not end the cache.
+    import shutil
+
+    directory = tmp_path / "cache"
+    log = RecordingLogger()
+    cache = file_cache(directory, log=log)
+    cache.store(KEY, token())
+    shutil.rmtree(directory)
+    cache.store(KEY, token())
+    assert os.path.isfile(cache.path(KEY))
+    with cache.lock(KEY):
+        assert os.path.isfile(f"{directory}/{Path(cache.path(KEY)).stem}.lock")
+    shutil.rmtree(directory)
+    cache.store_throttled(KEY, Throttled(T0, T0 + 60))
+    assert os.path.isfile(cache.throttled_path(KEY))
+    assert log.at("warning") == []
+    cache.close()
+
+
 def test_store_leaves_no_temporary_files(tmp_path: Path):
     cache = file_cache(tmp_path)
     cache.store(KEY, token())
@@ -271,7 +292,8 @@ def test_write_failures_after_a_good_start_warn_once(tmp_path: Path):
         cache.store(KEY, token())
     warnings = log.at("warning")
     assert len(warnings) == 1
-    assert "cannot write token cache file" in warnings[0]
+    # The removed directory is opened again once, and the file at its name says why it cannot.
+    assert f"cannot use token cache directory {directory} (Not a directory)" in warnings[0]
     assert directory.read_text() == "now a file"
 
 

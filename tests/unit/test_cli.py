@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -314,3 +315,30 @@ def test_a_wiring_bug_is_an_internal_error_not_bad_configuration(
     assert code == EXIT_INTERNAL == 70
     assert err.getvalue() == ("ecrcred: error: internal error: WiringError; rerun with --debug "
                               "for a traceback and report it [INTERNAL]\n")
+
+
+def test_get_credentials_opens_the_token_cache_inside_its_deadline(
+        streams: Streams, env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
+    # A hung mount on the cache path must end in our own error line, not the kubelet's SIGKILL.
+    import contextlib
+
+    from ecrcred import deadline
+
+    order: list[str] = []
+    real_deadline, real_token_cache = deadline.deadline, cli.Wiring.token_cache
+
+    @contextlib.contextmanager
+    def recorded_deadline(*args: Any, **kwargs: Any) -> Iterator[None]:
+        order.append("deadline")
+        with real_deadline(*args, **kwargs):
+            yield
+        order.append("deadline over")
+
+    def recorded_token_cache(self: cli.Wiring, lock_timeout: float) -> Any:
+        order.append("token cache")
+        return real_token_cache(self, lock_timeout)
+
+    monkeypatch.setattr(deadline, "deadline", recorded_deadline)
+    monkeypatch.setattr(cli.Wiring, "token_cache", recorded_token_cache)
+    assert streams.run(["get-credentials", "--no-cache"], env) == 0, err(streams)
+    assert order == ["deadline", "token cache", "deadline over"]

@@ -436,7 +436,7 @@ def test_a_hosts_toml_containerd_cannot_read_fails_every_pull_naming_it(tmp_path
     path.mkdir(parents=True)
     with pytest.raises(ConfigError) as err:
         containerd_routes.registry_hosts(config, HOST)
-    assert err.value.message.startswith(f"cannot read {path} (Is a directory): containerd "
+    assert err.value.message.startswith(f"cannot read {path} (not a regular file): containerd "
                                         f"fails every pull from {HOST}")
 
 
@@ -712,3 +712,52 @@ def test_a_wildcard_from_an_import_replaces_the_main_files_mirrors_on_containerd
     assert urls(containerd_routes.registry_hosts(config, HOST))[0] == "https://cache.example.com"
     assert urls(containerd_routes.registry_hosts(config, "docker.io")) == [
         "https://cache.example.com", "https://registry-1.docker.io"]
+
+
+def within(seconds, call):
+    """``call()``'s result or exception, failing the test (not hanging it) when it blocks."""
+    import threading
+
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"blocked for {seconds}s"
+    return outcome[0]
+
+
+def test_a_fifo_as_the_containerd_config_is_reported_unreadable_not_waited_on(tmp_path):
+    import os
+
+    path = tmp_path / "config.toml"
+    os.mkfifo(path)
+    err = within(5, lambda: containerd_config.load(str(path)))
+    assert isinstance(err, ConfigError) and not isinstance(err, ConfigMissing)
+    assert err.message == f"cannot read containerd config {path}: not a regular file"
+
+
+def test_a_fifo_as_a_hosts_toml_is_reported_unreadable_not_waited_on(tmp_path):
+    import os
+
+    config, certs = with_config_path(tmp_path)
+    (certs / HOST).mkdir()
+    path = certs / HOST / "hosts.toml"
+    os.mkfifo(path)
+    err = within(5, lambda: containerd_routes.registry_hosts(config, HOST))
+    assert isinstance(err, ConfigError)
+    assert err.message.startswith(f"cannot read {path} (not a regular file): containerd "
+                                  f"fails every pull from {HOST}")
+
+
+def test_a_containerd_config_larger_than_a_mebibyte_is_not_read(tmp_path):
+    path = write(tmp_path / "config.toml", "#" * (containerd_config.MAX_FILE + 1))
+    with pytest.raises(ConfigError) as err:
+        containerd_config.load(path)
+    assert err.value.message == f"cannot read containerd config {path}: larger than 1 MiB"

@@ -354,3 +354,17 @@ def test_the_executable_bit_is_what_counts_for_root_too(node: Node):
     path = node.executable(mode=0o600)
     assert not os.access(path, os.X_OK)
     assert node.check()["kubelet.provider"].status == FAIL
+
+
+def test_a_fifo_as_the_provider_config_is_reported_unreadable_not_waited_on(node: Node) -> None:
+    import threading
+
+    os.mkfifo(node.config)
+    found: list[dict[str, Check]] = []
+    thread = threading.Thread(target=lambda: found.append(node.check()), daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), "doctor blocked on a FIFO"
+    config = found[0]["kubelet.config"]
+    assert (config.status, config.message) == (FAIL, f"cannot read {node.config}: not a regular "
+                                                     "file")

@@ -311,7 +311,7 @@ def test_an_unreadable_hosts_toml_fails_the_registry_check_naming_it(tmp_path: P
     checks, config, hosts = config_checks(setting)
     assert statuses(checks) == {"runtime.containerd-config": OK, "runtime.registry-config": FAIL}
     assert checks["runtime.registry-config"].message.startswith(
-        f"cannot read {certs}/registry.example.com/hosts.toml (Is a directory): containerd "
+        f"cannot read {certs}/registry.example.com/hosts.toml (not a regular file): containerd "
         "fails every pull from registry.example.com")
     assert config is not None
     assert [e.url for e in hosts.endpoints] == ["https://registry.example.com"]

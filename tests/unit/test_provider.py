@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 
 from ecrcred.errors import NoSourceError, RequestError, SourceError
 from ecrcred.kubelet import API_VERSIONS
+from ecrcred.log import DEBUG, StderrLogger
 from ecrcred.provider import run_plugin
 from ecrcred.records import CacheKey
 from ecrcred.tokens import Token
@@ -118,6 +120,22 @@ def test_run_plugin_never_logs_the_registry_password():
                log)
     assert log.lines, "a debug line says how the token was obtained"
     assert all("registry-password-value" not in message for _level, message in log.lines)
+
+
+@pytest.mark.parametrize("how", ["hit", "last resort"])
+def test_a_cached_answers_password_is_scrubbed_from_later_messages(how: str):
+    # No fetch ran, so no source registered it: resolving the answer must.
+    cache = DictCache()
+    cached = token("cached-password-value")
+    cache.tokens[source_key()] = cached
+    clock = FakeClock(now=T0 if how == "hit" else cached.expires_at - 30 * 60)
+    stream = io.StringIO()
+    log = StderrLogger(stream, level=DEBUG)
+    fetch = CountingFetch(SourceError("the token API is down"))
+    raw = run_plugin(request(), FakeSource({HOST}, fetch), cache, clock, log)
+    assert json.loads(raw)["auth"][HOST]["password"] == "cached-password-value"
+    log.error("a later failure quoting cached-password-value")
+    assert "cached-password-value" not in stream.getvalue()
 
 
 @pytest.mark.parametrize(("image", "shown"), [

@@ -250,7 +250,7 @@ def test_without_a_pod_token_the_source_receives_no_pod(extra: dict[str, object]
     log = RecordingLogger()
     ask(source, log=log, **extra)
     assert source.asked == [(IMAGE, None)]
-    assert log.secrets == []
+    assert log.secrets == [token().password]  # the answer's own, and no pod token
 
 
 def test_resolve_hands_the_pod_to_its_source():

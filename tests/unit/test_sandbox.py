@@ -13,6 +13,7 @@ from ecrcred.errors import DeadlineExceeded, PullError, RuntimeServiceError, Thr
 from ecrcred.fetch import HOLD_MARGIN
 from ecrcred.records import Throttled
 from ecrcred.sandbox import (
+    TRANSIENT,
     Action,
     PullCredentials,
     RetryPolicy,
@@ -20,7 +21,6 @@ from ecrcred.sandbox import (
     classify,
     credentials_resolver,
     format_action,
-    is_permanent,
 )
 from ecrcred.tokens import Token
 from tests.unit.fakes import (
@@ -173,7 +173,7 @@ def test_only_the_runtimes_status_words_decide_not_names_in_urls_or_references(
         detail: str, permanent: bool):
     error = PullError(f"the runtime at unix:///tmp/ecd-403/c.sock could not pull {DENIED_APP}: "
                       f"{detail}", detail=detail)
-    assert is_permanent(error, DENIED_APP) is permanent
+    assert (classify(error, DENIED_APP) != TRANSIENT) is permanent
 
 
 def test_a_transient_failure_for_an_image_named_like_a_refusal_is_still_retried():
@@ -267,6 +267,16 @@ def test_an_unexpected_error_in_a_watch_pass_is_reported_and_the_watch_goes_on()
     k, actions = keeper(Broken(IMAGE))
     k._ensure_logged("periodic check")
     assert actions[0].action == "failed" and "INTERNAL" in actions[0].detail
+
+
+def test_an_unexpected_errors_text_is_not_reported_only_its_type():
+    class Broken(FakeImageService):
+        def image_status(self, image):
+            raise ValueError("unregistered-secret-in-a-response-body")
+
+    k, actions = keeper(Broken(IMAGE))
+    k._ensure_logged("periodic check")
+    assert actions[0].detail == "internal error: ValueError [INTERNAL]"
 
 
 # -- a throttling hold on the registry's token ---------------------------------------------------

@@ -756,3 +756,36 @@ def test_a_child_whose_name_holds_parentheses_and_spaces_is_found(tmp_path: Path
     finally:
         child.kill()
         child.wait()
+
+
+def test_killing_what_a_helper_left_behind_ends_when_its_descendants_keep_forking(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fork storm, faked: every listing finds a new child, and each one dies when killed.
+    pids = iter(range(10_000_000, 20_000_000))
+    monkeypatch.setattr(helper, "_children", lambda: {(next(pids), 1)})
+    monkeypatch.setattr(helper, "_reap", lambda pid, deadline: True)
+    monkeypatch.setattr(helper.os, "kill", lambda pid, sig: None)
+    monkeypatch.setattr(helper, "REAP_TIMEOUT", 0.05)
+    log = RecordingLogger()
+    started = time.monotonic()
+    SubprocessRunner(log=log)._kill_left_behind(["/bin/docker-credential-x"], set())
+    assert time.monotonic() - started < 5
+    [warning] = log.at("warning")
+    assert warning.startswith("1 process(es) that docker-credential-x started")
+
+
+def test_killing_a_helper_group_waits_for_its_leader_a_bounded_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Unkillable:
+        pid = 2**22 + 1  # no such process group: os.killpg finds no one
+
+        def __init__(self) -> None:
+            self.timeouts: list[float | None] = []
+
+        def wait(self, timeout: float | None = None) -> int:
+            self.timeouts.append(timeout)
+            raise subprocess.TimeoutExpired("helper", timeout or 0)
+
+    leader = Unkillable()
+    helper._kill_group(leader)  # type: ignore[arg-type]
+    assert leader.timeouts == [helper.REAP_TIMEOUT]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ecrcred.cache import NullCache
 from ecrcred.clock import SystemClock
 from ecrcred.cri.client import GrpcRuntime
 from ecrcred.doctor import Collaborators, diagnose
@@ -17,12 +16,10 @@ from ecrcred.doctor.environment import processes
 from ecrcred.doctor.options import doctor_options
 from ecrcred.doctor.report import render_json, render_text
 from ecrcred.doctor.transport import HttpClient
-from ecrcred.errors import EXIT_OK, EcrcredError
+from ecrcred.errors import EXIT_OK
 
 if TYPE_CHECKING:
     from ecrcred.cli import Wiring
-    from ecrcred.files import StateDir
-    from ecrcred.seams import TokenCache
 
 
 def doctor(w: Wiring) -> int:
@@ -33,14 +30,9 @@ def doctor(w: Wiring) -> int:
         env, running, image=args.image, containerd_config_flag=args.containerd_config,
         runtime_endpoint=args.runtime_endpoint, provider_config=args.provider_config,
         provider_bin_dir=args.provider_bin_dir, timeout=args.timeout, skip=args.skip)
-    cache: TokenCache
-    state_dir: StateDir | None
-    try:
-        cache, state_dir = w.token_cache(lock_timeout=args.timeout)
-    except EcrcredError as exc:
-        # An unusable cache is one more thing doctor reports, not a reason to check nothing.
-        log.warning(f"{exc.one_line()}; checking without the token cache")
-        cache, state_dir = NullCache(), None
+    # An unusable cache never raises here: FileCache warns once and goes on without one, and
+    # doctor reports the rest.
+    cache, state_dir = w.token_cache(lock_timeout=args.timeout)
     collaborators = Collaborators(
         router=lambda: w.router(clock, state_dir, aws_timeout=args.timeout),
         cache=cache,

@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from ecrcred import containerd_config
-from ecrcred.cache import MemoryCache
+from ecrcred.cache import FileCache, MemoryCache
 from ecrcred.clock import SystemClock
 from ecrcred.cri.client import GrpcRuntime, resolve_endpoint
 from ecrcred.errors import EXIT_OK, OutputError
@@ -37,7 +37,8 @@ def pull_sandbox(w: Wiring) -> int:
                   f"{found.version})")
         image = found.value
     cache: TokenCache
-    cache, state_dir = w.token_cache(lock_timeout=30.0)
+    disk, state_dir = w.token_cache(lock_timeout=30.0)
+    cache = disk
     if args.watch:
         cache = MemoryCache(cache, clock)
     router = w.router(clock, state_dir, aws_timeout=10.0)
@@ -81,3 +82,5 @@ def pull_sandbox(w: Wiring) -> int:
         return EXIT_OK
     finally:
         runtime.close()
+        if isinstance(disk, FileCache):  # the directory it holds open (and the config's)
+            disk.close()

@@ -63,7 +63,6 @@ def check_credentials(image: str, router: Router, cache: TokenCache, clock: Cloc
         return [*checks, fail("credentials.token", message, exc.hint or "see the message",
                               details)], None
     token = resolved.token
-    log.add_secret(token.password)
     if resolved.how == DIRECT:
         message = (f"user {token.username} from {lookup.describe}; read at each request, never "
                    "cached by ecrcred")

@@ -11,10 +11,11 @@ for it, the runtime pulls it alone.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import TYPE_CHECKING, Any
 
-from ecrcred import kubeletconfig
+from ecrcred import files, kubeletconfig
 from ecrcred.doctor.report import Check, fail, ok, skip, warn
 from ecrcred.ecrhost import parse_ecr_host
 from ecrcred.imageref import glob_match, registry_host
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 DEFAULT_PROVIDER_CONFIG = "/etc/kubernetes/ecrcred/provider-config.yaml"
 DEFAULT_BIN_DIR = "/usr/libexec/kubernetes/kubelet-plugins/credential-provider/exec"
+# A provider config is a few KB: more is not one, and is not read.
+MAX_CONFIG = 1 << 20
 CONFIG_FLAG = "--image-credential-provider-config"
 BIN_DIR_FLAG = "--image-credential-provider-bin-dir"
 
@@ -57,8 +60,12 @@ def check_kubelet(image: str, config: Setting, bin_dir: Setting, self_path: str 
                   is_sandbox: bool) -> list[Check]:
     """``kubelet.config``, ``kubelet.provider``, ``kubelet.match``."""
     try:
-        with open(config.value, encoding="utf-8") as f:
-            text = f.read()
+        # Without blocking (a FIFO there would hang doctor) and bounded, as the kubelet's own
+        # config files are small; Untrusted ("not a regular file") is an OSError below.
+        data = files.read_small(config.value, MAX_CONFIG).data
+        if len(data) > MAX_CONFIG:
+            raise OSError(errno.EFBIG, f"larger than {MAX_CONFIG >> 20} MiB", config.value)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         return [fail("kubelet.config", f"{config.value} (from {config.origin}) does not exist",
                      f"pass the kubelet {CONFIG_FLAG}=<file> (our packages install "

@@ -158,7 +158,9 @@ class SubprocessRunner:
     def _kill_left_behind(self, argv: Sequence[str], before: set[tuple[int, int]]) -> None:
         """SIGKILL and reap every child of ours that was not there before the helper ran: the
         helper's descendants, re-parented to us as their parents died. A grandchild comes to us
-        only once its parent is dead, so this goes round until a round finds no one."""
+        only once its parent is dead, so this goes round until a round finds no one, or until
+        ``REAP_TIMEOUT`` has passed: descendants that keep forking would otherwise keep it going
+        for ever (``pull-sandbox --watch`` has no alarm to end it)."""
         import contextlib
         import signal
         import time
@@ -168,6 +170,13 @@ class SubprocessRunner:
         while True:
             left = [pid for pid, started in _children() if (pid, started) not in before]
             if not left:
+                break
+            if time.monotonic() >= deadline:
+                if self._log is not None:
+                    self._log.warning(
+                        f"{len(left)} process(es) that {os.path.basename(argv[0])} started were "
+                        f"still appearing after {REAP_TIMEOUT:g}s of killing them; left running"
+                    )
                 break
             for pid in left:
                 # Our child, alive or a zombie we have not reaped: its pid cannot be reused yet.
@@ -241,7 +250,9 @@ class SubprocessRunner:
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the helper's process group (it leads it: ``start_new_session``) and reap it."""
+    import contextlib
     import signal
+    import subprocess
 
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -249,7 +260,10 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         pass
     except PermissionError:  # a setuid member; the leader is still ours
         proc.kill()
-    proc.wait()
+    # Bounded: a leader in uninterruptible sleep (a hung NFS read) cannot die of SIGKILL sooner,
+    # and must not hold the kubelet longer; it is reaped later or by init once we exit.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=REAP_TIMEOUT)
 
 
 def _set_subreaper(value: int) -> str | None:
