@@ -4,7 +4,9 @@ is AWS_BAD_REPLY, not an internal error."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from botocore.stub import Stubber
 from botocore.utils import parse_timestamp
 
 from ecrcred.ecrhost import EcrRegistry, parse_ecr_host
-from ecrcred.errors import AwsError
+from ecrcred.errors import AwsError, WiringError
 from ecrcred.sources.aws import (
     MAX_CODE_TEXT,
     AwsCredentials,
@@ -43,7 +45,8 @@ def registry() -> EcrRegistry:
 
 @pytest.fixture
 def node_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore reads os.environ: the node's keys there (and no stray endpoint)."""
+    """botocore reads os.environ, and the adapters refuse any other environment: the node's
+    keys there (and no stray endpoint)."""
     for name, value in NODE_ENV.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL_STS",
@@ -72,7 +75,7 @@ def assert_one_clean_line(error: AwsError, *absent: str) -> str:
 # -- the server's text: bounded and escaped ----------------------------------------------------
 
 def test_a_huge_aws_error_message_is_cut_to_about_200_characters(node_keys: None):
-    error = ecr_error(BotoEcrApi(NODE_ENV), "AccessDeniedException", "A" * 300_000)
+    error = ecr_error(BotoEcrApi(os.environ), "AccessDeniedException", "A" * 300_000)
     line = assert_one_clean_line(error)
     assert "A" * 200 in line and "A" * 201 not in line
     assert "(cut, 300000 chars)" in line
@@ -82,7 +85,7 @@ def test_a_huge_aws_error_message_is_cut_to_about_200_characters(node_keys: None
 
 def test_control_characters_in_an_aws_error_message_are_escaped_not_emitted(node_keys: None):
     message = "denied\x1b[2J\nfake: line\r\nbell\x07"
-    line = assert_one_clean_line(ecr_error(BotoEcrApi(NODE_ENV), "AccessDeniedException",
+    line = assert_one_clean_line(ecr_error(BotoEcrApi(os.environ), "AccessDeniedException",
                                            message))
     assert r"denied\x1b[2J\nfake: line\r\nbell\x07" in line
 
@@ -97,7 +100,7 @@ def test_control_characters_in_an_aws_error_message_are_escaped_not_emitted(node
 ])
 def test_an_aws_error_code_is_quoted_and_our_code_keeps_only_its_letters_and_digits(
         node_keys: None, code: str, ours: str):
-    error = ecr_error(BotoEcrApi(NODE_ENV), code, "no")
+    error = ecr_error(BotoEcrApi(os.environ), code, "no")
     line = assert_one_clean_line(error)
     assert error.code == ours
     assert re.fullmatch(r"AWS_[A-Z0-9_]+", error.code)
@@ -137,15 +140,24 @@ def test_the_nodes_environment_secrets_echoed_by_aws_never_reach_the_message(
     # Cut at 200 characters, a secret starting at 190 would leave its first 10 behind, where
     # the logger's scrub no longer sees it whole.
     message = "m" * at + secret + " trailing"
-    line = assert_one_clean_line(ecr_error(BotoEcrApi(NODE_ENV), "AccessDeniedException",
+    line = assert_one_clean_line(ecr_error(BotoEcrApi(os.environ), "AccessDeniedException",
                                            message), secret[:10])
     assert "<redacted>" in line
 
 
-def test_secrets_the_credential_chain_resolved_are_removed_too(node_keys: None):
-    # The adapter's own env names no secret: only botocore's chain (os.environ here, a
-    # credentials file or IMDS on a node) knows this session token.
-    api = BotoEcrApi({"PATH": "/usr/bin"})
+def test_secrets_the_credential_chain_resolved_are_removed_too(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    # The environment names no secret: only botocore's chain (a credentials file here, IMDS or
+    # a container endpoint on a node) knows this session token.
+    for name in (*NODE_ENV, "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR"):
+        monkeypatch.delenv(name, raising=False)
+    credentials = tmp_path / "credentials"
+    credentials.write_text(f"[default]\naws_access_key_id = {NODE_ENV['AWS_ACCESS_KEY_ID']}\n"
+                           f"aws_secret_access_key = {SECRET_KEY}\n"
+                           f"aws_session_token = {SESSION_TOKEN}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "absent"))
+    api = BotoEcrApi(os.environ)
     line = assert_one_clean_line(ecr_error(api, "AccessDeniedException",
                                            "m" * 150 + SESSION_TOKEN), SESSION_TOKEN[:5])
     assert "<redacted>" in line
@@ -154,14 +166,14 @@ def test_secrets_the_credential_chain_resolved_are_removed_too(node_keys: None):
 def test_an_assumed_roles_secrets_echoed_by_ecr_never_reach_the_message(node_keys: None):
     assumed = AwsCredentials("ASIAASSUMED000000001", "assumed-secret-access-key-value",
                              "assumed-session-token-" + "t" * 200, None)
-    error = ecr_error(BotoEcrApi(NODE_ENV), "AccessDeniedException",
+    error = ecr_error(BotoEcrApi(os.environ), "AccessDeniedException",
                       "m" * 192 + assumed.session_token + assumed.secret_access_key, assumed)
     assert_one_clean_line(error, assumed.session_token[:8], assumed.secret_access_key)
 
 
 def test_a_pods_token_echoed_by_sts_never_reaches_the_message(node_keys: None):
     token = "eyJhbGciOiJSUzI1NiJ9." + "p" * 600 + ".signature"
-    api = BotoStsApi(NODE_ENV)
+    api = BotoStsApi(os.environ)
     client = api._client("us-west-2")
     with Stubber(client) as stub:
         stub.add_client_error("assume_role_with_web_identity", "InvalidIdentityToken",
@@ -219,3 +231,26 @@ def test_a_reply_nested_deeper_than_the_parser_goes_is_a_bad_reply():
     with pytest.raises(AwsError) as caught:
         call_aws("ecr:GetAuthorizationToken for x", call, lambda code: "")
     assert caught.value.code == "AWS_BAD_REPLY"
+
+
+# -- the environment botocore reads ----------------------------------------------------------
+
+@pytest.mark.parametrize("make", [BotoEcrApi, BotoStsApi], ids=["ecr", "sts"])
+@pytest.mark.parametrize("differ", ["HOME", "AWS_PROFILE", "AWS_SECRET_ACCESS_KEY",
+                                    "AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL_NEWSERVICE"])
+def test_an_environment_botocore_would_not_read_is_refused_as_a_wiring_bug(
+        node_keys: None, make: Any, differ: str):
+    # The cache key is made of the environment ecrcred was given; botocore reads the process's.
+    # A difference in a variable that decides identity or endpoints would file a token under
+    # an identity it was not fetched as, so no session is made.
+    env = dict(os.environ)
+    env[differ] = "/somewhere/else"
+    api = make(env)
+    with pytest.raises(WiringError, match=differ):
+        api._client(registry(), None) if make is BotoEcrApi else api._client("us-west-2")
+
+
+def test_a_copy_of_the_process_environment_and_other_variables_are_accepted(node_keys: None):
+    env = dict(os.environ, LANG="C.UTF-8", AWS_REGION="eu-west-1", HTTPS_PROXY="http://p:3128")
+    client = BotoEcrApi(env)._client(registry(), None)
+    assert client.meta.region_name == "us-west-2"

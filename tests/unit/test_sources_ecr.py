@@ -260,7 +260,7 @@ def boto_api() -> BotoEcrApi:
     assert leaked == [], f"unset {leaked}: botocore would route these tests through them"
     assert "AWS_USE_FIPS_ENDPOINT" not in os.environ
     assert "AWS_USE_DUALSTACK_ENDPOINT" not in os.environ
-    return BotoEcrApi({"PATH": "/usr/bin"})
+    return BotoEcrApi(os.environ)
 
 
 @pytest.mark.parametrize(("host", "endpoint", "region"), [

@@ -640,7 +640,7 @@ class StubbedStsApi(BotoStsApi):
     remembering which region each call asked for."""
 
     def __init__(self) -> None:
-        super().__init__({"PATH": "/usr/bin"})
+        super().__init__(os.environ)
         self.client = super()._client("us-west-2")
         self.regions: list[str] = []
 
@@ -664,7 +664,7 @@ def sts_api() -> StubbedStsApi:
 def test_boto_sts_uses_the_regional_endpoint_of_the_registry_region(region: str, endpoint: str):
     leaked = sorted(name for name in os.environ if name.startswith("AWS_ENDPOINT_URL"))
     assert leaked == []
-    client = BotoStsApi({"PATH": "/usr/bin"})._client(region)
+    client = BotoStsApi(os.environ)._client(region)
     assert client.meta.endpoint_url == endpoint
     assert client.meta.region_name == region
     assert client.meta.config.retries["mode"] == "standard"

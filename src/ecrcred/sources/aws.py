@@ -7,12 +7,22 @@ only bounded, escaped and with every secret ecrcred knows of removed first: the 
 keys and tokens, the chain's resolved ones, an assumed role's, a pod's token. Clients honour the
 standard AWS environment: credential chain, retry mode and attempts, ``AWS_ENDPOINT_URL_ECR``,
 ``AWS_ENDPOINT_URL_ECR_PUBLIC``, ``AWS_ENDPOINT_URL_STS``.
+
+The environment: the adapters are given the environment ecrcred was given, and botocore reads
+the process's own (``os.environ``, and ``os.path.expanduser`` for ``~/.aws``): it has no
+supported way to be handed another, and ``~`` is expanded by the standard library, not by
+botocore. Rather than patch ``os.environ`` for the length of a call (process-wide, under
+threads) or rebuild botocore's credential chain from its private parts, the adapters check that
+the two agree on every variable that decides identity and endpoints (the list the cache key is
+made of, ``ecr.IDENTITY_ENV``) before they make a session, and refuse a mismatch as a wiring bug
+(exit 70). The cache key is computed from the given environment, so this check is what makes
+"the token was fetched as the identity its key names" hold.
 """
 
 from __future__ import annotations
 
 from ecrcred._record import Record
-from ecrcred.errors import AwsError, AwsThrottled
+from ecrcred.errors import AwsError, AwsThrottled, WiringError
 from ecrcred.log import MAX_QUOTED, SECRET_ENV, quote_untrusted, redact
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
@@ -71,7 +81,27 @@ def _config(env: Mapping[str, str], timeout: float, region: str, *, fips: bool =
     )
 
 
-def _session(credentials: AwsCredentials | None) -> Any:
+def botocore_reads(env: Mapping[str, str]) -> None:
+    """Refuse (``WiringError``) an ``env`` that differs from ``os.environ`` in a variable that
+    decides who botocore is or which server answers (see the module doc)."""
+    import os
+
+    from ecrcred.sources.ecr import ENDPOINT_ENV_PREFIX, IDENTITY_ENV
+
+    if env is os.environ:
+        return
+    names = {*IDENTITY_ENV, *SECRET_ENV}
+    names.update(n for source in (env, os.environ) for n in source
+                 if n.startswith(ENDPOINT_ENV_PREFIX))
+    differ = sorted(n for n in names if env.get(n) != os.environ.get(n))
+    if differ:
+        raise WiringError("the AWS clients were given an environment that differs from the "
+                          f"process's in {', '.join(differ[:5])}; botocore reads the "
+                          "process's own")
+
+
+def _session(env: Mapping[str, str], credentials: AwsCredentials | None) -> Any:
+    botocore_reads(env)
     import boto3.session
 
     if credentials is None:
@@ -200,7 +230,7 @@ class BotoEcrApi:
         if key not in self._clients:
             config = _config(self._env, self._timeout, registry.region, fips=registry.fips,
                              dualstack=registry.dualstack)
-            session = _session(credentials)
+            session = _session(self._env, credentials)
             self._clients[key] = session.client(registry.api, config=config)
             if credentials is None:
                 self._chain = session
@@ -254,7 +284,7 @@ class BotoStsApi:
     def _client(self, region: str) -> Any:
         if region not in self._clients:
             config = _config(self._env, self._timeout, region)
-            session = _session(None)
+            session = _session(self._env, None)
             self._clients[region] = session.client("sts", config=config)
             self._chain = session
         return self._clients[region]
