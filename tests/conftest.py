@@ -51,6 +51,7 @@ E2E_TESTS = {  # (file, test function) of tests that start a process with no fix
     ("test_cache.py", "test_the_lock_is_exclusive_across_processes"),
     ("test_cli.py", "test_descriptors_started_closed_get_dev_null_so_no_file_takes_their_number"),
     ("test_sources_ecr_identity.py", "test_the_node_identity_loads_no_module"),
+    ("test_jsonwire.py", "test_reading_and_writing_import_neither_json_nor_re"),
     ("test_sources_helper.py", "test_runner_feeds_stdin_and_captures_both_streams"),
     ("test_sources_helper.py", "test_runner_passes_the_env_as_given_and_nothing_of_ours"),
     ("test_sources_helper.py", "test_runner_caps_a_runaway_output_and_still_drains_it"),

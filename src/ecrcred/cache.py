@@ -23,9 +23,9 @@ path of ``get-credentials`` must stay cheap.
 
 from __future__ import annotations
 
-import json
 import os
 
+from ecrcred import jsonwire
 from ecrcred.errors import DeadlineExceeded
 from ecrcred.files import StateDir, Untrusted, reason, sha256_hex
 from ecrcred.records import Throttled
@@ -272,8 +272,8 @@ class FileCache:
 def _envelope(key: CacheKey, **fields: object) -> bytes:
     """A cache or throttle file's bytes: our format version and the key it belongs to, so a
     file of another version or key (a digest collision, a copied file) is never taken."""
-    return json.dumps({"version": CACHE_FORMAT, "registry": key.registry,
-                       "identity": key.identity, **fields}).encode()
+    return jsonwire.dumps({"version": CACHE_FORMAT, "registry": key.registry,
+                           "identity": key.identity, **fields}).encode()
 
 
 def _open_envelope(raw: bytes, key: CacheKey, limit: int) -> tuple[dict[str, Any] | None, str]:
@@ -281,7 +281,7 @@ def _open_envelope(raw: bytes, key: CacheKey, limit: int) -> tuple[dict[str, Any
     if len(raw) > limit:
         return None, "file is too large"
     try:
-        doc = json.loads(raw)
+        doc = jsonwire.loads(raw)
     except ValueError:
         return None, "not valid JSON (truncated or corrupt)"
     if not isinstance(doc, dict):

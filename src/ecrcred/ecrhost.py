@@ -5,12 +5,13 @@ region, and a partition suffix that fits both. ``…amazonaws.com.evil.example``
 image *path* that contains ``public.ecr.aws`` does not make a private image public: only the host
 is looked at. Facts: docs/ecr.md.
 
-Standard library only: this is on the cache-hit path.
+Standard library only, and no ``re``: this is on the cache-hit path, where importing ``re``
+(with ``enum``) would cost more instructions than the rest of ecrcred; a region is read word by
+word instead (``tests/unit/test_ecrhost.py`` checks it against the regular expressions that
+specify each partition's regions).
 """
 
 from __future__ import annotations
-
-import re
 
 from ecrcred._record import Record
 
@@ -19,35 +20,34 @@ PUBLIC_API_REGION = "us-east-1"  # the ecr-public API exists only there
 
 
 class Partition(Record):
+    """A partition's domain, and the shape of the regions under it: ``lead`` words, then
+    ``words`` more words, then a number (``cn-north-1``: lead ``("cn",)``, one word). No lead:
+    the commercial shape, a two-letter word, one or more words and a number, and no other
+    partition's lead (``us-west-2``, ``us-gov-west-1``, ``ap-southeast-3``)."""
+
     name: str
-    region: str  # a regex, compiled only when a host of this partition is checked
+    lead: tuple[str, ...]
+    words: int
     dualstack: bool  # whether this suffix is the partition's dual-stack domain
     fips: bool = False  # whether ECR has FIPS registry hosts under this suffix
 
 
-_ANY_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"
+# Regions that begin like these belong to another partition, never to the commercial domains.
+_OTHER_LEADS = ("cn-", "us-iso", "eu-iso", "eusc-")
 
-# suffix -> partition. The region pattern keeps a host from pairing a region with another
+# suffix -> partition. The region shape keeps a host from pairing a region with another
 # partition's domain (``cn-north-1`` only under ``.cn``). ECR has FIPS registry hosts only in the
 # commercial and GovCloud regions (IPv4 and dual-stack).
 PARTITIONS: dict[str, Partition] = {
-    "amazonaws.com": Partition(
-        "aws", r"(?!cn-|us-iso|eu-iso|eusc-)" + _ANY_REGION, dualstack=False,
-        fips=True,
-    ),
-    "amazonaws.com.cn": Partition("aws-cn", r"cn-[a-z]+-\d+", dualstack=False),
-    "amazonaws.eu": Partition("aws-eusc", r"eusc-[a-z]+-[a-z]+-\d+", dualstack=False),
-    "c2s.ic.gov": Partition("aws-iso", r"us-iso-[a-z]+-\d+", dualstack=False),
-    "sc2s.sgov.gov": Partition("aws-iso-b", r"us-isob-[a-z]+-\d+", dualstack=False),
-    "cloud.adc-e.uk": Partition("aws-iso-e", r"eu-isoe-[a-z]+-\d+", dualstack=False),
-    "csp.hci.ic.gov": Partition("aws-iso-f", r"us-isof-[a-z]+-\d+", dualstack=False),
-    "on.aws": Partition(
-        "aws", r"(?!cn-|us-iso|eu-iso|eusc-)" + _ANY_REGION, dualstack=True,
-        fips=True,
-    ),
-    "on.amazonwebservices.com.cn": Partition(
-        "aws-cn", r"cn-[a-z]+-\d+", dualstack=True
-    ),
+    "amazonaws.com": Partition("aws", (), 0, dualstack=False, fips=True),
+    "amazonaws.com.cn": Partition("aws-cn", ("cn",), 1, dualstack=False),
+    "amazonaws.eu": Partition("aws-eusc", ("eusc",), 2, dualstack=False),
+    "c2s.ic.gov": Partition("aws-iso", ("us", "iso"), 1, dualstack=False),
+    "sc2s.sgov.gov": Partition("aws-iso-b", ("us", "isob"), 1, dualstack=False),
+    "cloud.adc-e.uk": Partition("aws-iso-e", ("eu", "isoe"), 1, dualstack=False),
+    "csp.hci.ic.gov": Partition("aws-iso-f", ("us", "isof"), 1, dualstack=False),
+    "on.aws": Partition("aws", (), 0, dualstack=True, fips=True),
+    "on.amazonwebservices.com.cn": Partition("aws-cn", ("cn",), 1, dualstack=True),
 }
 
 # dkr part -> (fips, dual-stack)
@@ -60,6 +60,20 @@ DKR_PARTS = {
 
 _DIGITS = frozenset("0123456789")
 _REGION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def region_fits(region: str, partition: Partition) -> bool:
+    """Whether ``region`` has the shape of ``partition``'s regions (see ``Partition``)."""
+    if not _REGION_CHARS.issuperset(region):  # ASCII only: "us-west-٢" is no region
+        return False
+    *words, number = region.split("-")
+    # [a-z]+ words: within _REGION_CHARS, a non-empty word of no digits ("".isalpha() is False)
+    if not number or not _DIGITS.issuperset(number) or not all(w.isalpha() for w in words):
+        return False
+    if partition.lead:
+        return (tuple(words[:len(partition.lead)]) == partition.lead
+                and len(words) == len(partition.lead) + partition.words)
+    return len(words) >= 2 and len(words[0]) == 2 and not region.startswith(_OTHER_LEADS)
 
 
 class EcrRegistry(Record):
@@ -115,7 +129,7 @@ def parse_ecr_host(host: str) -> EcrRegistry | None:
     fips, dualstack = DKR_PARTS[dkr]
     if dualstack != partition.dualstack or (fips and not partition.fips):
         return None
-    if not re.fullmatch(partition.region, region):
+    if not region_fits(region, partition):
         return None
     name = partition.name
     if name == "aws" and region.startswith("us-gov-"):
@@ -127,9 +141,8 @@ def private_host(account: str, region: str, *, fips: bool = False, dualstack: bo
     """The registry host for an account and region, derived from the same tables that
     ``parse_ecr_host`` reads (used for custom-domain rules and tests)."""
     dkr = next(part for part, flags in DKR_PARTS.items() if flags == (fips, dualstack))
-    # The ASCII check first, as parse_ecr_host does: the patterns' \d would take "us-west-٢".
-    for suffix, partition in PARTITIONS.items() if _REGION_CHARS.issuperset(region) else ():
-        if partition.dualstack == dualstack and re.fullmatch(partition.region, region):
+    for suffix, partition in PARTITIONS.items():
+        if partition.dualstack == dualstack and region_fits(region, partition):
             return f"{account}.{dkr}.{region}.{suffix}"
     variant = " (dual-stack)" if dualstack else ""
     raise ValueError(f"no ECR domain for region {region!r}{variant}")

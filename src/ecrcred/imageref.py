@@ -9,15 +9,21 @@ containerd do:
   keys in a response. Host parts are matched one by one with Go's ``filepath.Match``, ports must
   be equal strings, and the path is a plain prefix (so ``*`` in a path is literal).
 
-Standard library only: this is on the cache-hit path.
+Standard library only: this is on the cache-hit path, where only ``registry_host`` is used
+unless a config has rules. ``re`` is imported by the functions that match, not by the module:
+its import (with ``enum``'s) costs a cache hit more instructions than the rest of ecrcred.
 """
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 from ecrcred._record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
+
+if TYPE_CHECKING:
+    import re
 
 DOCKER_HUB = "docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -53,6 +59,8 @@ def registry_host(image: str) -> str:
 
 def parse_reference(reference: str) -> ImageRef:
     """Split and normalize an image reference; ValueError if it cannot be one."""
+    import re  # kept off the cache-hit path (see the module doc)
+
     ref = reference.strip()
     if not ref or any(c.isspace() for c in ref) or ref.startswith("/") or ref.endswith("/"):
         raise ValueError(f"invalid image reference {reference!r}")
@@ -95,6 +103,8 @@ class _SchemelessURL(Record):
 @lru_cache(maxsize=256)  # a rule set asks about one image once per pattern
 def _split(text: str) -> _SchemelessURL | None:
     """What Go's url.Parse("https://" + text) gives the kubelet, reduced to what it compares."""
+    import re  # kept off the cache-hit path (see the module doc)
+
     # url.Parse cuts the fragment, then the query, before it looks for the authority's end, so
     # in "a.io?x/y" the "/y" is query, not path.
     text = text.split("#", 1)[0].split("?", 1)[0]
@@ -131,6 +141,8 @@ def parses_as_url(pattern: str) -> bool:
 @lru_cache(maxsize=256)
 def _go_match_regex(pattern: str) -> re.Pattern[str] | None:  # noqa: PLR0915 - a scanner
     """Translate a Go filepath.Match pattern to a regex; None if Go would say ErrBadPattern."""
+    import re  # kept off the cache-hit path (see the module doc)
+
     out = []
     i = 0
     n = len(pattern)

@@ -11,9 +11,9 @@ string. Facts: docs/kubelet.md.
 
 from __future__ import annotations
 
-import json
 import sys
 
+from ecrcred import jsonwire
 from ecrcred._record import Record
 from ecrcred.errors import RequestError
 from ecrcred.log import quote_untrusted
@@ -71,7 +71,7 @@ def parse_request(raw: bytes) -> Request:
     if not raw.strip():
         raise RequestError("no request on stdin (it was empty)", hint=REQUEST_HINT)
     try:
-        doc = json.loads(raw)
+        doc = jsonwire.loads(raw)
     except ValueError as exc:  # UnicodeDecodeError is one too
         limit = digits_limit(exc)
         if limit is not None:
@@ -154,7 +154,7 @@ def render_response(response: Response) -> bytes:
         key: {"username": entry.username, "password": entry.password}
         for key, entry in response.auth.items()
     }
-    return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+    return jsonwire.dumps(doc).encode() + b"\n"
 
 
 def go_duration(seconds: int) -> str:

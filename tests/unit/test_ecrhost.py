@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ecrcred import ecrhost
@@ -190,3 +190,40 @@ def test_host_parser_agrees_with_the_reference_regex_on_shape(labels: list[str])
     elif parsed is not None:
         assert (parsed.account, parsed.region) == (m["account"], m["region"])
         assert (parsed.fips, parsed.dualstack) == ecrhost.DKR_PARTS[m["dkr"]]
+
+
+# The region shapes are read word by word (``re`` stays off the cache-hit path); these are the
+# regular expressions that specify them, kept here as the reference they must agree with.
+_ANY_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"
+_REGION_REFERENCE = {
+    "amazonaws.com": r"(?!cn-|us-iso|eu-iso|eusc-)" + _ANY_REGION,
+    "on.aws": r"(?!cn-|us-iso|eu-iso|eusc-)" + _ANY_REGION,
+    "amazonaws.com.cn": r"cn-[a-z]+-\d+",
+    "on.amazonwebservices.com.cn": r"cn-[a-z]+-\d+",
+    "amazonaws.eu": r"eusc-[a-z]+-[a-z]+-\d+",
+    "c2s.ic.gov": r"us-iso-[a-z]+-\d+",
+    "sc2s.sgov.gov": r"us-isob-[a-z]+-\d+",
+    "cloud.adc-e.uk": r"eu-isoe-[a-z]+-\d+",
+    "csp.hci.ic.gov": r"us-isof-[a-z]+-\d+",
+}
+
+
+def test_every_partition_has_a_reference_region_pattern():
+    assert set(_REGION_REFERENCE) == set(ecrhost.PARTITIONS)
+
+
+_REGION_WORDS = st.sampled_from(["us", "cn", "eu", "eusc", "iso", "isob", "isoe", "isof", "gov",
+                                 "west", "north", "de", "east", "a", "", "1", "x1", "ab"])
+
+
+@settings(max_examples=3000)
+@given(st.lists(_REGION_WORDS, min_size=1, max_size=5), st.sampled_from(["", "1", "12", "-"]),
+       st.sampled_from(sorted(ecrhost.PARTITIONS)))
+@example(["us", "west"], "2", "amazonaws.com")
+@example(["us", "iso", "east"], "1", "amazonaws.com")
+@example(["us", "west"], "٢", "amazonaws.com")
+def test_region_shapes_agree_with_the_reference_patterns(words: list[str], number: str,
+                                                         suffix: str):
+    region = "-".join(words) + ("-" + number if number else "")
+    expected = re.fullmatch(_REGION_REFERENCE[suffix], region, re.ASCII) is not None
+    assert ecrhost.region_fits(region, ecrhost.PARTITIONS[suffix]) == expected, region

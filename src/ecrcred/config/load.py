@@ -21,10 +21,9 @@ not exist is an error (a typo must not silently drop every custom rule).
 
 from __future__ import annotations
 
-import json
 import os
 
-from ecrcred import __version__
+from ecrcred import __version__, jsonwire
 from ecrcred.config import DEFAULT_CONFIG_PATH
 from ecrcred.config.rules import defaults, from_compiled
 from ecrcred.errors import ConfigError
@@ -69,8 +68,8 @@ def load_config(setting: Setting, state: StateDir | None, log: Logger) -> Config
                 log.debug(f"compiled copy of {path} has another layout; validating again")
     compiled = _compile(path, raw)
     if state is not None:
-        body = json.dumps({"format": COMPILED_FORMAT, "version": __version__, "path": path,
-                           "sha256": digest, "config": compiled}).encode()
+        body = jsonwire.dumps({"format": COMPILED_FORMAT, "version": __version__,
+                               "path": path, "sha256": digest, "config": compiled}).encode()
         try:
             state.write_atomic(name, body)
         except OSError as exc:  # the token cache reports an unusable directory once; no more
@@ -112,7 +111,7 @@ def _read(path: str, setting: Setting) -> bytes | None:
 def _read_compiled(state: StateDir, name: str, path: str,
                    digest: str) -> Mapping[str, Any] | None:
     try:
-        data = json.loads(state.read(name, MAX_CONFIG_BYTES).data)
+        data = jsonwire.loads(state.read(name, MAX_CONFIG_BYTES).data)
     except (OSError, ValueError, RecursionError):
         return None
     if (not isinstance(data, dict) or data.get("format") != COMPILED_FORMAT
