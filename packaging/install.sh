@@ -11,7 +11,8 @@
 #   /etc/ecrcred/config.yaml              ECR only, with commented examples (yours is never
 #   /etc/kubernetes/ecrcred/provider-config.yaml, provider-config-pod-identity.yaml
 #                                          overwritten: a changed shipped file goes to *.new)
-#   /lib/systemd/system/ecrcred-sandbox.service, ecrcred-sandbox-watch.service
+#   /lib/systemd/system/ecrcred-sandbox.service, ecrcred-sandbox-watch.service,
+#                     ecrcred-auth-file.service (CRI-O and cri-dockerd nodes; README)
 #                                         (/etc/systemd/system when --prefix is not /usr)
 #   /var/lib/ecrcred/cache                the token cache, 0700
 #
@@ -37,6 +38,8 @@ umask 022  # the tree is the same whatever umask the caller has
 prog=install.sh
 usage="usage: $prog [--root DIR] [--prefix DIR] [--files-only] [ARTIFACT(.tar.gz|dir)] | $prog [--root DIR] [--prefix DIR] --uninstall [--purge]"
 UNITS="ecrcred-sandbox.service ecrcred-sandbox-watch.service"
+# Installed with the others, but for a CRI-O or cri-dockerd node only: never in the sandbox hint.
+AUTH_UNITS="ecrcred-auth-file.service"
 PROVIDER_CONFIGS="provider-config.yaml provider-config-pod-identity.yaml"
 KUBELET_BIN_DIR=libexec/kubernetes/kubelet-plugins/credential-provider/exec
 
@@ -226,7 +229,7 @@ do_install() {
     from=$(support "$name")
     cp "$from" "$work/support/$name"
   done
-  for name in $UNITS; do
+  for name in $UNITS $AUTH_UNITS; do
     from=$(support "$name")
     # the units name /usr/bin/ecrcred; another prefix has its own bin dir
     sed "s:/usr/bin/ecrcred:$prefix/bin/ecrcred:g" "$from" > "$work/support/$name"
@@ -254,7 +257,7 @@ do_install() {
   for name in $PROVIDER_CONFIGS; do install_conffile "$work/support/$name" "$providerdir/$name"; done
 
   mkdir -p "$unitdir"
-  for name in $UNITS; do
+  for name in $UNITS $AUTH_UNITS; do
     if [ ! -f "$unitdir/$name" ] || ! same "$work/support/$name" "$unitdir/$name"; then
       cp "$work/support/$name" "$unitdir/$name.tmp.$$"
       chmod 0644 "$unitdir/$name.tmp.$$"
@@ -272,15 +275,16 @@ do_install() {
   if [ -z "$R" ]; then note "sandbox image: systemctl enable --now $UNITS"
   else note "sandbox image: systemctl --root=$R enable $UNITS"
   fi
+  note "CRI-O or cri-dockerd instead of containerd: $AUTH_UNITS (README: CRI-O and cri-dockerd)"
 }
 
 do_uninstall() {
   [ -z "$artifact" ] || bad_usage "--uninstall takes no artifact"
   if live_systemd; then
     # shellcheck disable=SC2086 # UNITS is a list
-    systemctl disable --now $UNITS >/dev/null 2>&1 || true
+    systemctl disable --now $UNITS $AUTH_UNITS >/dev/null 2>&1 || true
   fi
-  for name in $UNITS; do
+  for name in $UNITS $AUTH_UNITS; do
     rm -f "$unitdir/$name" "$R"/etc/systemd/system/*.wants/"$name"
   done
   unlink_ours "$binlink"

@@ -1,7 +1,9 @@
 """Fixtures shared by all test levels: the AWS stand-in and the ecrcred executable under test.
 
-Nothing here skips: a missing prerequisite (moto, containerd, the registry) is a failure that
-names the command that installs it (``./scripts/test`` installs everything the tests need).
+Nothing here skips in CI: a missing prerequisite (moto, containerd, the registry) is a failure
+that names the command that installs it (``./scripts/test`` installs everything the tests
+need). The one exception is outside CI (``CI`` unset): a containerd generation other than the
+machine's own whose root cannot be built here (no root, no network) skips with the reason.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.aws import AwsStandIn
-from tests.support.containerd import Containerd
+from tests.support.containerd import Containerd, Runtime, RuntimeUnavailable, runtime
 from tests.support.registry import MissingTool, Registry, require
 from tests.support.sandbox import node_environment
 from tests.support.stack import (
@@ -42,7 +44,7 @@ E2E_FILES = {"test_readme_commands.py", "test_kubernetes_manifest.py"}
 E2E_FIXTURES = {
     "aws_server",  # moto's server (so also "aws" and "kubelet_env")
     "ecrcred_bin",  # the ecrcred executable, run as the kubelet runs it
-    "registry", "containerd",  # (so also "pause_image")
+    "registry", "containerd", "containerd_runtime",  # (so also "pause_image")
     "artifact_dir",  # build/build-portable (so also "artifact_bin", "artifact_tarball")
     "client_pair", "mutual_tls",  # unit/test_doctor_registry.py: openssl makes the keys
     "helper_env", "leaves_behind",  # unit/test_sources_helper.py: real credential helpers
@@ -217,7 +219,7 @@ def artifact_bin(artifact_dir: Path) -> str:
 #   reference ``127.0.0.1:PORT/eks/pause:3.9`` (digest in ``registry.pushed[("eks/pause",
 #   "3.9")]``).
 # - ``containerd`` (function): a fresh ``Containerd`` with ``sandbox_image = SANDBOX_IMAGE`` and
-#   a hosts.toml mapping ``ECR_HOST`` to the registry.
+#   a hosts.toml mapping ``ECR_HOST`` to the registry, of the ``containerd_runtime`` generation.
 # - ``ecr_host``, ``sandbox_image``: the constants, for tests that prefer fixtures.
 # All processes are stopped by pid and all temp dirs removed at teardown; a missing binary fails
 # the test (naming the binary and ``./scripts/test``), never skips it.
@@ -268,12 +270,50 @@ def pause_image(registry: Registry) -> str:
     return f"{registry.host}/{PAUSE_REPO}:{PAUSE_TAG}"
 
 
+# -- containerd generations ---------------------------------------------------------------------
+# A module that sets ``CONTAINERD_GENERATIONS = ("1.6", "1.7", "2.1")`` runs each of its tests
+# that uses ``containerd`` or ``containerd_runtime`` once per generation (ids
+# ``[containerd-1.7]``); every other test gets the machine's own (1.6). 1.7 and 2.x come from
+# Debian roots built, once and cached outside the clone, by scripts/runtime-root (scripts/setup
+# builds them up front); a test reads its generation as ``containerd.runtime.name``.
+
+_runtimes: dict[str, Runtime | str] = {}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    generations = getattr(metafunc.module, "CONTAINERD_GENERATIONS", None)
+    if generations and "containerd_runtime" in metafunc.fixturenames:
+        metafunc.parametrize("containerd_runtime", list(generations), indirect=True,
+                             ids=[f"containerd-{g}" for g in generations], scope="session")
+
+
+@pytest.fixture(scope="session")
+def containerd_runtime(request: pytest.FixtureRequest) -> Runtime:
+    """The generation under test, its root built on first use. The machine's own missing fails
+    (as every prerequisite does); another that cannot be had fails in CI and skips outside."""
+    name = getattr(request, "param", "1.6")
+    if name == "1.6":
+        _require_tools(*Containerd.TOOLS)
+    if name not in _runtimes:
+        try:
+            _runtimes[name] = runtime(name)
+        except RuntimeUnavailable as e:
+            _runtimes[name] = str(e)
+    found = _runtimes[name]
+    if isinstance(found, Runtime):
+        return found
+    message = f"containerd {name} unavailable: {found}"
+    if os.environ.get("CI") or name == "1.6":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message + " (outside CI only; scripts/setup builds the roots)")
+
+
 @pytest.fixture
-def containerd(registry: Registry, pause_image: str) -> Iterator[Containerd]:
-    _require_tools(*Containerd.TOOLS)
+def containerd(registry: Registry, pause_image: str,
+               containerd_runtime: Runtime) -> Iterator[Containerd]:
     workdir = _tempdir("ecd-")
     try:
-        cd = Containerd(workdir, SANDBOX_IMAGE)
+        cd = Containerd(workdir, SANDBOX_IMAGE, runtime=containerd_runtime)
         try:
             cd.add_mirror(ECR_HOST, registry)
             yield cd

@@ -3,7 +3,8 @@ place where errors become stderr lines and exit codes.
 
 Exit codes (also in the README): 0 success; 1 no credentials could be produced; 2 bad flags;
 3 bad request on stdin; 4 bad configuration; 5 our deadline was hit; 6 the container runtime
-failed; 7 the runtime could not pull; 70 a bug in ecrcred (rerun with --debug for a traceback);
+failed; 7 the runtime could not pull; 73 an auth file for another runtime could not be written
+(or its place is refused); 70 a bug in ecrcred (rerun with --debug for a traceback);
 74 stdout could not be written (closed, full, or its reader went away); 130 interrupted. Every
 path ends in one of these, a closed stdin, stdout or stderr included: with stderr closed or full
 the error line is lost, but not its exit code.
@@ -66,7 +67,7 @@ DEFAULT_TIMEOUT = 30.0  # seconds; the kubelet SIGKILLs a plugin after 60
 TIMEOUT_RANGE = (1.0, 55.0)
 LONG_RANGE = (1.0, 86400.0)
 _STDOUT_HINT = "keep ecrcred's stdout open to a reader that reads it to the end"
-COMMANDS = frozenset({"get-credentials", "pull-sandbox", "doctor", "version"})
+COMMANDS = frozenset({"get-credentials", "pull-sandbox", "doctor", "write-auth-file", "version"})
 LOG_LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
 
 
@@ -139,6 +140,10 @@ def _command(argv: list[str], env: Mapping[str, str], log: StderrLogger, stdin: 
         from ecrcred.commands.doctor import doctor
 
         return doctor(wiring)
+    if command == "write-auth-file":
+        from ecrcred.commands.auth_file import write_auth_file
+
+        return write_auth_file(wiring)
     if command == "version":
         return _version(out)
     raise UsageError(f"unknown command {command!r}", hint="see 'ecrcred --help'")
@@ -203,6 +208,11 @@ def build_parser(stdout: Stdout | None = None) -> argparse.ArgumentParser:
     node_opts.add_argument("--runtime-endpoint", default=None,
                            help="CRI socket (env CONTAINER_RUNTIME_ENDPOINT; default "
                            "unix:///run/containerd/containerd.sock)")
+    node_opts.add_argument("--archive", default=None, metavar="FILE",
+                           help="an OCI-layout or docker-archive tarball holding the sandbox "
+                           "image (e.g. /etc/eks/pause.tar): imported through containerd's API "
+                           "when the image's registry is localhost or a pull fails; doctor "
+                           "checks it holds the image (config: sandbox.archive)")
 
     parser = _Parser(
         prog="ecrcred",
@@ -269,6 +279,35 @@ def build_parser(stdout: Stdout | None = None) -> argparse.ArgumentParser:
                         help="leave out an area (repeatable)")
     doctor.add_argument("--output", choices=("text", "json"), default="text",
                         help="a line per check, or one JSON document for tools")
+
+    auth = sub.add_parser(
+        "write-auth-file", parents=[common, cache_opts],
+        help="write image-pull credentials into a file CRI-O or cri-dockerd reads",
+        description="Resolve credentials for the images as get-credentials would for the "
+        "kubelet and write them, for their registries only, into a file another runtime reads: "
+        "containers-auth.json (CRI-O's pause_image_auth_file) or a docker config.json "
+        "(cri-dockerd, with HOME=/). The file is written atomically, mode 0600. With --watch, "
+        "rewrite it before the earliest token in it is due.",
+    )
+    auth.add_argument("--format", choices=("containers-auth", "docker-config"),
+                      default="containers-auth",
+                      help="containers-auth (CRI-O, podman, skopeo) or docker-config "
+                      "(cri-dockerd, docker); default containers-auth")
+    auth.add_argument("--image", action="extend", nargs="+", metavar="IMAGE",
+                      help="images whose registries to write (repeatable; default for "
+                      "containers-auth: CRI-O's pause_image)")
+    auth.add_argument("--file", default=None,
+                      help="the file to write (default /etc/crio/ecrcred-auth.json for "
+                      "containers-auth, /.docker/config.json for docker-config)")
+    auth.add_argument("--crio-config", default=None,
+                      help="CRI-O's config, where pause_image is read, with its .d drop-ins "
+                      "(default /etc/crio/crio.conf)")
+    auth.add_argument("--watch", action="store_true", default=False,
+                      help="keep running: rewrite the file before its tokens are due")
+    auth.add_argument("--interval", type=seconds(*LONG_RANGE), default=3600.0,
+                      help="with --watch: the longest time between rewrites (default 3600)")
+    auth.add_argument("--timeout", type=seconds(*LONG_RANGE), default=120.0,
+                      help="seconds one write may take, token fetches included (default 120)")
 
     sub.add_parser("version", parents=[common], help="print the version and build information")
     return parser

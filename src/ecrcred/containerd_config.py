@@ -1,4 +1,5 @@
-"""Reading containerd's own configuration: its files and imports merged, and the sandbox image.
+"""Reading containerd's own configuration: its files and imports merged, the sandbox image, and
+the snapshotter the CRI unpacks for (what ``pull-sandbox --archive`` unpacks for on 2.x).
 
 containerd keeps the sandbox (pause) image name in its CRI plugin's config, in a place that
 depends on the config version:
@@ -62,6 +63,12 @@ _SANDBOX_KEYS = {
     2: (_CRI_V2, ("sandbox_image",)),
     1: (_CRI_V1, ("sandbox_image",)),
 }
+# the snapshotter the CRI unpacks images for (the archive import unpacks for the same one)
+_SNAPSHOTTER_KEYS = {
+    3: (_IMAGES_V3, ("snapshotter",)),
+    2: (_CRI_V2, ("containerd", "snapshotter")),
+    1: (_CRI_V1, ("containerd", "snapshotter")),
+}
 _REGISTRY_KEYS = {
     3: (_IMAGES_V3, ("registry",)),
     2: (_CRI_V2, ("registry",)),
@@ -98,6 +105,8 @@ class ContainerdConfig(NamedTuple):
     has_mirrors: Found | None  # the deprecated registry.mirrors form (value: its hosts)
     legacy: dict[str, LegacyHost] = {}  # noqa: RUF012 - NamedTuple default, never mutated
     notes: tuple[str, ...] = ()  # what in the files containerd would not do as written
+    snapshotter: Found | None = None  # the CRI's snapshotter; None: containerd's default
+    version: int = 2  # the version the merged config was read as (3: containerd 2.x)
 
 
 NO_CONFIG = ContainerdConfig((), None, None, None)  # containerd's defaults: no file at all
@@ -316,7 +325,8 @@ def load(path: str = DEFAULT_CONFIG) -> ContainerdConfig:
                         plugins.origin[(plugin, *key, "mirrors")], read_as)
     legacy = _legacy_hosts(registry, lambda *sub: plugins.origin.get((plugin, *key, *sub)),
                            files)
-    return ContainerdConfig(tuple(files), sandbox, config_path, mirrors, legacy, tuple(notes))
+    return ContainerdConfig(tuple(files), sandbox, config_path, mirrors, legacy, tuple(notes),
+                            found(_SNAPSHOTTER_KEYS[read_as]), read_as)
 
 
 def _legacy_hosts(registry: dict[str, Any], origin: Callable[..., str | None],

@@ -301,8 +301,10 @@ def _legacy_hosts_for(config: ContainerdConfig, host: str) -> RegistryHosts:
         urls.append(own)
     endpoints = []
     for url in urls:
-        # registry.configs."<host>".tls is keyed by the endpoint's own host, mirrors included.
-        tls = config.legacy.get(_url_host(url))
+        # registry.configs."<host>".tls is keyed by the endpoint's own host, mirrors included;
+        # containerd 2.x reads no registry.configs tls at all (measured on 2.1.9: a pull then
+        # fails TLS against a private CA), so for a version 3 config it plays no part.
+        tls = config.legacy.get(_url_host(url)) if config.version < 3 else None
         ca = (tls.ca_file,) if tls is not None and tls.ca_file else ()
         # An endpoint with a path is used as given; without one containerd adds /v2.
         has_path = "/" in url.split("://", 1)[-1].rstrip("/")

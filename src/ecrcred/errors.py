@@ -10,7 +10,8 @@ what to do next. Messages never contain a secret: the kubelet logs a plugin's wh
     ├── UsageError                     exit 2  bad flags or arguments
     ├── RequestError                   exit 3  the CredentialProviderRequest on stdin is unusable
     ├── ConfigError                    exit 4  a config file or setting is invalid
-    │   └── ConfigMissing                      a config file that was named does not exist
+    │   ├── ConfigMissing                      a config file that was named does not exist
+    │   └── ArchiveError                       an image archive (--archive) is unusable
     ├── DeadlineExceeded               exit 5  our own deadline, well inside the kubelet's kill
     ├── CredentialError                exit 1  no credentials could be produced for an image
     │   ├── NoSourceError                      nothing knows this registry
@@ -26,6 +27,8 @@ what to do next. Messages never contain a secret: the kubelet logs a plugin's wh
     │   └── IdentityDenied                     a pod identity was required and none applied
     ├── RuntimeServiceError            exit 6  the container runtime (CRI) failed or is unreachable
     │   └── PullError                  exit 7  the runtime could not pull an image
+    ├── AuthFileError                  exit 73 an auth file for another runtime cannot be written
+    │   └── UnsafeAuthFile                     its place is one another user could redirect
     └── OutputError                    exit 74 stdout is closed, full or its reader went away
 
 Library code raises these. ``ecrcred.cli.main`` is the one place where they become a stderr line
@@ -35,14 +38,19 @@ while the command goes on, never to hide one:
 - ``doctor`` (``doctor/__init__.py``, ``doctor/credentials.py``, ``doctor/runtime.py``): every
   failure it meets is a finding (``fail`` with the error's message and hint), the point of doctor;
 - ``sandbox.SandboxKeeper``: a pull refused or a runtime unreachable is classified and retried,
-  and under ``--watch`` a failed pass is reported and the watch goes on;
+  with an archive a failed pull is logged and the image imported instead, and under
+  ``--watch`` a failed pass is reported and the watch goes on;
 - ``fetch.get_or_fetch``: a ``SourceError`` falls back to a still valid cached token;
+- ``authfile.AuthFileKeeper.watch`` (``write-auth-file --watch``): a pass that failed for a reason
+  that may pass (credentials, our deadline, a full disk) is reported and retried, the last file
+  left in place; a refused destination or a bad config ends the watch;
 - the ``pull-sandbox`` report and ``doctor``'s token cache: a lost stdout or an unusable cache
   is warned about once and the command goes on without it.
 
 Exit 70 is no ``EcrcredError``: it is the CLI's answer to any other exception, a bug.
 ``WiringError`` names one kind of bug (collaborators put together wrongly) so it ends there too,
-never as a user's "bad configuration". 74 and 70 are sysexits' EX_IOERR and EX_SOFTWARE.
+never as a user's "bad configuration". 73, 74 and 70 are sysexits' EX_CANTCREAT, EX_IOERR and
+EX_SOFTWARE.
 """
 
 from __future__ import annotations
@@ -87,6 +95,14 @@ class ConfigError(EcrcredError):
 class ConfigMissing(ConfigError):
     """Same code and exit as ConfigError; a type of its own so a caller that can go on without
     the file (``doctor`` on a node without containerd) tells it from a broken one."""
+
+
+class ArchiveError(ConfigError):
+    """The image archive ``pull-sandbox --archive`` names cannot be used: unreadable, not an
+    image archive, hostile (links, names outside it, sizes), content that does not match its
+    digests, or without the image asked for. A setting that names an unusable file: exit 4."""
+
+    code = "BAD_ARCHIVE"
 
 
 class DeadlineExceeded(EcrcredError):
@@ -174,6 +190,23 @@ class PullError(RuntimeServiceError):
         super().__init__(message, hint=hint, code=code)
         self.detail = detail
         self.status = status
+
+
+class AuthFileError(EcrcredError):
+    """``write-auth-file`` could not write the file another runtime reads (CRI-O's
+    ``pause_image_auth_file``, cri-dockerd's docker config): the disk, a permission. The
+    credentials were resolved, so this is no credential error; 73 is sysexits' EX_CANTCREAT."""
+
+    code = "AUTH_FILE"
+    exit_code = 73
+
+
+class UnsafeAuthFile(AuthFileError):
+    """The destination is refused, not failed: its directory is one another user could write
+    to (or a symlink), or a symlink or something other than a file sits at its name. Retrying
+    cannot help, so ``write-auth-file --watch`` stops on it rather than retrying."""
+
+    code = "AUTH_FILE_UNSAFE"
 
 
 class OutputError(EcrcredError):

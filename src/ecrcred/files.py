@@ -379,5 +379,49 @@ class StateDir:
         return None
 
 
+def write_private_file(path: str, body: bytes, euid: int | None = None) -> None:
+    """Replace the file at ``path`` with ``body`` for another program to read (a container
+    runtime's auth file), by the state directory's own means: its directory opened and checked
+    as ``StateDir.open`` does (missing components made 0700; refused when another user could
+    write to it or it is itself a symlink), then ``StateDir.write_atomic`` (a 0600 file of ours,
+    temp file, fsync, rename, fsync of the directory).
+
+    Something already at ``path`` that is not a regular file is refused, a symlink above all:
+    the rename would not follow it, but a link there means someone meant the credentials to go
+    elsewhere, and replacing it silently would hide that. Raises ``Untrusted`` naming what is
+    refused, or another OSError."""
+    state, name = _private_file_place(path, euid)
+    try:
+        state.write_atomic(name, body)
+    finally:
+        state.close()
+
+
+def check_private_file_place(path: str, euid: int | None = None) -> None:
+    """What ``write_private_file`` would refuse, refused now (its directory made when
+    missing), so a command fails before it fetches the secrets it would write."""
+    _private_file_place(path, euid)[0].close()
+
+
+def _private_file_place(path: str, euid: int | None) -> tuple[StateDir, str]:
+    euid = os.geteuid() if euid is None else euid
+    directory, name = os.path.split(os.path.abspath(path))
+    if not name or path.endswith("/"):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    state = StateDir.open(directory, euid, create=True)
+    try:
+        st = os.stat(name, dir_fd=state.fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return state, name
+    except BaseException:
+        state.close()
+        raise
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+        state.close()
+        raise Untrusted(state.join(name), "a symlink" if stat.S_ISLNK(st.st_mode)
+                        else "not a regular file")
+    return state, name
+
+
 def reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__

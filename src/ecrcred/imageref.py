@@ -43,6 +43,13 @@ class ImageRef(Record):
         """``host/repository``: the form the kubelet sends in a request."""
         return f"{self.host}/{self.repository}"
 
+    @property
+    def stored(self) -> str:
+        """The name containerd stores the image under (its ``ParseDockerRef``): ``name:tag``,
+        or ``name@digest`` when there is a digest, a tag beside a digest being dropped. Images
+        are found, pinned and imported under this name."""
+        return f"{self.name}@{self.digest}" if self.digest else f"{self.name}:{self.tag}"
+
     def __str__(self) -> str:
         text = self.name
         if self.tag:

@@ -14,6 +14,12 @@ fails with 401 until someone intervenes. The keeper closes that gap:
   does not match its digest, a runtime that rejects the pull itself (gRPC InvalidArgument or
   FailedPrecondition, e.g. containerd 2.x without an unpack config for its snapshotter). Then
   pin it with containerd's label so the kubelet's GC skips it.
+- ``archive`` (``--archive``): an image whose registry is ``localhost`` (EKS AL2023 bakes
+  ``localhost/kubernetes/pause:latest`` into the machine image; no registry is behind it) is
+  imported from a copy on the node instead of pulled, through containerd's own API
+  (``cri.containerd_api``). Any other image is pulled once, and imported when that attempt
+  fails (a registry that does not answer, refuses, has no such image): with a copy at hand,
+  retrying a registry for minutes while pods wait helps no one.
 - ``watch``: stay subscribed to containerd's ``/images/delete`` events and put the image back
   within moments of its removal; reconcile on a period as a safety net; reconnect when the
   runtime restarts.
@@ -47,6 +53,7 @@ if TYPE_CHECKING:
         ContainerdImages,
         CredentialSource,
         EventStream,
+        ImageImporter,
         ImageService,
         Logger,
         TokenCache,
@@ -63,6 +70,10 @@ _MISSING = re.compile(r"\b(404|not found|manifest unknown|name unknown)\b")
 _CORRUPT = re.compile(r"\bunexpected commit (digest|size)\b")
 # containerd 2.x's transfer service, when no unpack_config fits its snapshotter.
 _UNPACK = re.compile(r"\bno unpack platforms defined\b")
+# An image containerd fetched but cannot unpack: 1.6.20 and 1.7.24 say "failed to extract
+# layer ... content digest ... not found" for an application/octet-stream config (Docker <
+# 1.10 images); the "not found" in it is not a missing image.
+_EXTRACT = re.compile(r"\bfailed to extract layer\b")
 _REJECTED = re.compile(r"\b(invalid argument|failed precondition|invalid reference)\b")
 # gRPC status codes by which a runtime says the request itself cannot succeed as it stands
 # (containerd's errdefs map ErrInvalidArgument and ErrFailedPrecondition to them).
@@ -89,7 +100,7 @@ class PullCredentials(NamedTuple):
 class Action(NamedTuple):
     """One thing the keeper did or found, reported as a line (or a JSON object)."""
 
-    action: str  # present | pulled | pinned | already-pinned | pin-skipped | failed
+    action: str  # present | pulled | imported | pinned | already-pinned | pin-skipped | failed
     image: str
     reason: str
     seconds: float
@@ -172,7 +183,7 @@ def classify(error: PullError, image: str) -> str:
     words = _runtime_words(error, image)
     if _CORRUPT.search(words):
         return CORRUPT
-    if _UNPACK.search(words):
+    if _UNPACK.search(words) or _EXTRACT.search(words):
         return UNPACK
     if _REFUSED.search(words) or _FORBIDDEN.search(words):
         return REFUSED
@@ -188,6 +199,8 @@ class RetryPolicy(NamedTuple):
     first_delay: float = 0.5
     max_delay: float = 10.0
     attempt_timeout: float = 60.0
+    # the one pull attempt made before importing from an archive
+    archive_attempt_timeout: float = 10.0
 
 
 class SandboxKeeper:
@@ -203,6 +216,7 @@ class SandboxKeeper:
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - immutable
         rng: random.Random | None = None,
         stop: threading.Event | None = None,
+        archive: ImageImporter | None = None,
     ) -> None:
         try:
             self.reference = parse_reference(image)
@@ -211,7 +225,8 @@ class SandboxKeeper:
                               hint="check --image or the sandbox image in containerd's config"
                               ) from None
         self._stop = stop  # set by SIGTERM under --watch: retries end at once
-        self.image = str(self.reference)
+        self._archive = archive
+        self.image = self.reference.stored
         self._runtime = runtime
         self._containerd = containerd
         self._credentials = credentials
@@ -244,6 +259,8 @@ class SandboxKeeper:
                     info = None
             if info is not None:
                 actions.append(self._act("present", reason, started, info.id))
+            elif self._archive is not None:
+                actions.append(self._restore(self._archive, reason, started))
             else:
                 ref = self._pull(reason)
                 actions.append(self._act("pulled", reason, started, ref))
@@ -251,14 +268,32 @@ class SandboxKeeper:
                 actions.append(self._pin(reason, labels))
             return actions
 
+    def _restore(self, archive: ImageImporter, reason: str, started: float) -> Action:
+        """The image pulled, or imported from ``archive``: at once for a ``localhost`` image,
+        else when one pull attempt fails."""
+        if self.reference.host != "localhost":
+            try:
+                ref = self._pull(reason, once=True)
+                return self._act("pulled", reason, started, ref)
+            except EcrcredError as exc:
+                if exc.code in ("STOPPED", "RUNTIME_UNREACHABLE"):
+                    raise
+                self._log.info(f"pull of {self.image} failed ({exc.one_line()}); importing it "
+                               f"from {archive.describe()}")
+        ref = archive.import_image(self.image)
+        return self._act("imported", reason, started, f"{ref} from {archive.describe()}")
+
     def _act(self, action: str, reason: str, started: float, detail: str = "") -> Action:
         done = Action(action, self.image, reason, round(self._clock.monotonic() - started, 3),
                       detail)
         self._report(done)
         return done
 
-    def _pull(self, reason: str) -> str:
+    def _pull(self, reason: str, *, once: bool = False) -> str:
+        """``once``: one attempt, its error raised as it is (an archive is the fallback)."""
         give_up = self._clock.monotonic() + self._retry.deadline
+        attempt_timeout = (self._retry.archive_attempt_timeout if once
+                           else self._retry.attempt_timeout)
         creds = self._credentials_by(give_up, fresh=False)
         delay = self._retry.first_delay
         attempt = 0
@@ -271,8 +306,7 @@ class SandboxKeeper:
             remaining = give_up - self._clock.monotonic()
             try:
                 return self._runtime.pull_image(
-                    self.image, creds.auth, timeout=max(1.0, min(self._retry.attempt_timeout,
-                                                                 remaining)))
+                    self.image, creds.auth, timeout=max(1.0, min(attempt_timeout, remaining)))
             except PullError as exc:
                 kind = classify(exc, self.image)
                 if kind == REFUSED and creds.from_cache and not refreshed:
@@ -295,6 +329,8 @@ class SandboxKeeper:
                 if exc.code != "RUNTIME_UNREACHABLE":
                     raise
                 last = exc
+            if once:
+                raise last
             remaining = give_up - self._clock.monotonic()
             if remaining <= 0:
                 raise DeadlineExceeded(
@@ -402,6 +438,10 @@ def _transient_hint(error: RuntimeServiceError, image: str) -> str:
     """What to check when retries ran out. A certificate containerd does not trust is retried
     (at boot a CA may be written after containerd starts) but is most often configuration."""
     words = _runtime_words(error, image) if isinstance(error, PullError) else ""
+    if registry_host(image) == "localhost":
+        return ("no registry serves localhost/ images (EKS AL2023 bakes its sandbox image in as "
+                "localhost/kubernetes/pause): pass --archive with a copy of the image, e.g. "
+                "/etc/eks/pause.tar, to import it instead")
     if "x509:" in words:
         return ("containerd does not trust the registry's certificate: set `ca` for this host in "
                 "its hosts.toml (config_path) or add the CA to the node's trust store; "
@@ -414,6 +454,11 @@ def _pull_hint(kind: str, error: PullError, creds: PullCredentials, image: str) 
         return ("the registry, or a mirror or proxy in between, served content that does not "
                 "match its digest, and would again on every retry: check the mirrors in "
                 "containerd's hosts.toml for this host and any proxy on the way")
+    if kind == UNPACK and _EXTRACT.search(_runtime_words(error, image)):
+        return (f"containerd fetched {image} but cannot unpack its layers (an "
+                "application/octet-stream config, from Docker before 1.10, is one cause: "
+                f"ecrcred doctor --image {image} says): rebuild the image, or convert it with "
+                "skopeo copy --format oci")
     if kind == UNPACK:
         return ("containerd's transfer service has no unpack configuration for its snapshotter: "
                 "add [[plugins.\"io.containerd.transfer.v1.local\".unpack_config]] with platform "

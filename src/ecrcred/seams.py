@@ -16,6 +16,8 @@ them freely.
 - ``ImageService``: the CRI's images (any runtime): status, pull with credentials, remove.
 - ``ContainerdImages``: containerd's own images API: labels (the pin) and ``EventStream``, the
   image names of its ``/images/delete`` events.
+- ``ImageImporter``: an image put into the runtime from a copy on the node (``pull-sandbox
+  --archive``; ``cri.containerd_api.ContainerdImporter``).
 - ``Runtime``: what ``doctor`` asks the runtime: its version, an image, its labels.
 - ``Http``: a GET as containerd would send it (CA files, client certificate, skip_verify), for
   ``doctor``'s registry check.
@@ -142,6 +144,19 @@ class ContainerdImages(Protocol):
 
     def set_label(self, name: str, key: str, value: str) -> None: ...
     def image_events(self) -> EventStream: ...
+
+
+class ImageImporter(Protocol):
+    """The sandbox image from a copy on the node, for a registry nothing can pull from."""
+
+    def describe(self) -> str:
+        """Where the copy is, for report lines (``archive /etc/eks/pause.tar``)."""
+        ...
+
+    def import_image(self, image: str) -> str:
+        """Import ``image`` into the runtime; its id. ``ArchiveError`` when the copy is
+        unusable or lacks the image, ``RuntimeServiceError`` when the runtime cannot take it."""
+        ...
 
 
 class Runtime(Protocol):

@@ -75,7 +75,7 @@ def test_containerd_runs_on_its_own_socket_with_the_sandbox_image(
         containerd: Containerd, sandbox_image: str) -> None:
     assert containerd.endpoint == "unix://" + containerd.socket
     assert len(containerd.socket) < 100
-    dump = subprocess.run([containerd.tools["containerd"], "--config", containerd.config_path,
+    dump = subprocess.run([*containerd.runtime.containerd, "--config", containerd.config_path,
                            "config", "dump"], capture_output=True, text=True, check=True).stdout
     assert f'sandbox_image = "{sandbox_image}"' in dump
     assert f'config_path = "{containerd.certs_dir}"' in dump

@@ -130,6 +130,7 @@ FULL_COMPILED: dict[str, Any] = {
          "cacheDuration": 0},
     ],
     "podIdentity": DEFAULT_POD,
+    "sandbox": {"archive": None},
 }
 
 
@@ -173,7 +174,8 @@ podIdentity:
 ])
 def test_an_empty_config_is_the_defaults(text: str):
     compiled = compile_text(text, PATH)
-    assert compiled == {"registries": [], "podIdentity": DEFAULT_POD}
+    assert compiled == {"registries": [], "podIdentity": DEFAULT_POD,
+                        "sandbox": {"archive": None}}
     assert from_compiled(compiled, PATH, "default") == defaults(PATH)
 
 

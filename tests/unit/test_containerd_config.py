@@ -761,3 +761,18 @@ def test_a_containerd_config_larger_than_a_mebibyte_is_not_read(tmp_path):
     with pytest.raises(ConfigError) as err:
         containerd_config.load(path)
     assert err.value.message == f"cannot read containerd config {path}: larger than 1 MiB"
+
+
+def test_containerd_2_reads_no_registry_configs_tls_so_neither_does_the_route(tmp_path):
+    # 2.1.9 keeps the deprecated registry.mirrors but ignores registry.configs.tls (measured:
+    # the pull then fails TLS against the mirror's private CA), so doctor must not probe the
+    # mirror with a CA containerd will not use.
+    v3 = WILDCARD.replace("version = 2", "version = 3").replace(
+        V2_REGISTRY, '[plugins."io.containerd.cri.v1.images".registry')
+    config = containerd_config.load(write(tmp_path / "c.toml", v3))
+    assert config.version == 3
+    hosts = containerd_routes.registry_hosts(config, HOST)
+    assert urls(hosts) == ["https://cache.example.com", f"https://{HOST}"]
+    assert hosts.endpoints[0].ca == ()
+    v2 = containerd_config.load(write(tmp_path / "c2.toml", WILDCARD))
+    assert containerd_routes.registry_hosts(v2, HOST).endpoints[0].ca == ("/etc/ssl/cache.pem",)

@@ -122,6 +122,20 @@ def test_a_pull_error_keeps_the_grpc_status_code_the_runtime_answered_with(runti
     assert error.exit_code == 7
 
 
+def test_a_go_struct_dump_does_not_push_the_cause_out_of_the_bound(runtime):
+    # containerd 2.1's words for an encrypted client key in hosts.toml (measured): Go's asn1
+    # error prints two structs after the cause that matters.
+    text = (f'failed to pull and unpack image "{IMAGE}": failed to resolve image: failed to '
+            "load X509 key pair: tls: failed to parse private key: asn1: structure error: tags "
+            "don't match (2 vs {class:0 tag:16 length:87 isCompound:true}) {optional:false "
+            "explicit:false application:false private:false defaultValue:<nil> tag:<nil> "
+            "stringType:0 timeType:0 set:false omitEmpty:false} int @2")
+    error = pull_error(runtime, grpc.StatusCode.UNKNOWN, text)
+    assert "failed to load X509 key pair: tls: failed to parse private key" in error.message
+    assert "(2 vs {...}) {...} int @2" in error.message and "cut," not in error.message
+    assert error.detail == text  # kept whole for reading
+
+
 def test_the_runtimes_text_is_bounded_and_escaped_in_the_message_but_kept_whole_for_reading(
         runtime):
     text = "\x1b[2Jfailed to copy: " + "x" * 5000 + ": unexpected commit digest\n\x07"

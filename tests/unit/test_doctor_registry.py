@@ -813,9 +813,14 @@ def test_a_schema1_manifest_is_recognised_by_its_schema_version_alone():
                  "this node runs containerd 1.4.13", id="octet-stream-config-on-1.4"),
     pytest.param("application/octet-stream", (GZIP,), CONTAINERD_16, FAIL,
                  "this node runs containerd 1.6.20~ds1", id="octet-stream-config-on-1.6.20"),
-    pytest.param("application/octet-stream", (GZIP,), CONTAINERD_17, WARN,
-                 "this node runs containerd 1.7.14 (not measured on this version)",
-                 id="octet-stream-config-on-1.7"),
+    pytest.param("application/octet-stream", (GZIP,), CONTAINERD_17, FAIL,
+                 "this node runs containerd 1.7.14", id="octet-stream-config-on-1.7"),
+    pytest.param("application/octet-stream", (GZIP,), CONTAINERD_20, WARN,
+                 "this node runs containerd v2.0.4 (not measured on this version)",
+                 id="octet-stream-config-on-2.0"),
+    pytest.param("application/octet-stream", (GZIP,), RuntimeVersion("containerd", "2.1.9", "v1"),
+                 OK, "containerd 2.1.9 unpacks an application/octet-stream config",
+                 id="octet-stream-config-on-2.1.9"),
     pytest.param("application/octet-stream", (GZIP,), CRI_O, WARN,
                  "this node runs cri-o 1.29.1 (not measured", id="octet-stream-config-on-cri-o"),
     pytest.param("application/vnd.cncf.helm.config.v1+json",
@@ -842,7 +847,7 @@ def test_an_octet_stream_config_names_the_failing_versions_and_how_to_convert():
     checks = probe(FakeHttp(open_registry(image("application/octet-stream"))), runtime=None)
     check = checks["registry.media-types"]
     assert check.status == WARN
-    assert "on 1.4.3 and on 1.6.20" in check.message
+    assert "on 1.4.3, 1.6.20 and 1.7.24" in check.message
     assert "content digest ... not found" in check.message
     assert "the runtime (version unknown)" in check.message
     assert "skopeo copy --format oci" in check.fix

@@ -368,6 +368,18 @@ def test_any_legacy_tls_table_beside_config_path_fails_as_containerd_refuses_it(
     check = config_checks(setting)[0]["runtime.registry-config"]
     assert check.status == FAIL
     assert "`configs.tls` cannot be set when `config_path` is provided" in check.message
+    # containerd 2.1 starts on it and ignores the table (measured in tests/e2e/test_doctor.py)
+    assert 'containerd 2.x ignores registry.configs."mirror.example.com".tls' in check.message
+
+
+def test_legacy_tls_with_mirrors_says_containerd_2_ignores_it(tmp_path: Path):
+    setting = write(tmp_path / "config.toml",
+                    f'{V2}{REGISTRY}.mirrors."registry.example.com"]\n'
+                    'endpoint = ["https://mirror.example.com"]\n'
+                    f'{REGISTRY}.configs."mirror.example.com".tls]\nca_file = "/etc/ca.pem"\n')
+    check = config_checks(setting)[0]["runtime.registry-config"]
+    assert check.status == WARN and "deprecated registry.mirrors" in check.message
+    assert 'containerd 2.x ignores registry.configs."mirror.example.com".tls' in check.message
 
 
 def test_client_certificates_are_in_the_route_details(tmp_path: Path):

@@ -208,3 +208,22 @@ def test_normalize_auth_key_strips_versions_only_with_the_slash(key, expected):
 def test_parse_reference_normalizes_legacy_and_uppercase_hosts(reference, host, repository):
     ref = parse_reference(reference)
     assert (ref.host, ref.repository) == (host, repository)
+
+
+@pytest.mark.parametrize(("reference", "stored"), [
+    ("localhost/kubernetes/pause", "localhost/kubernetes/pause:latest"),
+    ("pause", "docker.io/library/pause:latest"),
+    ("pause:3.10", "docker.io/library/pause:3.10"),
+    ("index.docker.io/team/app", "docker.io/team/app:latest"),
+    ("registry.k8s.io/pause@sha256:" + "a" * 64, "registry.k8s.io/pause@sha256:" + "a" * 64),
+    # containerd's ParseDockerRef drops a tag beside a digest: the digest names the image
+    ("registry.k8s.io/pause:3.10@sha256:" + "b" * 64,
+     "registry.k8s.io/pause@sha256:" + "b" * 64),
+    ("127.0.0.1:5000/eks/pause:3.10", "127.0.0.1:5000/eks/pause:3.10"),
+    # a host with a port and no tag: the port's colon is not a tag's
+    ("127.0.0.1:5000/eks/pause", "127.0.0.1:5000/eks/pause:latest"),
+    ("docker.io/pause", "docker.io/library/pause:latest"),
+])
+def test_the_stored_name_is_the_one_containerd_keeps_the_image_under(reference: str,
+                                                                     stored: str):
+    assert parse_reference(reference).stored == stored

@@ -452,6 +452,9 @@ def test_errors_no_retry_can_fix_fail_at_the_first_attempt_with_a_hint(status, d
     ("NOT_FOUND", "x: not found", "missing"),
     ("FAILED_PRECONDITION", DIGEST_MISMATCH, "corrupt"),
     ("INVALID_ARGUMENT", UNPACK_PLATFORMS, "unpack"),
+    # 1.6.20 and 1.7.24 on an application/octet-stream config: its "not found" is no 404
+    ("UNKNOWN", "failed to extract layer sha256:abc: failed to get reader from content store: "
+     "content digest sha256:abc: not found", "unpack"),
     ("UNKNOWN", "503 Service Unavailable", "transient"),
     ("DEADLINE_EXCEEDED", "context deadline exceeded", "transient"),
     ("", "", "transient"),

@@ -10,16 +10,31 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ecrcred.clock import SystemClock
+from ecrcred.commands.pull_sandbox import sandbox_archive
 from ecrcred.cri.client import GrpcRuntime
 from ecrcred.doctor import Collaborators, diagnose
 from ecrcred.doctor.environment import processes
 from ecrcred.doctor.options import doctor_options
 from ecrcred.doctor.report import render_json, render_text
 from ecrcred.doctor.transport import HttpClient
-from ecrcred.errors import EXIT_OK
+from ecrcred.errors import EXIT_OK, ConfigError
+from ecrcred.settings import Setting
 
 if TYPE_CHECKING:
     from ecrcred.cli import Wiring
+    from ecrcred.files import StateDir
+
+
+def _archive(w: Wiring, state_dir: StateDir | None) -> Setting | ConfigError | None:
+    """The archive pull-sandbox would use, where it was named; a config that does not load is
+    a finding (credentials.config reports it too), not the end of doctor."""
+    origin = ("flag --archive" if w.args.archive is not None
+              else "the config file's sandbox.archive")
+    try:
+        path = sandbox_archive(w, state_dir)
+    except ConfigError as exc:
+        return exc
+    return None if path is None else Setting(path, origin)
 
 
 def doctor(w: Wiring) -> int:
@@ -33,6 +48,7 @@ def doctor(w: Wiring) -> int:
     # An unusable cache never raises here: FileCache warns once and goes on without one, and
     # doctor reports the rest.
     cache, state_dir = w.token_cache(lock_timeout=args.timeout)
+    options = options._replace(archive=_archive(w, state_dir))
     collaborators = Collaborators(
         router=lambda: w.router(clock, state_dir, aws_timeout=args.timeout),
         cache=cache,

@@ -3,11 +3,14 @@
 Wires ``sandbox.SandboxKeeper`` to the real CRI (``cri.client.GrpcRuntime``), the credentials
 ``get-credentials`` would give the kubelet, and report lines on stdout. Under ``--watch`` the
 token cache is fronted by memory (a watch asks often), SIGTERM and SIGINT stop it cleanly, and a
-stdout that goes away ends only the report lines, never the watch.
+stdout that goes away ends only the report lines, never the watch. ``--archive`` (or the
+config file's ``sandbox.archive``) adds ``cri.containerd_api.ContainerdImporter``: the image
+comes back from a tarball on the node when no registry can give it.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import TYPE_CHECKING
@@ -16,13 +19,45 @@ from ecrcred import containerd_config
 from ecrcred.cache import FileCache, MemoryCache
 from ecrcred.clock import SystemClock
 from ecrcred.cri.client import GrpcRuntime, resolve_endpoint
-from ecrcred.errors import EXIT_OK, OutputError
+from ecrcred.cri.containerd_api import ContainerdImporter
+from ecrcred.errors import EXIT_OK, ConfigError, OutputError
 from ecrcred.sandbox import Action, RetryPolicy, SandboxKeeper, credentials_resolver, format_action
 from ecrcred.settings import pick
 
 if TYPE_CHECKING:
     from ecrcred.cli import Wiring
+    from ecrcred.files import StateDir
     from ecrcred.seams import TokenCache
+
+
+def sandbox_archive(w: Wiring, state_dir: StateDir | None) -> str | None:
+    """``--archive``, else the config file's ``sandbox.archive``, else None (doctor asks too).
+    A config file that does not load raises its ConfigError."""
+    archive: str | None = w.args.archive
+    if archive is None:
+        from ecrcred.config.load import config_setting, load_config
+
+        archive = load_config(config_setting(w.args.config, w.env), state_dir,
+                              w.log).sandbox_archive
+    if archive is not None:
+        archive = os.path.abspath(archive)
+        w.log.debug(f"sandbox image archive {archive}")
+    return archive
+
+
+def _containerd_config(w: Wiring) -> str:
+    return pick("--containerd-config", w.args.containerd_config, w.env,
+                "ECRCRED_CONTAINERD_CONFIG", containerd_config.DEFAULT_CONFIG).value
+
+
+def _snapshotter(w: Wiring) -> str | None:
+    """The CRI's snapshotter as containerd's config names it (None: unset or unreadable, and
+    containerd's default applies)."""
+    try:
+        found = containerd_config.load(_containerd_config(w)).snapshotter
+    except ConfigError:
+        return None
+    return None if found is None else found.value
 
 
 def pull_sandbox(w: Wiring) -> int:
@@ -30,9 +65,7 @@ def pull_sandbox(w: Wiring) -> int:
     clock = SystemClock()
     image = args.image
     if image is None:
-        config = pick("--containerd-config", args.containerd_config, env,
-                      "ECRCRED_CONTAINERD_CONFIG", containerd_config.DEFAULT_CONFIG)
-        found = containerd_config.sandbox_image(config.value)
+        found = containerd_config.sandbox_image(_containerd_config(w))
         log.debug(f"sandbox image {found.value} from {found.file} (config version "
                   f"{found.version})")
         image = found.value
@@ -42,6 +75,7 @@ def pull_sandbox(w: Wiring) -> int:
     if args.watch:
         cache = MemoryCache(cache, clock)
     router = w.router(clock, state_dir, aws_timeout=10.0)
+    archive = sandbox_archive(w, state_dir)
 
     stdout_lost = False
 
@@ -61,10 +95,12 @@ def pull_sandbox(w: Wiring) -> int:
     credentials = credentials_resolver(router, cache, clock, log)
     stop = threading.Event()
     runtime = GrpcRuntime(endpoint)
+    importer = None if archive is None else ContainerdImporter(
+        archive, endpoint, configured_snapshotter=lambda: _snapshotter(w))
     try:
         keeper = SandboxKeeper(image, runtime, None if args.no_pin else runtime, credentials,
                                clock, log, report, RetryPolicy(deadline=args.timeout),
-                               stop=stop if args.watch else None)
+                               stop=stop if args.watch else None, archive=importer)
         if not args.watch:
             keeper.ensure("requested")
             return EXIT_OK
@@ -82,5 +118,7 @@ def pull_sandbox(w: Wiring) -> int:
         return EXIT_OK
     finally:
         runtime.close()
+        if importer is not None:
+            importer.close()
         if isinstance(disk, FileCache):  # the directory it holds open (and the config's)
             disk.close()

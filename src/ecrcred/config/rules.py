@@ -102,6 +102,7 @@ class Config(Record):
     origin: str  # "flag --config", "env ECRCRED_CONFIG", "default"
     rules: tuple[Rule, ...]
     pod_identity: PodIdentityPolicy
+    sandbox_archive: str | None = None  # sandbox.archive: pull-sandbox's --archive
 
     def describe(self) -> str:
         if self.path is None:
@@ -143,7 +144,9 @@ def from_compiled(data: Mapping[str, Any], path: str, origin: str) -> Config:
     pod = data["podIdentity"]
     policy = PodIdentityPolicy(tuple(pod["role_annotations"]), pod["role_arn"], pod["fallback"],
                                pod["session_name"])
-    return Config(path, origin, rules, policy)
+    # No "sandbox" (a copy compiled before it existed): no archive, as the file then had none.
+    sandbox = data.get("sandbox") or {}
+    return Config(path, origin, rules, policy, sandbox.get("archive"))
 
 
 def candidates(config: Config, image: str) -> list[Rule]:

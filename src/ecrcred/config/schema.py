@@ -202,11 +202,19 @@ class PodIdentity(_Model):
     session_name: SessionName = "ecrcred"
 
 
+class SandboxOptions(_Model):
+    """``pull-sandbox``: the image archive to import the sandbox image from (``--archive``,
+    which wins over it)."""
+
+    archive: Annotated[str, Field(min_length=1), AfterValidator(_absolute)] | None = None
+
+
 class ConfigFile(_Model):
     api_version: Literal["ecrcred.io/v1alpha1"]
     kind: Literal["EcrcredConfig"]
     registries: list[Rule] = Field(default_factory=list)
     pod_identity: PodIdentity = Field(default_factory=PodIdentity)
+    sandbox: SandboxOptions = Field(default_factory=SandboxOptions)
 
 
 def to_snake(name: str) -> str:
@@ -262,6 +270,7 @@ def _compile(text: str, path: str) -> dict[str, Any]:
             for index, rule in enumerate(model.registries)
         ],
         "podIdentity": model.pod_identity.model_dump(),
+        "sandbox": model.sandbox.model_dump(),
     }
 
 

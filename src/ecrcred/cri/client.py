@@ -90,14 +90,19 @@ _DIGEST = re.compile(r"\b(sha(?:256|384|512):[0-9a-f]{12})[0-9a-f]{20,}\b")
 # A long name (a path, a reference, an address) that Go's errors tend to repeat: "unable to read
 # CERT file "<path>": open <path>: ...", "failed to resolve reference "<image>": <image>: ...".
 _LONG_NAME = re.compile(r"[^\s\"']{20,}")
+# A Go value printed with %+v, "{optional:false explicit:false ... omitEmpty:false}": what
+# containerd 2.x (Go's encoding/asn1) appends to "failed to load X509 key pair: ...". Its
+# fields say nothing to a node's operator and would push the cause out of the bound.
+_GO_STRUCT = re.compile(r"\{(?:\w+:[^\s{}]*\s?){2,}\}")
 
 
 def _quote_runtime(text: str, *stated: str) -> str:
     """The runtime's text for one of our messages: bounded and escaped (``quote_untrusted``).
     So that the bound keeps what went wrong, a long name our message ``stated`` already or the
-    text said before becomes "(same)", and digests are shortened. Go joins an error's causes
-    with ": ", the root cause last ("x509: ...", "connection refused", "unexpected commit
-    digest ..."): a text still too long loses its middle, not its end."""
+    text said before becomes "(same)", digests are shortened and Go struct dumps become "{...}".
+    Go joins an error's causes with ": ", the root cause last ("x509: ...", "connection
+    refused", "unexpected commit digest ..."): a text still too long loses its middle, not its
+    end."""
     seen = set(stated)
 
     def once(match: re.Match[str]) -> str:
@@ -108,7 +113,7 @@ def _quote_runtime(text: str, *stated: str) -> str:
         seen.add(core)
         return name
 
-    text = _DIGEST.sub(r"\1...", _LONG_NAME.sub(once, text))
+    text = _DIGEST.sub(r"\1...", _LONG_NAME.sub(once, _GO_STRUCT.sub("{...}", text)))
     if len(text) <= MAX_QUOTED:
         return quote_untrusted(text)
     head = MAX_QUOTED // 4

@@ -24,16 +24,17 @@ from typing import TYPE_CHECKING, NamedTuple
 from ecrcred.containerd_config import ContainerdConfig
 from ecrcred.doctor.credentials import check_credentials
 from ecrcred.doctor.environment import Process, check_environment
-from ecrcred.doctor.kubelet import check_kubelet
+from ecrcred.doctor.kubelet import KUBELET_SETTINGS, check_kubelet, check_kubelet_flags
 from ecrcred.doctor.registry import RegistryProbe
 from ecrcred.doctor.report import Check, Report, fail, skip
-from ecrcred.doctor.runtime import check_containerd_config, check_runtime
+from ecrcred.doctor.runtime import check_archive, check_containerd_config, check_runtime
 from ecrcred.errors import EcrcredError, UsageError
 from ecrcred.imageref import parse_reference
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from ecrcred.cri.client import RuntimeVersion
     from ecrcred.errors import ConfigError
     from ecrcred.router import Router
     from ecrcred.seams import Clock, Http, Logger, Runtime, TokenCache
@@ -53,6 +54,10 @@ class Options(NamedTuple):
     timeout: float  # per network or runtime call
     skip: frozenset[str]  # areas not to check
     platform: tuple[str, str]  # ("linux", "amd64"): which manifest of an index the node pulls
+    kubelet_settings: tuple[str, ...] = KUBELET_SETTINGS  # files that set the kubelet's flags
+    # the sandbox image's archive (--archive or the config's sandbox.archive), or why the
+    # config naming it did not load
+    archive: Setting | EcrcredError | None = None
 
 
 class Collaborators(NamedTuple):
@@ -104,25 +109,16 @@ def diagnose(options: Options, containerd: ContainerdConfig | ConfigError,
     if not skipped("kubelet", ("kubelet.config", "kubelet.provider", "kubelet.match")):
         checks += check_kubelet(ref.name, options.provider_config, options.provider_bin_dir,
                                 options.self_path, is_sandbox)
+        kubelet = next((p for p in c.running if p.name == "kubelet"), None)
+        checks += check_kubelet_flags(kubelet.cmdline if kubelet else None,
+                                      options.kubelet_settings)
     found_config, _config, hosts = check_containerd_config(options.containerd_config,
                                                            containerd, ref.name, ref.host)
     version = None
     if not skipped("runtime", ("runtime.containerd-config", "runtime.registry-config",
                                "runtime.cri", "runtime.image")):
-        checks += found_config
-        try:
-            runtime = c.runtime()
-        except EcrcredError as exc:
-            checks.append(fail("runtime.cri", exc.message, exc.hint))
-        else:
-            try:
-                found_runtime, version = check_runtime(runtime, options.runtime_endpoint, image,
-                                                       image if is_sandbox else None)
-            finally:
-                close = getattr(runtime, "close", None)
-                if close is not None:
-                    close()
-            checks += found_runtime
+        found_runtime, version = _runtime(options, c, is_sandbox)
+        checks += found_config + found_runtime
     if not skipped("registry", ("registry.endpoint",)):
         probe = RegistryProbe(c.http, options.timeout, options.platform, version)
         checks += probe.check(ref, hosts, creds)
@@ -131,8 +127,31 @@ def diagnose(options: Options, containerd: ContainerdConfig | ConfigError,
     return Report(image, options.image_origin, tuple(checks))
 
 
+def _runtime(options: Options, c: Collaborators,
+             is_sandbox: bool) -> tuple[list[Check], RuntimeVersion | None]:
+    """The runtime area after containerd's config: the CRI, the image, the archive."""
+    checks: list[Check] = []
+    version = None
+    try:
+        runtime = c.runtime()
+    except EcrcredError as exc:
+        checks.append(fail("runtime.cri", exc.message, exc.hint))
+    else:
+        try:
+            found, version = check_runtime(runtime, options.runtime_endpoint, options.image,
+                                           options.image if is_sandbox else None)
+        finally:
+            close = getattr(runtime, "close", None)
+            if close is not None:
+                close()
+        checks += found
+    if options.archive is not None and (is_sandbox or options.image_origin == "--image"):
+        checks.append(check_archive(options.archive, options.image))
+    return checks, version
+
+
 def _same(a: str, b: str) -> bool:
     try:
-        return str(parse_reference(a)) == str(parse_reference(b))
+        return parse_reference(a).stored == parse_reference(b).stored
     except ValueError:
         return a == b

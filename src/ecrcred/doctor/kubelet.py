@@ -31,6 +31,68 @@ CONFIG_FLAG = "--image-credential-provider-config"
 BIN_DIR_FLAG = "--image-credential-provider-bin-dir"
 
 
+# Where a kubelet's flags are set on the nodes we know (systemd units and their drop-ins, the
+# environment files they read, EKS's): read to find a flag the kubelet no longer accepts, since
+# a kubelet that refuses to start is not there to be asked.
+KUBELET_SETTINGS = (
+    "/etc/systemd/system/kubelet.service", "/usr/lib/systemd/system/kubelet.service",
+    "/lib/systemd/system/kubelet.service", "/etc/systemd/system/kubelet.service.d",
+    "/usr/lib/systemd/system/kubelet.service.d", "/etc/default/kubelet",
+    "/etc/sysconfig/kubelet", "/etc/eks/kubelet/environment",
+)
+# Flags removed from the kubelet, and since which release it refuses to start with them.
+REMOVED_FLAGS = {"--pod-infra-container-image": "1.35"}
+
+
+def check_kubelet_flags(running_cmdline: list[str] | None, settings: tuple[str, ...],
+                        ) -> list[Check]:
+    """``kubelet.flags``: a removed flag on the running kubelet's command line or in the files
+    that set its flags. Reported only when one is found (a 1.35 kubelet given
+    ``--pod-infra-container-image`` does not start, so the node never becomes ready)."""
+    found: list[str] = []
+    for flag, release in REMOVED_FLAGS.items():
+        if running_cmdline is not None and any(a == flag or a.startswith(flag + "=")
+                                                for a in running_cmdline):
+            found.append(f"{flag} (on the running kubelet's command line; refused since "
+                         f"Kubernetes {release})")
+        found += [f"{flag} (in {path}; refused since Kubernetes {release})"
+                  for path in _setting_files(settings) if _mentions(path, flag)]
+    if not found:
+        return []
+    return [fail("kubelet.flags", f"the kubelet is given {found[0]}: a kubelet of that release "
+                 "or later refuses to start with it",
+                 "remove the flag; the sandbox image is the runtime's own setting "
+                 "(containerd: pinned_images.sandbox in 2.x, sandbox_image in 1.x; CRI-O: "
+                 "pause_image)", tuple(found))]
+
+
+def _setting_files(settings: tuple[str, ...]) -> list[str]:
+    out = []
+    for path in settings:
+        if os.path.isdir(path):
+            try:
+                out += [os.path.join(path, n) for n in sorted(os.listdir(path))
+                        if n.endswith(".conf")]
+            except OSError:
+                continue
+        else:
+            out.append(path)
+    return out
+
+
+def _mentions(path: str, flag: str) -> bool:
+    try:
+        data = files.read_small(path, MAX_CONFIG).data
+    except OSError:  # absent, unreadable, not a regular file: nothing to report from it
+        return False
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        if any(w == flag or w.startswith(flag + "=") for w in line.replace('"', " ").split()):
+            return True
+    return False
+
+
 def kubelet_flags(cmdline: list[str]) -> dict[str, str]:
     """The two provider flags from a kubelet command line (``--flag=v`` or ``--flag v``)."""
     found: dict[str, str] = {}

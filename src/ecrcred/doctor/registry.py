@@ -50,10 +50,12 @@ ACCEPT = ", ".join((DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX, "*/*"
 IMAGE_CONFIGS = ("application/vnd.docker.container.image.v1+json",
                  "application/vnd.oci.image.config.v1+json")
 OCTET_STREAM = "application/octet-stream"
-# The newest containerd seen failing to unpack an octet-stream config: 1.6.20, with the
-# "content digest ... not found" error 1.4.3 gives, in tests/e2e/test_doctor.py. Newer
-# versions are not measured: a warning there.
-OCTET_STREAM_FAILS_UP_TO = (1, 6, 20)
+# The newest containerd seen failing to unpack an octet-stream config, and the oldest seen
+# unpacking it, both in tests/e2e/test_doctor.py against the real runtimes: 1.6.20 and 1.7.24
+# fail with the "content digest ... not found" error 1.4.3 gives; 2.1.9 unpacks it. Versions
+# between are not measured: a warning there.
+OCTET_STREAM_FAILS_UP_TO = (1, 7, 24)
+OCTET_STREAM_WORKS_FROM = (2, 1, 9)
 LAYERS = {
     "application/vnd.docker.image.rootfs.diff.tar.gzip": "",
     "application/vnd.oci.image.layer.v1.tar": "",
@@ -421,12 +423,16 @@ class RegistryProbe:
         if config_type == OCTET_STREAM:
             message = (f"{ref}: {found}. containerd does not unpack an application/octet-stream "
                        "config (Docker < 1.10 images): \"failed to extract layer ... content "
-                       "digest ... not found\" on 1.4.3 and on 1.6.20 (measured by "
+                       "digest ... not found\" on 1.4.3, 1.6.20 and 1.7.24 (measured by "
                        f"ecrcred's tests); this node runs {name}")
             fix = (f"rebuild {ref} with a current builder, or convert it "
                    "(skopeo copy --format oci docker://SRC docker://DST)")
             if is_containerd and version and version <= OCTET_STREAM_FAILS_UP_TO:
                 return fail("registry.media-types", message, fix)
+            if is_containerd and version and version >= OCTET_STREAM_WORKS_FROM:
+                return ok("registry.media-types", f"{ref}: {found}; {name} unpacks an "
+                          "application/octet-stream config (2.1.9 and later, measured by "
+                          "ecrcred's tests; 1.7.24 and older do not)")
             return warn("registry.media-types", message + " (not measured on this version)",
                         fix)
         if config_type not in IMAGE_CONFIGS:

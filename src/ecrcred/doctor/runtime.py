@@ -24,7 +24,7 @@ from ecrcred.containerd_routes import RegistryHosts, registry_hosts
 from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE
 from ecrcred.doctor.report import Check, fail, ok, skip, warn
 from ecrcred.ecrhost import parse_ecr_host
-from ecrcred.errors import ConfigError, ConfigMissing, RuntimeServiceError
+from ecrcred.errors import ConfigError, ConfigMissing, EcrcredError, RuntimeServiceError
 from ecrcred.imageref import parse_reference
 
 if TYPE_CHECKING:
@@ -66,12 +66,70 @@ def check_containerd_config(path: Setting, loaded: ContainerdConfig | ConfigErro
     checks = [warn("runtime.containerd-config", f"{read}; " + "; ".join(config.notes),
                    "fix the imports as the note says") if config.notes else
               ok("runtime.containerd-config", read)]
+    checks += sandbox_settings(config)
     try:
         hosts = registry_hosts(config, host)
     except ConfigError as exc:
         return [*checks, fail("runtime.registry-config", exc.message, exc.hint)], config, default
     checks.append(_registry_config(config, hosts, image))
     return checks, config, hosts
+
+
+def check_archive(archive: Setting | EcrcredError, image: str) -> Check:
+    """``runtime.sandbox-archive``: the archive ``pull-sandbox`` would restore ``image`` from
+    opens, passes the same checks (owner, mode, members) and holds the image for this node's
+    platform; read as the import reads it, without containerd."""
+    if isinstance(archive, EcrcredError):  # the ecrcred config naming it did not load
+        return fail("runtime.sandbox-archive", archive.message, archive.hint)
+    from ecrcred.cri.archive import Archive  # only when an archive is configured
+
+    try:
+        with Archive(archive.value) as opened:
+            found = opened.find(image)
+    except EcrcredError as exc:
+        return fail("runtime.sandbox-archive", exc.message, exc.hint)
+    return ok("runtime.sandbox-archive", f"{archive.value} (from {archive.origin}) holds "
+              f"{found.name} ({len(found.layers)} layers, manifest "
+              f"{found.manifest.digest[:19]}): pull-sandbox restores it from there with no "
+              "network")
+
+
+# Snapshotters that fetch an image's layers lazily, when a container first reads them, with
+# credentials of their own rather than the CRI's (so a sandbox image "present" on the node can
+# still fail to start a pod once its token has expired).
+LAZY_SNAPSHOTTERS = ("soci", "stargz", "nydus", "overlaybd")
+
+
+def sandbox_settings(config: ContainerdConfig) -> list[Check]:
+    """Warnings about how containerd itself keeps the sandbox image, reported only when one
+    applies: a ``pinned_images.sandbox`` that containerd 2.x will not pin (it pins only the
+    exact name it stores the image under, so a tagless or shortened name never matches), and
+    a lazy-loading snapshotter for the CRI."""
+    checks = []
+    named = config.sandbox_image
+    if named is not None and named.version == 3:
+        try:
+            stored = parse_reference(named.value).stored
+        except ValueError:
+            stored = named.value  # the registry check reports a reference that does not parse
+        if stored != named.value:
+            checks.append(warn(
+                "runtime.sandbox-pin",
+                f"{named.file} sets pinned_images.sandbox = \"{named.value}\", but containerd "
+                f"stores that image as {stored} and 2.x pins only the exact name it is given: "
+                "containerd never pins it, so its image garbage collection (or crictl rmi "
+                "--prune) may remove it (ecrcred pull-sandbox pins it with its own label)",
+                f"write pinned_images.sandbox = \"{stored}\""))
+    lazy = config.snapshotter
+    if lazy is not None and lazy.value.split("-")[0] in LAZY_SNAPSHOTTERS:
+        checks.append(warn(
+            "runtime.snapshotter",
+            f"{lazy.file} makes the CRI unpack images with the {lazy.value} snapshotter, which "
+            "fetches layers lazily when a container reads them, with its own credentials: the "
+            "sandbox image can be present yet fail a pod start once those credentials lapse",
+            "give the snapshotter credentials that refresh (its own keychain or the CRI's), or "
+            "keep the sandbox image on the default snapshotter"))
+    return checks
 
 
 def _registry_config(config: ContainerdConfig, hosts: RegistryHosts, image: str) -> Check:
@@ -89,15 +147,20 @@ def _registry_config(config: ContainerdConfig, hosts: RegistryHosts, image: str)
                     "pod can start",
                     "move each mirror to <config_path>/<host>/hosts.toml and delete the "
                     "registry.mirrors tables", details)
-    # containerd refuses any registry.configs."<host>".tls table beside config_path, even an
-    # empty one (ValidatePluginConfig checks TLS != nil)
+    # containerd 1.x refuses any registry.configs."<host>".tls table beside config_path, even
+    # an empty one (ValidatePluginConfig checks TLS != nil); 2.x no longer knows the key and
+    # ignores it ("Ignoring unknown key in TOML"), with or without config_path: measured on
+    # 2.1.9, whose pull through such a mirror then fails TLS.
     with_tls = sorted(h for h, legacy in config.legacy.items() if legacy.has_tls)
+    ignored_tls = (f"; containerd 2.x ignores registry.configs.\"{with_tls[0]}\".tls (removed "
+                   "in 2.0): there its CA and client certificate are not used" if with_tls
+                   else "")
     if config.config_path is not None and with_tls:
         return fail("runtime.registry-config",
                     f"registry.configs.\"{with_tls[0]}\".tls (deprecated) is set beside "
-                    f"config_path ({config.config_path.file}): containerd's CRI plugin does "
-                    "not load (\"invalid plugin config: `configs.tls` cannot be set when "
-                    "`config_path` is provided\"), so no pod can start",
+                    f"config_path ({config.config_path.file}): containerd 1.x's CRI plugin "
+                    "does not load (\"invalid plugin config: `configs.tls` cannot be set when "
+                    "`config_path` is provided\"), so no pod can start" + ignored_tls,
                     f"put the CA in <config_path>/{with_tls[0]}/hosts.toml (ca = [\"...\"]) "
                     "and delete the registry.configs tls tables", details)
     legacy = config.legacy.get(hosts.host)
@@ -115,7 +178,7 @@ def _registry_config(config: ContainerdConfig, hosts: RegistryHosts, image: str)
                     f"{config.has_mirrors.file} uses the deprecated registry.mirrors form "
                     f"({config.has_mirrors.value}); pulls of {image} go {route}. crictl and the "
                     "kubelet use it, ctr ignores it (ctr and crictl pull from different "
-                    "places)",
+                    "places)" + ignored_tls,
                     "set config_path and write <config_path>/<host>/hosts.toml instead "
                     "(ctr then takes --hosts-dir <config_path>)", details)
     if hosts.notes:
@@ -143,7 +206,7 @@ def check_runtime(runtime: Runtime, endpoint: str, image: str,
     checks = [ok("runtime.cri", f"{version.name} {version.version} (CRI {version.api_version}) "
                  f"at {endpoint}")]
     try:
-        name = str(parse_reference(image))
+        name = parse_reference(image).stored
         info = runtime.image_status(name)
     except ValueError as exc:
         return [*checks, fail("runtime.image", str(exc), "pass a valid --image")], version

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ecrcred/cri/_gen/containerd_images.proto\x12\x1d\x63ontainerd.services.images.v1\x1a google/protobuf/field_mask.proto\">\n\nDescriptor\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\"\xc1\x01\n\x05Image\x12\x0c\n\x04name\x18\x01 \x01(\t\x12@\n\x06labels\x18\x02 \x03(\x0b\x32\x30.containerd.services.images.v1.Image.LabelsEntry\x12\x39\n\x06target\x18\x03 \x01(\x0b\x32).containerd.services.images.v1.Descriptor\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\x0fGetImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x10GetImageResponse\x12\x33\n\x05image\x18\x01 \x01(\x0b\x32$.containerd.services.images.v1.Image\"z\n\x12UpdateImageRequest\x12\x33\n\x05image\x18\x01 \x01(\x0b\x32$.containerd.services.images.v1.Image\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"J\n\x13UpdateImageResponse\x12\x33\n\x05image\x18\x01 \x01(\x0b\x32$.containerd.services.images.v1.Image\"\x1b\n\x0bImageDelete\x12\x0c\n\x04name\x18\x01 \x01(\t2\xe1\x01\n\x06Images\x12\x66\n\x03Get\x12..containerd.services.images.v1.GetImageRequest\x1a/.containerd.services.images.v1.GetImageResponse\x12o\n\x06Update\x12\x31.containerd.services.images.v1.UpdateImageRequest\x1a\x32.containerd.services.images.v1.UpdateImageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ecrcred/cri/_gen/containerd_images.proto\x12\x1d\x63ontainerd.services.images.v1\x1a google/protobuf/field_mask.proto\">\n\nDescriptor\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\"\xc1\x01\n\x05Image\x12\x0c\n\x04name\x18\x01 \x01(\t\x12@\n\x06labels\x18\x02 \x03(\x0b\x32\x30.containerd.services.images.v1.Image.LabelsEntry\x12\x39\n\x06target\x18\x03 \x01(\x0b\x32).containerd.services.images.v1.Descriptor\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\x0fGetImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x10GetImageResponse\x12\x33\n\x05image\x18\x01 \x01(\x0b\x32$.containerd.services.images.v1.Image\"I\n\x12\x43reateImageRequest\x12\x33\n\x05image\x18\x01 \x01(\x0b\x32$.containerd.services.images.v1.Image\"J\n\x13\x43reateImageResponse\x12\x33\n\x05image\x18\x01 \x01(\x0b\x32$.containerd.services.images.v1.Image\"z\n\x12UpdateImageRequest\x12\x33\n\x05image\x18\x01 \x01(\x0b\x32$.containerd.services.images.v1.Image\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"J\n\x13UpdateImageResponse\x12\x33\n\x05image\x18\x01 \x01(\x0b\x32$.containerd.services.images.v1.Image\"\x1b\n\x0bImageDelete\x12\x0c\n\x04name\x18\x01 \x01(\t2\xd2\x02\n\x06Images\x12\x66\n\x03Get\x12..containerd.services.images.v1.GetImageRequest\x1a/.containerd.services.images.v1.GetImageResponse\x12o\n\x06Update\x12\x31.containerd.services.images.v1.UpdateImageRequest\x1a\x32.containerd.services.images.v1.UpdateImageResponse\x12o\n\x06\x43reate\x12\x31.containerd.services.images.v1.CreateImageRequest\x1a\x32.containerd.services.images.v1.CreateImageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,12 +44,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETIMAGEREQUEST']._serialized_end=400
   _globals['_GETIMAGERESPONSE']._serialized_start=402
   _globals['_GETIMAGERESPONSE']._serialized_end=473
-  _globals['_UPDATEIMAGEREQUEST']._serialized_start=475
-  _globals['_UPDATEIMAGEREQUEST']._serialized_end=597
-  _globals['_UPDATEIMAGERESPONSE']._serialized_start=599
-  _globals['_UPDATEIMAGERESPONSE']._serialized_end=673
-  _globals['_IMAGEDELETE']._serialized_start=675
-  _globals['_IMAGEDELETE']._serialized_end=702
-  _globals['_IMAGES']._serialized_start=705
-  _globals['_IMAGES']._serialized_end=930
+  _globals['_CREATEIMAGEREQUEST']._serialized_start=475
+  _globals['_CREATEIMAGEREQUEST']._serialized_end=548
+  _globals['_CREATEIMAGERESPONSE']._serialized_start=550
+  _globals['_CREATEIMAGERESPONSE']._serialized_end=624
+  _globals['_UPDATEIMAGEREQUEST']._serialized_start=626
+  _globals['_UPDATEIMAGEREQUEST']._serialized_end=748
+  _globals['_UPDATEIMAGERESPONSE']._serialized_start=750
+  _globals['_UPDATEIMAGERESPONSE']._serialized_end=824
+  _globals['_IMAGEDELETE']._serialized_start=826
+  _globals['_IMAGEDELETE']._serialized_end=853
+  _globals['_IMAGES']._serialized_start=856
+  _globals['_IMAGES']._serialized_end=1194
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,11 @@ class ImagesStub:
                 request_serializer=ecrcred_dot_cri_dot___gen_dot_containerd__images__pb2.UpdateImageRequest.SerializeToString,
                 response_deserializer=ecrcred_dot_cri_dot___gen_dot_containerd__images__pb2.UpdateImageResponse.FromString,
                 _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/containerd.services.images.v1.Images/Create',
+                request_serializer=ecrcred_dot_cri_dot___gen_dot_containerd__images__pb2.CreateImageRequest.SerializeToString,
+                response_deserializer=ecrcred_dot_cri_dot___gen_dot_containerd__images__pb2.CreateImageResponse.FromString,
+                _registered_method=True)
 
 
 class ImagesServicer:
@@ -61,6 +66,12 @@ class ImagesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Create(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +84,11 @@ def add_ImagesServicer_to_server(servicer, server):
                     servicer.Update,
                     request_deserializer=ecrcred_dot_cri_dot___gen_dot_containerd__images__pb2.UpdateImageRequest.FromString,
                     response_serializer=ecrcred_dot_cri_dot___gen_dot_containerd__images__pb2.UpdateImageResponse.SerializeToString,
+            ),
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=ecrcred_dot_cri_dot___gen_dot_containerd__images__pb2.CreateImageRequest.FromString,
+                    response_serializer=ecrcred_dot_cri_dot___gen_dot_containerd__images__pb2.CreateImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +145,33 @@ class Images:
             '/containerd.services.images.v1.Images/Update',
             ecrcred_dot_cri_dot___gen_dot_containerd__images__pb2.UpdateImageRequest.SerializeToString,
             ecrcred_dot_cri_dot___gen_dot_containerd__images__pb2.UpdateImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Create(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.images.v1.Images/Create',
+            ecrcred_dot_cri_dot___gen_dot_containerd__images__pb2.CreateImageRequest.SerializeToString,
+            ecrcred_dot_cri_dot___gen_dot_containerd__images__pb2.CreateImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -240,12 +240,23 @@ class RuntimeServiceStub:
                 request_serializer=ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.VersionRequest.SerializeToString,
                 response_deserializer=ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.VersionResponse.FromString,
                 _registered_method=True)
+        self.Status = channel.unary_unary(
+                '/runtime.v1.RuntimeService/Status',
+                request_serializer=ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.StatusRequest.SerializeToString,
+                response_deserializer=ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.StatusResponse.FromString,
+                _registered_method=True)
 
 
 class RuntimeServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Version(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Status(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -258,6 +269,11 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.Version,
                     request_deserializer=ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.VersionRequest.FromString,
                     response_serializer=ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.VersionResponse.SerializeToString,
+            ),
+            'Status': grpc.unary_unary_rpc_method_handler(
+                    servicer.Status,
+                    request_deserializer=ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.StatusRequest.FromString,
+                    response_serializer=ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.StatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -287,6 +303,33 @@ class RuntimeService:
             '/runtime.v1.RuntimeService/Version',
             ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.VersionRequest.SerializeToString,
             ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.VersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Status(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/Status',
+            ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.StatusRequest.SerializeToString,
+            ecrcred_dot_cri_dot___gen_dot_cri__api__pb2.StatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
