@@ -9,8 +9,9 @@ package around it, whose import compiles regular expressions that only its pure-
 and its whitespace skipping use. This module drives the same C scanner and encoder with the
 settings ``json.loads`` and ``json.dumps`` use by default, so what is accepted, produced and
 refused is the same (``tests/unit/test_jsonwire.py`` compares the two on generated documents);
-errors are ``json``'s own ``JSONDecodeError`` (``_json`` imports ``json.decoder`` only to raise
-one). Whatever this fast path does not cover (no ``_json``, bytes that are not plain UTF-8 by
+errors are ``json``'s own ``JSONDecodeError``, and a malformed document is handed to ``json``
+to say what is wrong (``_json`` finds that exception only once ``json`` is imported). Whatever
+this fast path does not cover (no ``_json``, bytes that are not plain UTF-8 by
 ``json.detect_encoding``'s rules, a leading byte-order mark) is handed to ``json`` itself.
 """
 
@@ -91,6 +92,14 @@ def loads(raw: bytes | str) -> Any:
         value, end = _scan(text, start)
     except StopIteration as stop:
         raise _error("Expecting value", text, stop.value) from None
+    except SystemError:
+        # _json raises a malformed document's error as json.decoder.JSONDecodeError, which it
+        # looks up in sys.modules without importing it: before json is imported that lookup
+        # fails and the C code returns with no exception set. json itself then says what is
+        # wrong (a bad document is rare: a corrupt cache file, a kubelet bug).
+        import json
+
+        return json.loads(raw)
     rest = len(text) - len(text[end:].lstrip(_WHITESPACE))
     if rest != len(text):
         raise _error("Extra data", text, rest)

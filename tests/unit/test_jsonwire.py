@@ -93,8 +93,21 @@ def test_reading_and_writing_import_neither_json_nor_re():
             "assert jsonwire.loads(b'{\"a\": [1, 2.5, null, \"\\\\u00e9\"]}') == "
             "{'a': [1, 2.5, None, 'é']}\n"
             "assert jsonwire.dumps({'a': 'é'}) == '{\"a\":\"\\\\u00e9\"}'\n"
-            "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules))")
+            "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules))\n"
+            # before json is imported, a malformed document still gets json's own error
+            "for bad in (b'{', b'{\"a\": tru', b'[1,]', b'\"\\\\x\"', b'{\"a\" 1}'):\n"
+            "    try:\n"
+            "        jsonwire.loads(bad)\n"
+            "    except ValueError as exc:\n"
+            "        print(type(exc).__name__, exc)\n")
     src = str(__import__("pathlib").Path(jsonwire.__file__).parents[1])
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, src], capture_output=True,
                          text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    first, *errors = out.stdout.strip().splitlines()
+    assert first == "[]"
+    expected = []
+    for bad in (b"{", b'{"a": tru', b"[1,]", b'"\\x"', b'{"a" 1}'):
+        with pytest.raises(json.JSONDecodeError) as caught:
+            json.loads(bad)
+        expected.append(f"JSONDecodeError {caught.value}")
+    assert errors == expected
