@@ -11,8 +11,17 @@ What it measures, all on 127.0.0.1 against moto's server as ECR (tests/support/a
   resolution, one GetAuthorizationToken, the cache write);
 - burst: N concurrent executions over R registries, as at node boot (the kubelet execs once per
   image), against a stand-in that adds ``--latency-ms`` to every AWS call; reported with the
-  number of API calls the server counted. ``--no-cache`` models the incumbent plugin, which has
-  no cache of its own and calls the API on every execution.
+  number of API calls the server counted. ``--no-cache`` models the incumbent kubelet plugin
+  (cloud-provider-aws' ``ecr-credential-provider``), which has no cache of its own and calls the
+  API on every execution: a model, since no build of it is at hand;
+- the Go peer, measured: ``docker-credential-ecr-login`` (amazon-ecr-credential-helper, the Go
+  ECR token client, with a file cache of its own) from Debian unstable, run from a root of that
+  release (``scripts/runtime-root sid``) through the root's own dynamic loader, against the same
+  stand-in: one execution (hit, and miss with its cache emptied) interleaved with ecrcred's, and
+  the same burst.
+
+The stand-in answers GetAuthorizationToken with tokens that expire in 12 hours (moto's own say
+2015, which a cache that trusts ``expiresAt`` never keeps).
 
 Floor and hit runs are interleaved so that background load hits both alike. Prints a Markdown
 report on stdout.
@@ -94,6 +103,24 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def go_peer(choice: str) -> list[str] | None:
+    """The Go peer's command, run by its root's own dynamic loader (its glibc, this machine's
+    paths), or None when left out."""
+    if choice == "none":
+        return None
+    root = choice
+    if choice == "auto":
+        made = subprocess.run([str(ROOT / "scripts/runtime-root"), "sid"], capture_output=True,
+                              text=True, check=False)
+        if made.returncode != 0:
+            raise SystemExit(f"scripts/runtime-root sid failed (--go-peer none to leave the Go "
+                             f"peer out): {made.stderr.strip()[-300:]}")
+        root = made.stdout.strip().splitlines()[-1]
+    libs = f"{root}/lib/x86_64-linux-gnu:{root}/usr/lib/x86_64-linux-gnu"
+    return [f"{root}/lib64/ld-linux-x86-64.so.2", "--library-path", libs,
+            f"{root}/usr/bin/docker-credential-ecr-login"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=40)
@@ -106,19 +133,29 @@ def main() -> int:
                         help="another ecrcred executable (e.g. bench/at-rev REV's, an earlier "
                         "commit) whose cache hits are run interleaved with this one's, for a "
                         "before/after ratio measured in the same run")
+    parser.add_argument("--go-peer", default="auto",
+                        help="the Go peer's root (default: scripts/runtime-root sid; 'none' to "
+                        "leave it out)")
     parser.add_argument("--floor", nargs="+",
                         default=[sys.executable, str(ROOT / "bench/floor.py")],
                         help="the floor program's argv")
     args = parser.parse_args()
 
+    go = go_peer(args.go_peer)
     work = Path(tempfile.mkdtemp(prefix="ecrcred-bench-"))
     aws = AwsStandIn(work)
     (work / "slow").mkdir()
     slow = AwsStandIn(work / "slow", args.latency_ms)
     try:
+        aws.tokens_per_caller()
         base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **aws.env()}
         image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/eks/pause"
+        host = image.split("/", 1)[0].encode()
         req = request(image)
+        go_warm = dict(base, HOME=str(work), AWS_REGION="us-west-2",
+                       AWS_ECR_CACHE_DIR=str(work / "go-warm"))
+        if go:
+            run([*go, "get"], host, go_warm)  # fill its cache
         warm = dict(base, ECRCRED_CACHE_DIR=str(work / "warm"))
         run([args.ecrcred, "get-credentials"], req, warm)  # fill the cache
         config = work / "config.yaml"
@@ -136,7 +173,13 @@ def main() -> int:
         other_hit_config: list[float] = []
 
         floor, hit, hit_config, edited, miss = [], [], [], [], []
+        go_hit: list[float] = []
+        go_miss: list[float] = []
         for i in range(args.runs):
+            if go:
+                go_hit.append(run([*go, "get"], host, go_warm))
+                go_miss.append(run([*go, "get"], host, dict(
+                    go_warm, AWS_ECR_CACHE_DIR=str(work / f"go-cold-{i}"))))
             floor.append(run(args.floor, req, base))
             hit.append(run([args.ecrcred, "get-credentials"], req, warm))
             hit_config.append(run([args.ecrcred, "get-credentials"], req, configured))
@@ -153,6 +196,10 @@ def main() -> int:
                 ("cache hit, 5-rule config file (compiled copy)", summary(hit_config)),
                 ("cache hit, config file just edited (validated again)", summary(edited)),
                 ("cache miss", summary(miss))]
+        if go:
+            rows += [("Go peer (docker-credential-ecr-login), its cache hit", summary(go_hit)),
+                     ("Go peer, its cache emptied (one GetAuthorizationToken)",
+                      summary(go_miss))]
         ratio = statistics.median(hit) / statistics.median(floor)
         if args.compare:
             rows[1:1] = [(f"cache hit, {args.compare}", summary(other_hit)),
@@ -160,18 +207,26 @@ def main() -> int:
                           summary(other_hit_config))]
 
         bursts = []
-        for label, extra_args in (("ecrcred (shared cache)", []),
-                                  ("no cache: one API call per exec (incumbent model)",
-                                   ["--no-cache"])):
+        images = [f"{100000000000 + r % args.registries}.dkr.ecr.us-west-2.amazonaws.com/"
+                  f"app-{r}" for r in range(args.burst)]
+        contenders: list[tuple[str, list[str], bool]] = [
+            ("ecrcred (shared cache)", [args.ecrcred, "get-credentials"], False),
+            ("no cache: one API call per exec (incumbent model)",
+             [args.ecrcred, "get-credentials", "--no-cache"], False)]
+        if go:
+            contenders.append(("Go peer, docker-credential-ecr-login (its file cache; measured)",
+                               [*go, "get"], True))
+        for label, argv, by_host in contenders:
             slow.reset()
-            env = dict(base, **slow.env(), ECRCRED_CACHE_DIR=str(work / f"burst-{len(bursts)}"))
-            images = [f"{100000000000 + r % args.registries}.dkr.ecr.us-west-2.amazonaws.com/"
-                      f"app-{r}" for r in range(args.burst)]
+            slow.tokens_per_caller()
+            env = dict(base, **slow.env(), ECRCRED_CACHE_DIR=str(work / f"burst-{len(bursts)}"),
+                       HOME=str(work), AWS_REGION="us-west-2",
+                       AWS_ECR_CACHE_DIR=str(work / f"go-burst-{len(bursts)}"))
             started = time.perf_counter()
             with ThreadPoolExecutor(args.burst) as pool:
                 times = list(pool.map(
-                    lambda img, ea=extra_args, e=env: run(
-                        [args.ecrcred, "get-credentials", *ea], request(img), e), images))
+                    lambda img, a=argv, e=env, h=by_host: run(
+                        a, img.split("/", 1)[0].encode() if h else request(img), e), images))
             total = (time.perf_counter() - started) * 1000
             bursts.append((label, total, summary(times), slow.calls("GetAuthorizationToken")))
 

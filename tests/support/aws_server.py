@@ -122,11 +122,20 @@ class StandIn:
 
     def caller_token(self, request: Request) -> Response:
         auth = request.headers.get("Authorization", "")
-        key_id = auth.split("Credential=", 1)[1].split("/", 1)[0] if "Credential=" in auth else "-"
+        scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/") if (
+            "Credential=" in auth) else ["-", "", "us-east-1"]
+        key_id, region = scope[0], scope[2] if len(scope) > 2 else "us-east-1"
+        try:
+            registry = (json.loads(request.get_data() or b"{}").get("registryIds")
+                        or ["123456789012"])[0]
+        except (ValueError, AttributeError):
+            registry = "123456789012"
         token = base64.b64encode(f"AWS:token-for-{key_id}".encode()).decode()
-        body = {"authorizationData": [{"authorizationToken": token,
-                                       "expiresAt": time.time() + 12 * 3600,
-                                       "proxyEndpoint": "https://stand-in"}]}
+        # the proxy endpoint of the registry asked for, as ECR gives it (a client such as the
+        # Go credential helper checks it against the registry it asked about)
+        body = {"authorizationData": [{
+            "authorizationToken": token, "expiresAt": time.time() + 12 * 3600,
+            "proxyEndpoint": f"https://{registry}.dkr.ecr.{region}.amazonaws.com"}]}
         return Response(json.dumps(body), content_type="application/x-amz-json-1.1")
 
     def control(self, request: Request) -> Response:
