@@ -819,7 +819,7 @@ def test_a_schema1_manifest_is_recognised_by_its_schema_version_alone():
                  "this node runs containerd v2.0.4 (not measured on this version)",
                  id="octet-stream-config-on-2.0"),
     pytest.param("application/octet-stream", (GZIP,), RuntimeVersion("containerd", "2.1.9", "v1"),
-                 OK, "containerd 2.1.9 unpacks an application/octet-stream config",
+                 OK, "this node runs containerd 2.1.9, which unpacks an application/octet-stream",
                  id="octet-stream-config-on-2.1.9"),
     pytest.param("application/octet-stream", (GZIP,), CRI_O, WARN,
                  "this node runs cri-o 1.29.1 (not measured", id="octet-stream-config-on-cri-o"),

@@ -430,9 +430,9 @@ class RegistryProbe:
             if is_containerd and version and version <= OCTET_STREAM_FAILS_UP_TO:
                 return fail("registry.media-types", message, fix)
             if is_containerd and version and version >= OCTET_STREAM_WORKS_FROM:
-                return ok("registry.media-types", f"{ref}: {found}; {name} unpacks an "
-                          "application/octet-stream config (2.1.9 and later, measured by "
-                          "ecrcred's tests; 1.7.24 and older do not)")
+                return ok("registry.media-types", f"{ref}: {found}; this node runs {name}, "
+                          "which unpacks an application/octet-stream config (2.1.9 and later, "
+                          "measured by ecrcred's tests; 1.7.24 and older do not)")
             return warn("registry.media-types", message + " (not measured on this version)",
                         fix)
         if config_type not in IMAGE_CONFIGS:
