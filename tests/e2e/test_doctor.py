@@ -26,6 +26,7 @@ from tests.support.aws import wait_until
 from tests.support.containerd import Containerd
 from tests.support.processes import Process
 from tests.support.registry import OCI_INDEX, OCTET_STREAM, Registry, require
+from tests.support.sandbox import static_rule
 from tests.support.stack import ECR_HOST, REGISTRY_PASSWORD, REGISTRY_USER, SANDBOX_IMAGE
 from tests.support.tls import encrypt_key, make_ca, make_client_cert
 from tests.support.token_registry import TokenRegistry
@@ -81,23 +82,6 @@ def write_hosts(certs_dir: str, host: str, text: str) -> None:
     directory = Path(certs_dir) / host
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "hosts.toml").write_text(text)
-
-
-def static_rule(tmp_path: Path, host: str, password: str) -> dict[str, str]:
-    secret = tmp_path / "registry.password"
-    secret.write_text(password + "\n")
-    secret.chmod(0o600)
-    config = tmp_path / "ecrcred.yaml"
-    config.write_text(f"""\
-apiVersion: ecrcred.io/v1alpha1
-kind: EcrcredConfig
-registries:
-  - match: ["{host}"]
-    static:
-      username: {REGISTRY_USER}
-      passwordFile: {secret}
-""")
-    return {"ECRCRED_CONFIG": str(config)}
 
 
 # -- the whole path ------------------------------------------------------------------------------
@@ -222,7 +206,7 @@ server = "https://127.0.0.1:1"
   capabilities = ["pull", "resolve"]
   ca = ["{registry.cert_path}"]
 """)
-    env = {**node["env"], **static_rule(tmp_path, host, "not-the-password")}
+    env = {**node["env"], **static_rule(tmp_path, [host], "not-the-password")}
     code, report, out, err = doctor(ecrcred_bin, containerd, node, "--image",
                                     f"{host}/eks/pause:3.9", "--skip", "kubelet", env=env)
     auth = by_id(report)["registry.auth"]
@@ -252,7 +236,7 @@ server = "https://127.0.0.1:1"
   capabilities = ["pull", "resolve"]
   ca = ["{registry.cert_path}"]
 """)
-    env = {**node["env"], **static_rule(tmp_path, "docker.io", REGISTRY_PASSWORD)}
+    env = {**node["env"], **static_rule(tmp_path, ["docker.io"], REGISTRY_PASSWORD)}
     code, report, _, _ = doctor(ecrcred_bin, containerd, node, "--image", "pause:3.9",
                                 "--skip", "kubelet", env=env)
     manifest = by_id(report)["registry.manifest"]
@@ -302,7 +286,7 @@ def test_bearer_auth_goes_through_the_token_realm_with_our_credentials(
   capabilities = ["pull", "resolve"]
   ca = ["{token_registry.cert_path}"]
 """)
-    env = {**node["env"], **static_rule(tmp_path, host, password)}
+    env = {**node["env"], **static_rule(tmp_path, [host], password)}
     image = f"{host}/team/app:1"
     asked = len(token_registry.token_server.requests)
     code, report, out, err = doctor(ecrcred_bin, containerd, node, "--image", image,
@@ -374,7 +358,7 @@ def test_a_registry_demanding_a_client_certificate_is_reached_with_the_hosts_tom
             "combined-file": f'  client = "{client.combined}"\n',
             "relative-pair": '  client = [["node.pem", "node.key"]]\n'}[shape]
     write_mtls_hosts(containerd, mtls_registry, line)
-    env = {**node["env"], **static_rule(tmp_path, MTLS_HOST, REGISTRY_PASSWORD)}
+    env = {**node["env"], **static_rule(tmp_path, [MTLS_HOST], REGISTRY_PASSWORD)}
     image = f"{MTLS_HOST}/eks/pause:3.9"
     code, report, _, _ = doctor(ecrcred_bin, containerd, node, "--image", image,
                                 "--skip", "kubelet", env=env)
@@ -400,7 +384,7 @@ def test_a_refused_client_certificate_is_named_with_the_client_fix(
         line = f'  client = [["{stranger.cert}", "{stranger.key}"]]\n'
         said = "the registry refused the client certificate"
     write_mtls_hosts(containerd, mtls_registry, line)
-    env = {**node["env"], **static_rule(tmp_path, MTLS_HOST, REGISTRY_PASSWORD)}
+    env = {**node["env"], **static_rule(tmp_path, [MTLS_HOST], REGISTRY_PASSWORD)}
     image = f"{MTLS_HOST}/eks/pause:3.9"
     code, report, _, _ = doctor(ecrcred_bin, containerd, node, "--image", image,
                                 "--skip", "kubelet", env=env)
@@ -439,7 +423,7 @@ def test_a_client_certificate_containerd_cannot_load_fails_naming_it_as_the_pull
         line, named, why = (f'  client = ["{client.cert}", "{client.key}"]\n', client.cert,
                             "not a PEM file holding both a certificate and its private key")
     write_mtls_hosts(containerd, mtls_registry, line)
-    env = {**node["env"], **static_rule(tmp_path, MTLS_HOST, REGISTRY_PASSWORD)}
+    env = {**node["env"], **static_rule(tmp_path, [MTLS_HOST], REGISTRY_PASSWORD)}
     image = f"{MTLS_HOST}/eks/pause:3.9"
     code, report, _, _ = doctor(ecrcred_bin, containerd, node, "--image", image,
                                 "--skip", "kubelet", env=env)
@@ -516,7 +500,7 @@ def test_the_legacy_wildcard_mirror_is_the_route_containerd_pulls_through(
         cd = Containerd(workdir, SANDBOX_IMAGE, config_path=False, extra_config=wildcard,
                         runtime=containerd_runtime)
         try:
-            env = {**node["env"], **static_rule(tmp_path, host, REGISTRY_PASSWORD)}
+            env = {**node["env"], **static_rule(tmp_path, [host], REGISTRY_PASSWORD)}
             pulled = subprocess.run([ecrcred_bin, "pull-sandbox", "--image", image, "--no-pin",
                                      "--runtime-endpoint", cd.endpoint, "--timeout",
                                      "5" if legacy_tls_ignored else "30"],
@@ -741,7 +725,7 @@ def test_a_hosts_toml_containerd_cannot_use_is_followed_to_where_containerd_goes
                                "empty": ""}[case])
     (directory / "node.cert").write_text("not a certificate\n")
     image = f"{FALLBACK_HOST}/eks/pause:3.9"
-    env = {**node["env"], **static_rule(tmp_path, FALLBACK_HOST, REGISTRY_PASSWORD)}
+    env = {**node["env"], **static_rule(tmp_path, [FALLBACK_HOST], REGISTRY_PASSWORD)}
     code, report, _, _ = doctor(ecrcred_bin, containerd, node, "--image", image,
                                 "--skip", "kubelet", env=env)
     checks = by_id(report)

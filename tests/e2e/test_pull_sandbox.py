@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.aws import wait_until
 from tests.support.processes import Process
-from tests.support.sandbox import images, pull_sandbox
+from tests.support.sandbox import images, pull_sandbox, static_rule
 
 ECR_HOST = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
 SANDBOX = f"{ECR_HOST}/eks/pause:3.9"
@@ -54,21 +54,9 @@ def test_custom_registry_with_static_credentials_pulls_without_aws(
 
     host = "registry.corp.example"
     containerd.add_mirror(host, registry)
+    env = {**node_env, **static_rule(tmp_path, [host])}
     secret = tmp_path / "registry.password"
-    secret.write_text(REGISTRY_PASSWORD + "\n")
-    secret.chmod(0o600)
-    config = tmp_path / "ecrcred.yaml"
-    config.write_text(f"""\
-apiVersion: ecrcred.io/v1alpha1
-kind: EcrcredConfig
-registries:
-  - match: ["{host}"]
-    static:
-      username: {REGISTRY_USER}
-      passwordFile: {secret}
-""")
     image = f"{host}/eks/pause:3.9"
-    env = {**node_env, "ECRCRED_CONFIG": str(config)}
     result = pull_sandbox(ecrcred_bin, containerd, env, "--image", image)
     assert result.returncode == 0, result.stderr.decode()
     lines = result.stdout.decode().splitlines()

@@ -30,7 +30,7 @@ from tests.support.references import (
     report_lines,
     sandbox_containerd,
     seen,
-    static_rule,
+    static_rule_for,
 )
 from tests.support.registry import Registry
 from tests.support.sandbox import images, pull_sandbox
@@ -61,7 +61,7 @@ def digests(registry: Registry) -> dict[tuple[str, str], str]:
 def credentials_env(form: Form, node_env: Mapping[str, str], directory: Path,
                     registry: Registry) -> dict[str, str]:
     """ECR forms get their token from moto; the others a static rule for the registry."""
-    return dict(node_env) if form.ecr else {**node_env, **static_rule(directory, registry)}
+    return dict(node_env) if form.ecr else {**node_env, **static_rule_for(directory, registry)}
 
 
 @pytest.mark.parametrize("form", FORMS, ids=[f.id for f in FORMS])

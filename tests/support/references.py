@@ -26,7 +26,8 @@ from pathlib import Path
 from ecrcred.cri.client import PINNED_LABEL, PINNED_VALUE, GrpcRuntime
 from tests.support.containerd import Containerd, Runtime
 from tests.support.registry import Registry
-from tests.support.stack import ECR_HOST, REGISTRY_PASSWORD, REGISTRY_USER
+from tests.support.sandbox import static_rule
+from tests.support.stack import ECR_HOST
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Form:
     stored: str
     repo: str
     tag: str
-    ecr: bool  # credentials from moto's ECR; else the static rule of ``static_rule``
+    ecr: bool  # credentials from moto's ECR; else the static rule of ``static_rule_for``
 
     def names(self, registry: Registry, digests: Mapping[tuple[str, str], str]
               ) -> tuple[str, str]:
@@ -109,23 +110,10 @@ def sandbox_containerd(sandbox_image: str, runtime: Runtime, registry: Registry
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def static_rule(directory: Path, registry: Registry) -> dict[str, str]:
+def static_rule_for(directory: Path, registry: Registry) -> dict[str, str]:
     """The environment for an ecrcred config giving the registry's user and password to every
     non-ECR host a form names (they all lead to that registry)."""
-    secret = directory / "registry.password"
-    secret.write_text(REGISTRY_PASSWORD + "\n")
-    secret.chmod(0o600)
-    config = directory / "ecrcred.yaml"
-    config.write_text(f"""\
-apiVersion: ecrcred.io/v1alpha1
-kind: EcrcredConfig
-registries:
-  - match: ["docker.io", "localhost", "{registry.host}"]
-    static:
-      username: {REGISTRY_USER}
-      passwordFile: {secret}
-""")
-    return {"ECRCRED_CONFIG": str(config)}
+    return static_rule(directory, ["docker.io", "localhost", registry.host])
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,11 @@ end-to-end, fault and hostile suites (the ``node_env`` fixture is in tests/conft
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from tests.support.containerd import Containerd
+from tests.support.stack import REGISTRY_PASSWORD, REGISTRY_USER
 
 
 def node_environment(aws_env: Mapping[str, str], cache_dir: str) -> dict[str, str]:
@@ -27,3 +29,24 @@ def images(containerd: Containerd) -> list[str]:
     """The image names containerd's k8s.io namespace holds."""
     out = containerd.ctr("images", "ls", "-q", check=True).stdout
     return (out.decode() if isinstance(out, bytes) else out).split()
+
+
+def static_rule(directory: Path, hosts: Sequence[str],
+                password: str = REGISTRY_PASSWORD) -> dict[str, str]:
+    """The environment for an ecrcred config whose one rule gives the test registry's user
+    and ``password`` (from a 0600 file) to ``hosts``."""
+    secret = directory / "registry.password"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    config = directory / "ecrcred.yaml"
+    match = ", ".join(f'"{host}"' for host in hosts)
+    config.write_text(f"""\
+apiVersion: ecrcred.io/v1alpha1
+kind: EcrcredConfig
+registries:
+  - match: [{match}]
+    static:
+      username: {REGISTRY_USER}
+      passwordFile: {secret}
+""")
+    return {"ECRCRED_CONFIG": str(config)}
