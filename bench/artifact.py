@@ -11,7 +11,15 @@ Python instead, for a machine without root or debootstrap). The onefile pair is 
   is a cache hit within 1.3x of the floor built the same way (onedir, what we ship);
 - a cache miss of the onedir build;
 - onefile against onedir: onefile unpacks itself into a temp dir on every start, and the
-  kubelet starts a fresh process for every image, so this is what decided the shipped mode.
+  kubelet starts a fresh process for every image, so this is what decided the shipped mode;
+- the bare start of the CPython the release artifact is built from (the release root's
+  ``python3 -I -S -c pass``, ``LD_LIBRARY_PATH`` on its ``lib/`` as the bootloader sets it on
+  ``_internal/``): the target is a cache hit within 2x of it;
+- ``--compare PATH``: another onedir build (an older revision's, say) timed in the same
+  rounds, hit and miss.
+
+``--ecrcred PATH`` times that onedir build instead of building; ``--no-onefile`` leaves the
+onefile pair out (what decided the mode, not what ships).
 
 Prints a Markdown report, including artifact sizes.
 """
@@ -36,6 +44,12 @@ from bench.plugin import machine, request, summary  # noqa: E402
 from tests.support.aws import AwsStandIn  # noqa: E402
 
 PYINSTALLER = Path(sys.executable).with_name("pyinstaller")
+
+
+def release_python() -> Path:
+    """The release root's CPython (``build/build-portable``'s cache), the artifact's own."""
+    cache = Path(os.environ.get("ECRCRED_PORTABLE_CACHE") or ROOT / "build/work/portable")
+    return cache / "rootfs-bullseye/opt/ecrcred-python/bin/python3.11"
 
 
 def build_release() -> tuple[Path, Path]:
@@ -92,40 +106,66 @@ def main() -> int:
     parser.add_argument("--local", action="store_true",
                         help="build the onedir pair with build/build (this machine's Python), "
                         "not build/build-portable")
+    parser.add_argument("--ecrcred", type=Path,
+                        help="a built onedir executable to time (no build; the floor is "
+                        "build/build-portable --floor's)")
+    parser.add_argument("--compare", type=Path, help="another onedir build, timed beside it")
+    parser.add_argument("--no-onefile", action="store_true", help="leave the onefile pair out")
     args = parser.parse_args()
 
     if args.local:
         onedir_pair = (build_ecrcred("onedir"), build_floor("onedir"))
         built = "build/build, this machine's Python"
+    elif args.ecrcred:
+        floor = ROOT / "build" / "dist" / "floor-portable" / "floor" / "floor"
+        if not floor.exists():
+            build_release()
+        onedir_pair = (args.ecrcred.resolve(), floor)
+        built = f"{args.ecrcred} (given), floor from build/build-portable --floor"
     else:
         onedir_pair = build_release()
         built = "build/build-portable: the release artifact, Debian 11 root, its own CPython"
-    programs = {
-        "ecrcred onedir": onedir_pair[0],
-        "ecrcred onefile": build_ecrcred("onefile"),
-        "floor onedir": onedir_pair[1],
-        "floor onefile": build_floor("onefile"),
-    }
+    programs = {"ecrcred onedir": onedir_pair[0]}
+    if args.compare:
+        programs["ecrcred onedir, compared"] = args.compare.resolve()
+    if not args.no_onefile:
+        programs["ecrcred onefile"] = build_ecrcred("onefile")
+    programs["floor onedir"] = onedir_pair[1]
+    if not args.no_onefile:
+        programs["floor onefile"] = build_floor("onefile")
+    python = release_python()
+    bare_env = {"LD_LIBRARY_PATH": str(python.parents[1] / "lib")}
+    if not args.local:
+        programs["bare interpreter start (release root's python3 -I -S -c pass)"] = python
     work = Path(tempfile.mkdtemp(prefix="ecrcred-bench-artifact-"))
     aws = AwsStandIn(work)
     try:
         base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **aws.env()}
         req = request("123456789012.dkr.ecr.us-west-2.amazonaws.com/eks/pause")
         warm = dict(base, ECRCRED_CACHE_DIR=str(work / "warm"))
+        def argv_env(name: str, path: Path) -> tuple[list[str], dict[str, str]]:
+            if name.startswith("ecrcred"):
+                return [str(path), "get-credentials"], warm
+            if name.startswith("bare"):
+                return [str(path), "-I", "-S", "-c", "pass"], dict(base, **bare_env)
+            return [str(path)], warm
+
         for name, path in programs.items():
-            run([str(path), "get-credentials"] if name.startswith("ecrcred") else [str(path)],
-                req, warm)  # fill the cache, warm the page cache
+            argv, env = argv_env(name, path)
+            run(argv, req, env)  # fill the cache, warm the page cache
         samples: dict[str, list[float]] = {name: [] for name in programs}
-        samples["ecrcred onedir, cache miss"] = []
+        misses = {"ecrcred onedir, cache miss": programs["ecrcred onedir"]}
+        if args.compare:
+            misses["ecrcred onedir, compared, cache miss"] = programs["ecrcred onedir, compared"]
+        for name in misses:
+            samples[name] = []
         for i in range(args.runs):
             for name, path in programs.items():
-                argv = [str(path), "get-credentials"] if name.startswith("ecrcred") else [
-                    str(path)]
-                samples[name].append(run(argv, req, warm, name))
-            cold = dict(base, ECRCRED_CACHE_DIR=str(work / f"cold-{i}"))
-            samples["ecrcred onedir, cache miss"].append(
-                run([str(programs["ecrcred onedir"]), "get-credentials"], req, cold,
-                    "ecrcred onedir, cache miss"))
+                argv, env = argv_env(name, path)
+                samples[name].append(run(argv, req, env, name))
+            for j, (name, path) in enumerate(misses.items()):
+                cold = dict(base, ECRCRED_CACHE_DIR=str(work / f"cold-{i}-{j}"))
+                samples[name].append(run([str(path), "get-credentials"], req, cold, name))
 
         print(f"Machine: {machine()}; {args.runs} runs each, all programs interleaved; the "
               "ecrcred runs are cache hits unless marked. onedir pair: "
@@ -137,14 +177,26 @@ def main() -> int:
             print(f"| {name} | {s['n']} | {s['median']:.1f} | {s['p90']:.1f} | {s['min']:.1f} | "
                   f"{statistics.median(CPU[name]):.1f} |")
         med = {name: statistics.median(values) for name, values in samples.items()}
-        onedir, onefile = med["ecrcred onedir"], med["ecrcred onefile"]
+        onedir = med["ecrcred onedir"]
         cpu = {name: statistics.median(values) for name, values in CPU.items()}
         print(f"\nCache hit / floor, onedir (shipped): **{onedir / med['floor onedir']:.2f}x** "
               f"wall, **{cpu['ecrcred onedir'] / cpu['floor onedir']:.2f}x** CPU "
               "(target: within 1.3x).  ")
-        print(f"Cache hit / floor, onefile: {onefile / med['floor onefile']:.2f}x.  ")
-        print(f"onefile / onedir cache hit: {onefile / onedir:.2f}x "
-              f"({onefile - onedir:.0f} ms more per kubelet exec).\n")
+        bare = next((name for name in med if name.startswith("bare")), None)
+        if bare:
+            print(f"Cache hit / bare interpreter start: **{onedir / med[bare]:.2f}x** wall, "
+                  f"**{cpu['ecrcred onedir'] / cpu[bare]:.2f}x** CPU (target: within 2x).  ")
+        if args.compare:
+            name = "ecrcred onedir, compared"
+            print(f"Cache hit / the compared build's: {onedir / med[name]:.2f}x wall"
+                  + (f"; the compared build's hit / bare start: {med[name] / med[bare]:.2f}x"
+                     if bare else "") + ".  ")
+        if not args.no_onefile:
+            onefile = med["ecrcred onefile"]
+            print(f"Cache hit / floor, onefile: {onefile / med['floor onefile']:.2f}x.  ")
+            print(f"onefile / onedir cache hit: {onefile / onedir:.2f}x "
+                  f"({onefile - onedir:.0f} ms more per kubelet exec).")
+        print()
         tarballs = sorted((ROOT / "dist").glob("ecrcred-*-linux-*.tar.gz"))
         print("| artifact | size |")
         print("|---|---|")
@@ -152,8 +204,9 @@ def main() -> int:
         print(f"| onedir, unpacked (`dist/ecrcred/`) | {unpacked:.1f} MB |")
         for tarball in tarballs:
             print(f"| onedir, packed (`{tarball.relative_to(ROOT)}`) | {size_mb(tarball):.1f} MB |")
-        onefile_size = size_mb(programs["ecrcred onefile"])
-        print(f"| onefile (`dist/onefile/ecrcred`) | {onefile_size:.1f} MB |")
+        if not args.no_onefile:
+            onefile_size = size_mb(programs["ecrcred onefile"])
+            print(f"| onefile (`dist/onefile/ecrcred`) | {onefile_size:.1f} MB |")
         return 0
     finally:
         aws.stop()

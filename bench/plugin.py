@@ -7,8 +7,10 @@ What it measures, all on 127.0.0.1 against moto's server as ECR (tests/support/a
 - cache hit: ``ecrcred get-credentials`` with a warm token cache, without a config file and
   with a five-rule config file (read in its compiled form), and right after that file was
   edited (validated again with pydantic);
-- cache miss: the same with an empty cache directory each time (boto3 import, AWS credential
-  resolution, one GetAuthorizationToken, the cache write);
+- cache miss: the same with an empty cache directory each time (botocore import, AWS credential
+  resolution, one GetAuthorizationToken, the cache write), against the plain stand-in and
+  against the one that adds ``--latency-ms`` to every AWS call (as a real region's round trip
+  would), for this executable and the ``--compare`` one;
 - burst: N concurrent executions over R registries, as at node boot (the kubelet execs once per
   image), against a stand-in that adds ``--latency-ms`` to every AWS call; reported with the
   number of API calls the server counted. ``--no-cache`` models the incumbent kubelet plugin
@@ -124,7 +126,7 @@ def go_peer(choice: str) -> list[str] | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=40)
-    parser.add_argument("--burst", type=int, default=50)
+    parser.add_argument("--burst", type=int, default=50, help="0: no burst")
     parser.add_argument("--registries", type=int, default=5)
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--ecrcred", default=str(Path(sys.executable).with_name("ecrcred")),
@@ -148,6 +150,7 @@ def main() -> int:
     slow = AwsStandIn(work / "slow", args.latency_ms)
     try:
         aws.tokens_per_caller()
+        slow.tokens_per_caller()
         base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **aws.env()}
         image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/eks/pause"
         host = image.split("/", 1)[0].encode()
@@ -171,6 +174,9 @@ def main() -> int:
             run([args.compare, "get-credentials"], req, other_configured)
         other_hit: list[float] = []
         other_hit_config: list[float] = []
+        slow_env = dict(base, **slow.env())
+        slow_miss: list[float] = []
+        other_slow_miss: list[float] = []
 
         floor, hit, hit_config, edited, miss = [], [], [], [], []
         go_hit: list[float] = []
@@ -191,11 +197,22 @@ def main() -> int:
             edited.append(run([args.ecrcred, "get-credentials"], req, configured))
             cold = dict(base, ECRCRED_CACHE_DIR=str(work / f"cold-{i}"))
             miss.append(run([args.ecrcred, "get-credentials"], req, cold))
+            slow_miss.append(run([args.ecrcred, "get-credentials"], req,
+                                 dict(slow_env, ECRCRED_CACHE_DIR=str(work / f"slow-{i}"))))
+            if args.compare:
+                other_slow_miss.append(run(
+                    [args.compare, "get-credentials"], req,
+                    dict(slow_env, ECRCRED_CACHE_DIR=str(work / f"other-slow-{i}"))))
 
         rows = [("floor (bench/floor.py)", summary(floor)), ("cache hit", summary(hit)),
                 ("cache hit, 5-rule config file (compiled copy)", summary(hit_config)),
                 ("cache hit, config file just edited (validated again)", summary(edited)),
-                ("cache miss", summary(miss))]
+                ("cache miss", summary(miss)),
+                (f"cache miss against the stand-in with --latency-ms {args.latency_ms}",
+                 summary(slow_miss))]
+        if args.compare:
+            rows.append((f"cache miss against the stand-in with --latency-ms {args.latency_ms}, "
+                         f"{args.compare}", summary(other_slow_miss)))
         if go:
             rows += [("Go peer (docker-credential-ecr-login), its cache hit", summary(go_hit)),
                      ("Go peer, its cache emptied (one GetAuthorizationToken)",
@@ -216,7 +233,7 @@ def main() -> int:
         if go:
             contenders.append(("Go peer, docker-credential-ecr-login (its file cache; measured)",
                                [*go, "get"], True))
-        for label, argv, by_host in contenders:
+        for label, argv, by_host in contenders if args.burst else []:  # --burst 0: none
             slow.reset()
             slow.tokens_per_caller()
             env = dict(base, **slow.env(), ECRCRED_CACHE_DIR=str(work / f"burst-{len(bursts)}"),
@@ -242,12 +259,16 @@ def main() -> int:
             with_config = statistics.median(hit_config) / statistics.median(other_hit_config)
             print(f"Cache hit / the compared build's (medians): **{plain:.2f}x** without a "
                   f"config, **{with_config:.2f}x** with the 5-rule config.\n")
-        print(f"Burst: {args.burst} concurrent executions over {args.registries} registries, "
-              f"stand-in latency {args.latency_ms} ms per AWS call.\n")
-        print("| plugin | total ms | p50 ms | p99 ms | GetAuthorizationToken calls |")
-        print("|---|---|---|---|---|")
-        for label, total, s, calls in bursts:
-            print(f"| {label} | {total:.0f} | {s['median']:.0f} | {s['p99']:.0f} | {calls} |")
+            print(f"Cache miss with {args.latency_ms} ms per AWS call, medians: "
+                  f"**{statistics.median(slow_miss):.0f} ms** against "
+                  f"{statistics.median(other_slow_miss):.0f} ms for the compared build.\n")
+        if args.burst:
+            print(f"Burst: {args.burst} concurrent executions over {args.registries} registries, "
+                  f"stand-in latency {args.latency_ms} ms per AWS call.\n")
+            print("| plugin | total ms | p50 ms | p99 ms | GetAuthorizationToken calls |")
+            print("|---|---|---|---|---|")
+            for label, total, s, calls in bursts:
+                print(f"| {label} | {total:.0f} | {s['median']:.0f} | {s['p99']:.0f} | {calls} |")
         return 0
     finally:
         aws.stop()

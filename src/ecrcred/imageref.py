@@ -16,8 +16,6 @@ its import (with ``enum``'s) costs a cache hit more instructions than the rest o
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from ecrcred._record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
@@ -107,9 +105,25 @@ class _SchemelessURL(Record):
     path: str
 
 
-@lru_cache(maxsize=256)  # a rule set asks about one image once per pattern
+# A rule set asks about one image once per pattern: both parses are kept, up to _MEMO_SIZE
+# each. Plain dicts rather than functools.lru_cache, whose import (functools, collections)
+# would be on every cache hit through this module.
+_MEMO_SIZE = 256
+_splits: dict[str, _SchemelessURL | None] = {}
+_regexes: dict[str, re.Pattern[str] | None] = {}
+
+
 def _split(text: str) -> _SchemelessURL | None:
     """What Go's url.Parse("https://" + text) gives the kubelet, reduced to what it compares."""
+    if text in _splits:
+        return _splits[text]
+    found = _parse_url(text)
+    if len(_splits) < _MEMO_SIZE:
+        _splits[text] = found
+    return found
+
+
+def _parse_url(text: str) -> _SchemelessURL | None:
     import re  # kept off the cache-hit path (see the module doc)
 
     # url.Parse cuts the fragment, then the query, before it looks for the authority's end, so
@@ -145,8 +159,17 @@ def parses_as_url(pattern: str) -> bool:
     return _split(pattern) is not None
 
 
-@lru_cache(maxsize=256)
-def _go_match_regex(pattern: str) -> re.Pattern[str] | None:  # noqa: PLR0915 - a scanner
+def _go_match_regex(pattern: str) -> re.Pattern[str] | None:
+    """``_go_regex``, kept per pattern (see ``_MEMO_SIZE``)."""
+    if pattern in _regexes:
+        return _regexes[pattern]
+    found = _go_regex(pattern)
+    if len(_regexes) < _MEMO_SIZE:
+        _regexes[pattern] = found
+    return found
+
+
+def _go_regex(pattern: str) -> re.Pattern[str] | None:  # noqa: PLR0915 - a scanner
     """Translate a Go filepath.Match pattern to a regex; None if Go would say ErrBadPattern."""
     import re  # kept off the cache-hit path (see the module doc)
 

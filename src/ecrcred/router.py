@@ -44,7 +44,7 @@ MAX_MIRROR_HOPS = 4
 
 
 class SourceFactory:
-    """Builds each rule's source once, with the real collaborators (boto3 clients, subprocess
+    """Builds each rule's source once, with the real collaborators (botocore clients, subprocess
     runner) created only when a source first needs them. Tests pass their own ``ecr_api``,
     ``sts_api`` and ``runner``."""
 
@@ -127,7 +127,7 @@ class SourceFactory:
 
 
 class _LazyAws:
-    """``EcrApi`` and ``StsApi`` that import ``sources.aws`` (and boto3) at the first real call:
+    """``EcrApi`` and ``StsApi`` that import ``sources.aws`` (and botocore) at the first real call:
     a cache hit builds an ECR source but never calls AWS."""
 
     def __init__(self, env: Mapping[str, str], timeout: float) -> None:

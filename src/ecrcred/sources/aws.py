@@ -1,6 +1,6 @@
-"""The boto3 adapters behind the ``EcrApi`` and ``StsApi`` seams, and their error mapping.
+"""The botocore adapters behind the ``EcrApi`` and ``StsApi`` seams, and their error mapping.
 
-boto3 is imported only when a token must really be fetched, so the cache-hit path never pays for
+botocore is imported only when a token must really be fetched, so the cache-hit path never pays for
 botocore. Every botocore failure becomes an ``AwsError`` that names the call and the registry or
 role and says what to check. What AWS (or whatever answers in its place) says is repeated
 only bounded, escaped and with every secret ecrcred knows of removed first: the environment's
@@ -100,15 +100,92 @@ def botocore_reads(env: Mapping[str, str]) -> None:
                           "process's own")
 
 
-def _session(env: Mapping[str, str], credentials: AwsCredentials | None) -> Any:
-    botocore_reads(env)
-    import boto3.session
+# The services whose models a client is ever made of (the artifact ships only these; see
+# build/ecrcred.spec).
+SERVICES = ("ecr", "ecr-public", "sts")
 
-    if credentials is None:
-        return boto3.session.Session()
-    return boto3.session.Session(aws_access_key_id=credentials.access_key_id,
-                                 aws_secret_access_key=credentials.secret_access_key,
-                                 aws_session_token=credentials.session_token)
+# One data loader per AWS_DATA_PATH for the process: it caches what it parsed, so a second
+# session (an assumed role's, STS's) does not read the models and endpoints again.
+_LOADERS: dict[str | None, Any] = {}
+
+
+def _loader(data_path: str | None) -> Any:
+    """botocore's ``Loader`` over the same search paths its own ``create_loader`` would use
+    (``AWS_DATA_PATH``, ``~/.aws/models``, botocore's data), listing only ``SERVICES``.
+
+    ``Loader.load_service_model`` lists every service directory of every search path (about
+    460 of them, two ``listdir`` each, 20 ms in a plain install) to check that the one asked
+    for exists; a client of ours is only ever made for ``SERVICES``, so only those are looked
+    for, the same way. ``tests/unit/test_sources_aws_loader.py`` checks it against botocore's
+    own listing, so an upgrade that changes the listing fails there."""
+    if data_path in _LOADERS:
+        return _LOADERS[data_path]
+    import json
+    import os
+
+    from botocore.loaders import JSONFileLoader, Loader
+
+    class DictFileLoader(JSONFileLoader):
+        """botocore's ``JSONFileLoader``, but with plain dicts: it parses with
+        ``object_pairs_hook=OrderedDict``, which takes the JSON scanner off its fast path and
+        makes its 1.2 MB ``endpoints.json`` cost 17 ms instead of 7. Dicts keep their order,
+        which is all botocore asked of ``OrderedDict`` (checked against its loader, same
+        test module)."""
+
+        def load_file(self, file_path: str) -> Any:
+            for ext in (".json", ".json.gz"):
+                full_path = file_path + ext
+                if not os.path.isfile(full_path):
+                    continue
+                if ext == ".json":
+                    with open(full_path, "rb") as fp:
+                        return json.loads(fp.read().decode("utf-8"))
+                import gzip
+
+                with gzip.open(full_path, "rb") as fp:
+                    return json.loads(fp.read().decode("utf-8"))
+            return None
+
+    class ServicesLoader(Loader):
+        def list_available_services(self, type_name: str) -> list[str]:
+            found: set[str] = set()
+            for base in self.search_paths:
+                for name in SERVICES:
+                    directory = os.path.join(base, name)
+                    if not os.path.isdir(directory):
+                        continue
+                    for version in os.listdir(directory):
+                        if self.file_loader.exists(os.path.join(directory, version,
+                                                                type_name)):
+                            found.add(name)
+                            break
+            return sorted(found)
+
+    paths = None
+    if data_path is not None:  # what botocore.loaders.create_loader does with it
+        paths = [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)]
+    loader = _LOADERS[data_path] = ServicesLoader(extra_search_paths=paths,
+                                                  file_loader=DictFileLoader())
+    return loader
+
+
+def _session(env: Mapping[str, str], credentials: AwsCredentials | None) -> Any:
+    """A botocore session. boto3's ``Session`` wraps one and adds resources and s3transfer,
+    which ecrcred never uses; importing boto3 (with s3transfer and multiprocessing) cost 70 M
+    instructions, about 17 ms, of every miss. boto3 stays a declared dependency in
+    pyproject.toml all the same: it is what brings botocore in, in the range its maintainers
+    release the two together, and dropping it would be a packaging change (the Debian
+    package, the release build's virtualenv, installs next to tools that import boto3) that
+    this does not need."""
+    botocore_reads(env)
+    import botocore.session
+
+    session = botocore.session.Session()
+    session.register_component("data_loader", _loader(session.get_config_variable("data_path")))
+    if credentials is not None:
+        session.set_credentials(credentials.access_key_id, credentials.secret_access_key,
+                                credentials.session_token)
+    return session
 
 
 def _no_secrets() -> Iterable[str | None]:
@@ -128,60 +205,72 @@ def call_aws(what: str, call: Callable[[], Any], hint: Callable[[str], str],
             known = []
         return quote_untrusted(redact(str(text), known), limit)
 
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        EndpointConnectionError,
-        NoCredentialsError,
-    )
-    from botocore.parsers import ResponseParserError
+    import gc
 
+    # The cyclic collector is paused for the call: importing botocore and making a client
+    # allocate a few hundred thousand objects, almost none of them garbage, and the collector
+    # walked them again and again (19 M instructions of a miss, callgrind). Paused, not
+    # frozen: a long-running command (pull-sandbox, write-auth-file --watch) gets it back.
+    paused = gc.isenabled()
+    gc.disable()
     try:
-        return call()
-    except NoCredentialsError:
-        raise AwsError(
-            f"{what} failed: no AWS credentials were found",
-            hint="give the node an instance role, or set AWS_* credentials in the kubelet "
-            "provider's env (without HOME, ~/.aws is the home of the user ecrcred runs as)",
-            code="AWS_NO_CREDENTIALS",
-        ) from None
-    except EndpointConnectionError as exc:
-        raise AwsError(
-            f"{what} failed: cannot reach "
-            f"{quoted(exc.kwargs.get('endpoint_url', 'the endpoint'))}",
-            hint="check the node's network path to the AWS API (VPC endpoint, proxy, DNS)",
-            code="AWS_UNREACHABLE",
-        ) from None
-    except ClientError as exc:
-        # Code and Message are the server's text: a proxy's page, an echo of our request.
-        error = exc.response.get("Error") or {}
-        code = str(error.get("Code") or "Unknown")
-        kind = AwsThrottled if code in THROTTLING_CODES else AwsError
-        raise kind(
-            f"{what} failed: {quoted(code, MAX_CODE_TEXT)}: "
-            f"{quoted(error.get('Message') or '')}".rstrip(": "),
-            hint=hint(code),
-            code=f"AWS_{_upper_snake(code)}",
-        ) from None
-    except BotoCoreError as exc:
-        # Its text can carry a server's (a container credentials endpoint's reply, say).
-        raise AwsError(f"{what} failed: {quoted(exc)}", hint="retry; if it persists run "
-                       "ecrcred with --debug", code="AWS_CLIENT") from None
-    except (ResponseParserError, ValueError, TypeError, AttributeError, OverflowError,
-            RuntimeError) as exc:
-        # A reply botocore cannot read (truncated, HTML from a proxy, a field of the wrong
-        # type): ResponseParserError is no BotoCoreError, and the others come out of its
-        # parsers (RuntimeError: a timestamp no datetime holds, such as an expiresAt of 1e20;
-        # RecursionError: nesting deeper than the parser goes). Their text can quote the reply,
-        # which may hold a token or an STS secret key, so only the exception's name goes into
-        # the message.
-        raise AwsError(
-            f"{what} failed: the reply is not what the AWS API documents "
-            f"({type(exc).__name__})",
-            hint="something other than AWS may be answering: check AWS_ENDPOINT_URL_* and any "
-            "proxy or VPC endpoint between the node and AWS",
-            code="AWS_BAD_REPLY",
-        ) from None
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+        )
+        from botocore.parsers import ResponseParserError
+
+        try:
+            return call()
+        except NoCredentialsError:
+            raise AwsError(
+                f"{what} failed: no AWS credentials were found",
+                hint="give the node an instance role, or set AWS_* credentials in the kubelet "
+                "provider's env (without HOME, ~/.aws is the home of the user ecrcred runs as)",
+                code="AWS_NO_CREDENTIALS",
+            ) from None
+        except EndpointConnectionError as exc:
+            raise AwsError(
+                f"{what} failed: cannot reach "
+                f"{quoted(exc.kwargs.get('endpoint_url', 'the endpoint'))}",
+                hint="check the node's network path to the AWS API (VPC endpoint, proxy, DNS)",
+                code="AWS_UNREACHABLE",
+            ) from None
+        except ClientError as exc:
+            # Code and Message are the server's text: a proxy's page, an echo of our request.
+            error = exc.response.get("Error") or {}
+            code = str(error.get("Code") or "Unknown")
+            kind = AwsThrottled if code in THROTTLING_CODES else AwsError
+            raise kind(
+                f"{what} failed: {quoted(code, MAX_CODE_TEXT)}: "
+                f"{quoted(error.get('Message') or '')}".rstrip(": "),
+                hint=hint(code),
+                code=f"AWS_{_upper_snake(code)}",
+            ) from None
+        except BotoCoreError as exc:
+            # Its text can carry a server's (a container credentials endpoint's reply, say).
+            raise AwsError(f"{what} failed: {quoted(exc)}", hint="retry; if it persists run "
+                           "ecrcred with --debug", code="AWS_CLIENT") from None
+        except (ResponseParserError, ValueError, TypeError, AttributeError, OverflowError,
+                RuntimeError) as exc:
+            # A reply botocore cannot read (truncated, HTML from a proxy, a field of the wrong
+            # type): ResponseParserError is no BotoCoreError, and the others come out of its
+            # parsers (RuntimeError: a timestamp no datetime holds, such as an expiresAt of 1e20;
+            # RecursionError: nesting deeper than the parser goes). Their text can quote the reply,
+            # which may hold a token or an STS secret key, so only the exception's name goes into
+            # the message.
+            raise AwsError(
+                f"{what} failed: the reply is not what the AWS API documents "
+                f"({type(exc).__name__})",
+                hint="something other than AWS may be answering: check AWS_ENDPOINT_URL_* and any "
+                "proxy or VPC endpoint between the node and AWS",
+                code="AWS_BAD_REPLY",
+            ) from None
+    finally:
+        if paused:
+            gc.enable()
 
 
 # How much of an AWS error code an error repeats (its message: MAX_QUOTED); the code also names
@@ -216,7 +305,7 @@ def assumed_secrets(credentials: AwsCredentials | None) -> list[str | None]:
 
 
 class BotoEcrApi:
-    """``EcrApi`` over boto3, one client per (service, region, FIPS, dual-stack, identity)."""
+    """``EcrApi`` over botocore, one client per (service, region, FIPS, dual-stack, identity)."""
 
     def __init__(self, env: Mapping[str, str], timeout: float = 10.0) -> None:
         self._env = env
@@ -231,7 +320,7 @@ class BotoEcrApi:
             config = _config(self._env, self._timeout, registry.region, fips=registry.fips,
                              dualstack=registry.dualstack)
             session = _session(self._env, credentials)
-            self._clients[key] = session.client(registry.api, config=config)
+            self._clients[key] = session.create_client(registry.api, config=config)
             if credentials is None:
                 self._chain = session
         return self._clients[key]
@@ -272,7 +361,7 @@ class BotoEcrApi:
 
 
 class BotoStsApi:
-    """``StsApi`` over boto3: the regional STS endpoint of the registry's region (so a China or
+    """``StsApi`` over botocore: the regional STS endpoint of the registry's region (so a China or
     GovCloud registry is reached through its own partition), the standard retries."""
 
     def __init__(self, env: Mapping[str, str], timeout: float = 10.0) -> None:
@@ -285,7 +374,7 @@ class BotoStsApi:
         if region not in self._clients:
             config = _config(self._env, self._timeout, region)
             session = _session(self._env, None)
-            self._clients[region] = session.client("sts", config=config)
+            self._clients[region] = session.create_client("sts", config=config)
             self._chain = session
         return self._clients[region]
 
