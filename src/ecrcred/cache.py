@@ -12,6 +12,14 @@ directory we cannot use, or cannot trust, degrades to no caching with one warnin
 still given. A throttled fetch is remembered in ``<digest>.throttled`` beside the token file, and
 ``<digest>.lock`` is ``flock``ed while one process refreshes the token.
 
+Each read of a token (a cache hit) stamps its file's times with ``utimensat`` (one system call
+on the directory we hold open, no clock read): the file's mtime is when a token of that key was
+last *used*. The node agent's refresh ahead (``refresh.py``) reads it to refresh only what
+executions use; its own cache (``counts_use=False``) stamps nothing and carries the last use
+over to the file it rewrites. mtime, not atime: the kernel never moves mtime on a read, whatever
+the mount's atime options (``noatime``, ``relatime``), so no reader but a hit can make a token
+look used.
+
 The other ``TokenCache`` implementations: ``NullCache`` (keeps nothing), ``MemoryCache`` (an
 in-process layer for long-lived commands) and ``Unread`` (writes through but reads no token).
 When to fetch, wait or serve a stale token is the fetch policy's (``fetch.py``), which uses any
@@ -28,7 +36,7 @@ import os
 from ecrcred import jsonwire
 from ecrcred.errors import DeadlineExceeded
 from ecrcred.files import StateDir, Untrusted, reason, sha256_hex
-from ecrcred.records import Throttled
+from ecrcred.records import CacheKey, Throttled
 from ecrcred.tokens import DEFAULT_REFRESH_MARGIN, Token, plausible_lifetime
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _record.py)
@@ -38,7 +46,6 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, TypeGuard
 
-    from ecrcred.records import CacheKey
     from ecrcred.seams import Clock, Logger, TokenCache
 
 CACHE_FORMAT = 1
@@ -75,11 +82,14 @@ class NullCache:
 
 class FileCache:
     """Tokens in ``<directory>/<digest>.json``, locked per key with ``<digest>.lock``, a
-    throttled fetch remembered in ``<digest>.throttled``."""
+    throttled fetch remembered in ``<digest>.throttled``. ``counts_use``: whether a load stamps
+    the token file as used (the executions' cache) or not (the node agent's, whose stores keep
+    the last use of the file they replace)."""
 
     def __init__(self, directory: str, clock: Clock, log: Logger,
-                 lock_timeout: float = 25.0) -> None:
+                 lock_timeout: float = 25.0, counts_use: bool = True) -> None:
         self.directory = directory
+        self.counts_use = counts_use
         self._clock = clock
         self._log = log
         self._lock_timeout = lock_timeout
@@ -159,14 +169,54 @@ class FileCache:
     # -- reading ---------------------------------------------------------------------------
 
     def load(self, key: CacheKey) -> Token | None:
-        raw = self._read(f"{file_stem(key)}.json", MAX_CACHE_FILE_BYTES)
+        name = f"{file_stem(key)}.json"
+        raw = self._read(name, MAX_CACHE_FILE_BYTES)
         if raw is None:
             return None
         token, problem = _decode(raw, key)
         if problem:
             self._log.debug(f"ignoring token cache file {self.path(key)}: {problem}; it will be "
                             "rewritten")
+        elif self.counts_use and self._state is not None:
+            try:  # noqa: SIM105 - contextlib.suppress would cost the hot path its import
+                # Both times to now (UTIME_NOW): the mtime is the last use (module docstring).
+                os.utime(name, dir_fd=self._state.fd, follow_symlinks=False)
+            except OSError:
+                pass  # a read-only cache still serves; the agent then sees no use
         return token
+
+    def entries(self) -> list[tuple[CacheKey, Token, float]]:
+        """Every token in the directory that passes the checks a load makes: its key, the
+        token and its last use (epoch seconds; 0: never used since the agent wrote it). For the
+        node agent's refresh ahead; a file at a name that is not its key's is not believed.
+        (Plain tuples: a record class would cost every cache hit its definition.)"""
+        state = self.state(create=False)
+        if state is None:
+            return []
+        found = []
+        try:
+            with os.scandir(state.fd) as listing:
+                names = [e.name for e in listing if e.name.endswith(".json")
+                         and not e.name.startswith((".", "config-"))]
+        except OSError as exc:
+            self._log.debug(f"cannot list token cache directory {self.directory}: {reason(exc)}")
+            return []
+        for name in sorted(names):
+            raw = self._read(name, MAX_CACHE_FILE_BYTES)
+            if raw is None:
+                continue
+            key = _key_of(raw)
+            if key is None or f"{file_stem(key)}.json" != name:
+                continue
+            token, _problem = _decode(raw, key)
+            if token is None:
+                continue
+            try:
+                used_at = os.stat(name, dir_fd=state.fd, follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+            found.append((key, token, used_at))
+        return found
 
     def throttled_path(self, key: CacheKey) -> str:
         return f"{self.directory}/{file_stem(key)}.throttled"
@@ -208,10 +258,22 @@ class FileCache:
             return
         body = _envelope(key, username=token.username, password=token.password,
                          expires_at=token.expires_at, fetched_at=token.fetched_at)
+        name = f"{file_stem(key)}.json"
+        used_ns = None if self.counts_use else self._used_ns(state, name)
         try:
-            state.write_atomic(f"{file_stem(key)}.json", body)
+            state.write_atomic(name, body)
+            if used_ns is not None:  # the agent's write: the last use is carried over
+                os.utime(name, ns=(used_ns, used_ns), dir_fd=state.fd, follow_symlinks=False)
         except OSError as exc:
             self._degrade(f"cannot write token cache file {self.path(key)} ({reason(exc)})")
+
+    @staticmethod
+    def _used_ns(state: StateDir, name: str) -> int:
+        """The last use of the token file ``name`` (its mtime, ns); 0 when there is none."""
+        try:
+            return os.stat(name, dir_fd=state.fd, follow_symlinks=False).st_mtime_ns
+        except OSError:
+            return 0
 
     def store_throttled(self, key: CacheKey, throttled: Throttled | None) -> None:
         """Remember a throttled fetch for ``key``, or (None) forget it. Best effort: without
@@ -291,6 +353,22 @@ def _open_envelope(raw: bytes, key: CacheKey, limit: int) -> tuple[dict[str, Any
     if doc.get("registry") != key.registry or doc.get("identity") != key.identity:
         return None, "written for another registry or identity"
     return doc, ""
+
+
+def _key_of(raw: bytes) -> CacheKey | None:
+    """The key a token file says it belongs to (checked against its name by the caller)."""
+    if len(raw) > MAX_CACHE_FILE_BYTES:
+        return None
+    try:
+        doc = jsonwire.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("version") != CACHE_FORMAT:
+        return None
+    registry, identity = doc.get("registry"), doc.get("identity")
+    if not (isinstance(registry, str) and isinstance(identity, str)):
+        return None
+    return CacheKey(registry, identity)
 
 
 def _decode(raw: bytes, key: CacheKey) -> tuple[Token | None, str]:

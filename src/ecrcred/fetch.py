@@ -80,6 +80,7 @@ def get_or_fetch(
     cool_down: CoolDownPolicy = COOL_DOWN,
     rand: Callable[[], float] | None = None,
     wait_until: float | None = None,
+    ahead: float = 0.0,
 ) -> tuple[Token, str]:
     """A fresh token for ``key``, fetching at most once across all processes sharing the cache.
 
@@ -98,14 +99,19 @@ def get_or_fetch(
     simulation failing at once left 24 of 1000 nodes not ready after 900 s; waiting (the queue
     behind the lock then hits the new token) readies the last node as soon as no hold at all
     or sooner, with 1.7 to 2.6 times fewer calls.
+
+    ``ahead`` (seconds) is for the node agent's refresh ahead (``refresh.py``): a token is taken
+    as fresh only if it still is ``ahead`` seconds from now, so the agent fetches the one the
+    executions still use, under the same lock and holds, and gets a token another process has
+    just refreshed as a hit. A failure then raises: there is no one to serve a last resort to.
     """
     cached = cache.load(key)
-    if cached is not None and cached.is_fresh(clock.time(), refresh_margin):
+    if cached is not None and cached.is_fresh(clock.time() + ahead, refresh_margin):
         return cached, HIT
     with cache.lock(key):
         cached = cache.load(key)
         now = clock.time()
-        if cached is not None and cached.is_fresh(now, refresh_margin):
+        if cached is not None and cached.is_fresh(now + ahead, refresh_margin):
             return cached, HIT  # another process refreshed it while we waited
         try:
             throttled = cache.load_throttled(key)
@@ -117,7 +123,7 @@ def get_or_fetch(
                 _remember_throttling(cache, key, clock.time(), cool_down, rand)
             # Expired: our own deadline hit while the API hung. A token that is still valid is
             # a better answer than none; without one, the deadline's message goes out.
-            if cached is not None and cached.servable_as_last_resort(now):
+            if not ahead and cached is not None and cached.servable_as_last_resort(now):
                 why = (exc.one_line() if isinstance(exc, SourceError)
                        else "the token API did not answer within our deadline")
                 minutes = int((cached.expires_at - now) // 60)

@@ -8,6 +8,10 @@ Freshness is a pure function of a ``now`` passed in (as amazon-ecr-credential-he
 - the ``cacheDuration`` we tell the kubelet ends exactly when the token stops being fresh, so
   the kubelet's in-memory cache can never hold a token past its life, and it comes back to us
   just as our own cache wants a new token;
+- with the node agent running (``refresh.py``), a token that executions use is fetched again
+  in its *refresh-ahead window*, which ends a twelfth of its life before it stops being fresh
+  (``Token.refresh_window``); the kubelet's ``cacheDuration`` still ends when it stops being
+  fresh, so the kubelet asks again only after the agent has replaced it, and finds the new one;
 - a token that is no longer fresh but not yet expired may be served only as a last resort when
   the API is failing, with a short cacheDuration; an expired token is never served;
 - a token fetched "in the future" (more than ``CLOCK_SLACK`` after ``now``) means the node's
@@ -33,6 +37,11 @@ MAX_TRUSTED_LIFETIME = 7 * 24 * 3600.0
 # A stale-but-unexpired token is served on API failure only with at least this much life left.
 LAST_RESORT_MIN_REMAINING = 300.0
 LAST_RESORT_CACHE_DURATION = 60
+# The refresh-ahead window (the node agent's, ``refresh.py``) is this share of a token's life
+# long and ends this share before the token stops being fresh: for a 12-hour ECR token, between
+# 9 and 10 hours after the fetch, so at most 24 / 9 = 2.7 calls per registry per day, and an
+# outage of up to an hour after the window opens is never seen by the kubelet's executions.
+REFRESH_AHEAD_SHARE = 1 / 12
 # How far in the future a token's fetch time may seem before we say the clock went back:
 # processes on one node share one clock, so only a step backwards gets past a minute.
 CLOCK_SLACK = 60.0
@@ -76,6 +85,15 @@ class Token(Record):
     def cache_duration(self, now: float, refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> int:
         """Whole seconds the kubelet may keep this token: until it stops being fresh, never < 0."""
         return max(0, int(self.fresh_until(refresh_margin) - now))
+
+    def refresh_window(self, refresh_margin: float = DEFAULT_REFRESH_MARGIN
+                       ) -> tuple[float, float]:
+        """When the node agent fetches this token again if executions use it: a window
+        (start, end) that ends before ``fresh_until``, so that every execution, and the kubelet
+        asking again when our ``cacheDuration`` ends, finds the new token in the cache."""
+        lead = max(self.lifetime, 0.0) * REFRESH_AHEAD_SHARE
+        end = self.fresh_until(refresh_margin) - lead
+        return end - lead, end
 
     def servable_as_last_resort(self, now: float) -> bool:
         return (not self.clock_went_back(now)

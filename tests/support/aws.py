@@ -72,6 +72,10 @@ class AwsStandIn:
         """ECR tokens name the access key they were issued to (``AWS:token-for-<key id>``)."""
         self._call("/_stand_in/config", {"token_per_caller": True})
 
+    def token_lifetime(self, seconds: float) -> None:
+        """ECR tokens live ``seconds`` (each fetch a new one), for refresh cycles in seconds."""
+        self._call("/_stand_in/config", {"token_seconds": seconds})
+
     def env(self) -> dict[str, str]:
         """What a node's kubelet environment would carry to reach this stand-in as AWS."""
         return {

@@ -22,6 +22,9 @@ this wrapper only adds what tests and benchmarks need around it:
 - ``POST /_stand_in/config`` with ``{"token_per_caller": true}``: ECR tokens then carry the
   caller's access key id (``AWS:token-for-<key id>``, 12 hours), so a test can tell which
   identity a token was issued to (moto gives every caller the same token). Reset turns it off.
+  ``{"token_seconds": N}``: ECR tokens then live N seconds (``expiresAt`` N seconds after the
+  call; the caller's key id and a serial number in each, so every fetch gives a new token), for
+  refresh cycles in seconds rather than 12 hours. Reset turns it off.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class StandIn:
         self.times: dict[str, list[float]] = {}
         self.faults: list[dict[str, Any]] = []
         self.token_per_caller = False
+        self.token_seconds: float | None = None
+        self.serial = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         # Read the body once and hand moto a fresh copy: parsing the STS query form below would
@@ -93,7 +98,7 @@ class StandIn:
                 return self.error(fault, query=not target)(environ, start_response)
         if service == "SpencerFrontendService" and action == "GetAuthorizationToken":
             return self.ecr_public_token()(environ, start_response)
-        if (self.token_per_caller and action == "GetAuthorizationToken"
+        if ((self.token_per_caller or self.token_seconds) and action == "GetAuthorizationToken"
                 and service.startswith("AmazonEC2ContainerRegistry")):
             return self.caller_token(request)(environ, start_response)
         return self.moto(environ, start_response)
@@ -130,11 +135,15 @@ class StandIn:
                         or ["123456789012"])[0]
         except (ValueError, AttributeError):
             registry = "123456789012"
-        token = base64.b64encode(f"AWS:token-for-{key_id}".encode()).decode()
+        with self.lock:
+            lifetime = self.token_seconds or 12 * 3600
+            self.serial += 1
+            serial = f"-{self.serial}" if self.token_seconds else ""
+        token = base64.b64encode(f"AWS:token-for-{key_id}{serial}".encode()).decode()
         # the proxy endpoint of the registry asked for, as ECR gives it (a client such as the
         # Go credential helper checks it against the registry it asked about)
         body = {"authorizationData": [{
-            "authorizationToken": token, "expiresAt": time.time() + 12 * 3600,
+            "authorizationToken": token, "expiresAt": time.time() + lifetime,
             "proxyEndpoint": f"https://{registry}.dkr.ecr.{region}.amazonaws.com"}]}
         return Response(json.dumps(body), content_type="application/x-amz-json-1.1")
 
@@ -151,6 +160,7 @@ class StandIn:
                 self.times.clear()
                 self.faults.clear()
                 self.token_per_caller = False
+                self.token_seconds = None
             return Response("{}", content_type="application/json")
         if request.path == "/_stand_in/faults" and request.method == "POST":
             fault = json.loads(request.get_data() or b"{}")
@@ -166,6 +176,8 @@ class StandIn:
             settings = json.loads(request.get_data() or b"{}")
             with self.lock:
                 self.token_per_caller = bool(settings.get("token_per_caller", False))
+                seconds = settings.get("token_seconds")
+                self.token_seconds = float(seconds) if seconds else None
             return Response("{}", content_type="application/json")
         return Response("not found", status=404)
 

@@ -131,6 +131,7 @@ FULL_COMPILED: dict[str, Any] = {
     ],
     "podIdentity": DEFAULT_POD,
     "sandbox": {"archive": None},
+    "refresh": {"enabled": True, "prefetch": []},
 }
 
 
@@ -175,7 +176,8 @@ podIdentity:
 def test_an_empty_config_is_the_defaults(text: str):
     compiled = compile_text(text, PATH)
     assert compiled == {"registries": [], "podIdentity": DEFAULT_POD,
-                        "sandbox": {"archive": None}}
+                        "sandbox": {"archive": None},
+                        "refresh": {"enabled": True, "prefetch": []}}
     assert from_compiled(compiled, PATH, "default") == defaults(PATH)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import os
+import pwd
 import re
 
 import pytest
@@ -380,3 +381,13 @@ def test_boto_api_reports_an_empty_reply(boto_api: BotoEcrApi):
         with pytest.raises(AwsError) as caught:
             boto_api.get_authorization_token(registry())
     assert caught.value.code == "AWS_EMPTY"
+
+
+def test_an_unset_home_and_the_users_own_home_are_one_identity_any_other_home_another():
+    # botocore expands "~" to HOME, else to the password database's home: the same files
+    own = pwd.getpwuid(os.getuid()).pw_dir
+    unset = {k: v for k, v in BASE_ENV.items() if k != "HOME"}
+    assert identity_digest({**unset, "HOME": own}) == identity_digest(unset)
+    assert identity_digest({**unset, "HOME": own + "/"}) == identity_digest(unset)
+    assert identity_digest({**unset, "HOME": "/home/operator"}) != identity_digest(unset)
+    assert identity_digest({**unset, "HOME": ""}) != identity_digest(unset)

@@ -5,7 +5,10 @@ Wires ``sandbox.SandboxKeeper`` to the real CRI (``cri.client.GrpcRuntime``), th
 token cache is fronted by memory (a watch asks often), SIGTERM and SIGINT stop it cleanly, and a
 stdout that goes away ends only the report lines, never the watch. ``--archive`` (or the
 config file's ``sandbox.archive``) adds ``cri.containerd_api.ContainerdImporter``: the image
-comes back from a tarball on the node when no registry can give it.
+comes back from a tarball on the node when no registry can give it. Under ``--watch`` a
+``refresh.Refresher`` thread also keeps the tokens the kubelet's executions use fresh (the
+config's ``refresh:``), through a cache of its own (its loads do not count as uses) and the
+keeper's router, which the two use one at a time (``OneAtATime``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ from ecrcred.settings import pick
 if TYPE_CHECKING:
     from ecrcred.cli import Wiring
     from ecrcred.files import StateDir
-    from ecrcred.seams import TokenCache
+    from ecrcred.records import Lookup, Pod
+    from ecrcred.refresh import Refresher
+    from ecrcred.seams import CredentialSource, TokenCache
+    from ecrcred.tokens import Token
 
 
 def sandbox_archive(w: Wiring, state_dir: StateDir | None) -> str | None:
@@ -43,6 +49,78 @@ def sandbox_archive(w: Wiring, state_dir: StateDir | None) -> str | None:
         archive = os.path.abspath(archive)
         w.log.debug(f"sandbox image archive {archive}")
     return archive
+
+
+class OneAtATime:
+    """A credential source whose lookups and fetches run one at a time: the keeper and the
+    refresh-ahead thread share one router, so one botocore session and one client per registry
+    (a second costs about 9 MB), and a botocore session must not create clients in two threads
+    at once. Fetches are rare (a few a day), so waiting for one another costs nothing."""
+
+    def __init__(self, source: CredentialSource) -> None:
+        self.name = source.name
+        self._source = source
+        self._lock = threading.RLock()
+
+    def lookup(self, image: str, pod: Pod | None) -> Lookup | None:
+        with self._lock:
+            found = self._source.lookup(image, pod)
+        if found is None:
+            return None
+        fetch = found.fetch
+
+        def one_at_a_time() -> Token:
+            with self._lock:
+                return fetch()
+
+        return found._replace(fetch=one_at_a_time)
+
+
+def _router(w: Wiring, clock: SystemClock, state_dir: StateDir | None) -> CredentialSource:
+    """The credential source; under ``--watch`` shared, one at a time, by the keeper and the
+    refresh-ahead thread."""
+    router = w.router(clock, state_dir, aws_timeout=10.0)
+    return OneAtATime(router) if w.args.watch else router
+
+
+def _watch_cache(disk: TokenCache, clock: SystemClock) -> TokenCache:
+    """The cache of a watch: memory in front of the disk, whose loads are not uses (the
+    agent's own reads are not the kubelet's: they must not keep a token "used")."""
+    if isinstance(disk, FileCache):
+        disk.counts_use = False
+    return MemoryCache(disk, clock)
+
+
+def _start_refresher(w: Wiring, disk: TokenCache, clock: SystemClock, state_dir: StateDir | None,
+                     source: CredentialSource, stop: threading.Event,
+                     sandbox_image: str) -> threading.Thread | None:
+    """The refresh-ahead thread, started (it prefetches the config's ``refresh.prefetch`` and
+    the sandbox image's token first), or None when it does not run."""
+    ahead = _refresher(w, disk, clock, state_dir, source)
+    if ahead is None:
+        return None
+    refresher, prefetch = ahead
+    thread = threading.Thread(target=refresher.run, name="refresh", daemon=True,
+                              args=(stop, (*prefetch, sandbox_image)))
+    thread.start()
+    return thread
+
+
+def _refresher(w: Wiring, disk: TokenCache, clock: SystemClock, state_dir: StateDir | None,
+               source: CredentialSource) -> tuple[Refresher, tuple[str, ...]] | None:
+    """The refresh-ahead loop and what it prefetches, or None: no cache on disk, or the
+    config's ``refresh.enabled`` is false."""
+    from ecrcred.config.load import config_setting, load_config
+    from ecrcred.refresh import Refresher
+
+    if not isinstance(disk, FileCache):
+        return None
+    config = load_config(config_setting(w.args.config, w.env), state_dir, w.log)
+    if not config.refresh_enabled:
+        w.log.info("refresh ahead is off (refresh.enabled: false in the config)")
+        return None
+    own = FileCache(disk.directory, clock, w.log, lock_timeout=30.0, counts_use=False)
+    return Refresher(own, own, source, clock, w.log), config.prefetch
 
 
 def _containerd_config(w: Wiring) -> str:
@@ -69,12 +147,9 @@ def pull_sandbox(w: Wiring) -> int:
         log.debug(f"sandbox image {found.value} from {found.file} (config version "
                   f"{found.version})")
         image = found.value
-    cache: TokenCache
     disk, state_dir = w.token_cache(lock_timeout=30.0)
-    cache = disk
-    if args.watch:
-        cache = MemoryCache(cache, clock)
-    router = w.router(clock, state_dir, aws_timeout=10.0)
+    cache = _watch_cache(disk, clock) if args.watch else disk
+    router = _router(w, clock, state_dir)
     archive = sandbox_archive(w, state_dir)
 
     stdout_lost = False
@@ -111,9 +186,13 @@ def pull_sandbox(w: Wiring) -> int:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        refreshing = _start_refresher(w, disk, clock, state_dir, router, stop,
+                                      keeper.reference.name)
         log.info(f"watching {keeper.image} through {endpoint} (safety net every "
                  f"{args.interval:g}s)")
         keeper.watch(stop, args.interval)
+        if refreshing is not None:
+            refreshing.join(timeout=5)
         log.info("stopped")
         return EXIT_OK
     finally:

@@ -103,6 +103,12 @@ class Config(Record):
     rules: tuple[Rule, ...]
     pod_identity: PodIdentityPolicy
     sandbox_archive: str | None = None  # sandbox.archive: pull-sandbox's --archive
+    # refresh: the node agent (pull-sandbox --watch) refreshes the tokens executions use ahead
+    # of their expiry (``refresh_enabled``) and fetches those of ``prefetch`` (images or
+    # registry hosts) when it starts. Fields, not a record of their own: a class costs every
+    # cache hit with a config its definition.
+    refresh_enabled: bool = True
+    prefetch: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if self.path is None:
@@ -146,7 +152,10 @@ def from_compiled(data: Mapping[str, Any], path: str, origin: str) -> Config:
                                pod["session_name"])
     # No "sandbox" (a copy compiled before it existed): no archive, as the file then had none.
     sandbox = data.get("sandbox") or {}
-    return Config(path, origin, rules, policy, sandbox.get("archive"))
+    # The same for "refresh": the defaults.
+    refresh = data.get("refresh") or {}
+    return Config(path, origin, rules, policy, sandbox.get("archive"),
+                  bool(refresh.get("enabled", True)), tuple(refresh.get("prefetch") or ()))
 
 
 def candidates(config: Config, image: str) -> list[Rule]:

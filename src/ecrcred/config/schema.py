@@ -209,12 +209,30 @@ class SandboxOptions(_Model):
     archive: Annotated[str, Field(min_length=1), AfterValidator(_absolute)] | None = None
 
 
+def _registry_or_image(value: str) -> str:
+    if "*" in value or "?" in value or "://" in value or not parses_as_url(value):
+        raise ValueError(f"expected an image or a registry host[:port] without wildcards or "
+                         f"scheme, got {quote_untrusted(value)}")
+    return value
+
+
+class RefreshOptions(_Model):
+    """``pull-sandbox --watch``: refresh ahead of the kubelet's executions. ``prefetch``: images
+    or registry hosts whose tokens are fetched when the agent starts (the sandbox image's always
+    is); ``enabled: false`` turns refreshing off."""
+
+    enabled: bool = True
+    prefetch: list[Annotated[str, Field(min_length=1, max_length=512),
+                             AfterValidator(_registry_or_image)]] = Field(default_factory=list)
+
+
 class ConfigFile(_Model):
     api_version: Literal["ecrcred.io/v1alpha1"]
     kind: Literal["EcrcredConfig"]
     registries: list[Rule] = Field(default_factory=list)
     pod_identity: PodIdentity = Field(default_factory=PodIdentity)
     sandbox: SandboxOptions = Field(default_factory=SandboxOptions)
+    refresh: RefreshOptions = Field(default_factory=RefreshOptions)
 
 
 def to_snake(name: str) -> str:
@@ -271,6 +289,7 @@ def _compile(text: str, path: str) -> dict[str, Any]:
         ],
         "podIdentity": model.pod_identity.model_dump(),
         "sandbox": model.sandbox.model_dump(),
+        "refresh": model.refresh.model_dump(),
     }
 
 

@@ -105,7 +105,11 @@ def identity_digest(env: Mapping[str, str], principal: str = "") -> str:
     files it selects and the principal key (no botocore, no file read)."""
     # repr(): an unset variable is not an empty one (botocore tells them apart), and a value
     # holding a newline cannot pass for another line
-    parts = [f"{name}={env.get(name)!r}" for name in IDENTITY_ENV]
+    parts = [f"{name}={env.get(name)!r}" for name in IDENTITY_ENV if name != "HOME"]
+    # HOME as botocore uses it, through "~": unset means the user's own home from the password
+    # database, so a kubelet under systemd (no HOME) and the agent's container (HOME=/root)
+    # running as root are one identity, as they read the same files; any other HOME is another.
+    parts.append(f"home={_expand_user('~', env)!r}")
     parts += [f"{name}={env[name]!r}" for name in sorted(env)
               if name.startswith(ENDPOINT_ENV_PREFIX)]
     parts += [f"{name}#{_secret_digest(env.get(name))}" for name in SECRET_ENV]
