@@ -76,20 +76,6 @@ def push_form_images(registry: Registry) -> dict[tuple[str, str], str]:
     return digests
 
 
-def route_to(containerd: Containerd, host: str, registry: Registry) -> None:
-    """``<config_path>/<host>/hosts.toml`` sending pulls for ``host`` to the test registry,
-    trusting its CA; containerd reads it on every pull."""
-    directory = Path(containerd.certs_dir) / host
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "hosts.toml").write_text(f"""\
-server = "https://{host}"
-
-[host."{registry.url}"]
-  capabilities = ["pull", "resolve"]
-  ca = ["{registry.cert_path}"]
-""")
-
-
 @contextlib.contextmanager
 def sandbox_containerd(sandbox_image: str, runtime: Runtime, registry: Registry
                        ) -> Iterator[Containerd]:
@@ -101,7 +87,7 @@ def sandbox_containerd(sandbox_image: str, runtime: Runtime, registry: Registry
         containerd = Containerd(workdir, sandbox_image, runtime=runtime)
         try:
             for host in (ECR_HOST, "docker.io", "localhost", registry.host):
-                route_to(containerd, host, registry)
+                containerd.add_mirror(host, registry)
             yield containerd
         finally:
             leftover = containerd.stop()

@@ -142,7 +142,7 @@ def _expand_vars(path: str, env: Mapping[str, str]) -> str:
     but the digest must be a function of what it is given)."""
     if "$" not in path:
         return path
-    import re  # loaded already: the CLI's own modules use it
+    import re  # only for a path holding "$": the hit path otherwise never imports re
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1).removeprefix("{").removesuffix("}")
